@@ -1,0 +1,40 @@
+//! The gateway's view of the cluster: what it needs from the node it runs in.
+//!
+//! The node implements this over its raft host; the gateway never sees raft or RocksDB, which is
+//! what keeps it free to move out of the node process later.
+
+use std::future::Future;
+
+use model::{ClusterError, ClusterStatus, Command, Consistency, GroupId, Millis, NodeId, Outcome, Query, QueryResult};
+
+pub trait Cluster: Send + Sync + 'static {
+    /// The node this gateway runs in.
+    fn node_id(&self) -> NodeId;
+
+    /// How many inventory groups (numbered 1..=n) events are spread over.
+    fn inventory_groups(&self) -> u32;
+
+    /// This node's wall clock in milliseconds since the epoch (with any configured offset).
+    /// Only for reading how a state looks now; writes are stamped by the group's leader.
+    fn now_ms(&self) -> Millis;
+
+    /// Propose `command` to `group`, wherever its leader is, and return what apply returned.
+    /// Retries on a leader change within a bounded time; commands are idempotent, so a retry
+    /// is safe.
+    fn write(&self, group: GroupId, command: Command) -> impl Future<Output = Result<Outcome, ClusterError>> + Send;
+
+    /// Answer `query` from `group` at the given consistency.
+    fn read(
+        &self,
+        group: GroupId,
+        query: Query,
+        consistency: Consistency,
+    ) -> impl Future<Output = Result<QueryResult, ClusterError>> + Send;
+
+    /// Every node, group and replica as the nodes report them.
+    fn status(&self) -> impl Future<Output = ClusterStatus> + Send;
+
+    /// Ask every replica of `group` on this node to build a snapshot now and purge its log
+    /// up to it (an operator action; raft also does it on its own by policy).
+    fn snapshot(&self, group: GroupId) -> impl Future<Output = Result<(), ClusterError>> + Send;
+}

@@ -1,0 +1,67 @@
+//! What a node reports about the cluster, and how a cluster call can fail. Shared by the raft
+//! host that produces them and the gateway that serves them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{GroupId, NodeId};
+
+/// Why a write or read did not get an answer from its group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ClusterError {
+    /// No leader could be reached in time (an election, a partition, too many nodes down).
+    /// Nothing was proposed, or the command was proposed and may still apply: a retry of the
+    /// same command is safe because commands are idempotent (see ARCHITECTURE.md).
+    #[error("group {group} is unavailable: {reason}")]
+    Unavailable { group: GroupId, reason: String },
+    /// The group does not exist in this cluster.
+    #[error("no group {0} in this cluster")]
+    NoSuchGroup(GroupId),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    Learner,
+    Shutdown,
+}
+
+/// One replica of one group on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    pub group: GroupId,
+    pub node: NodeId,
+    pub role: Role,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub applied_index: Option<u64>,
+    pub last_log_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub raft_addr: String,
+    pub http_addr: String,
+    /// False when the node could not be asked (down or cut off); its replicas are then empty.
+    pub reachable: bool,
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// The node that answered.
+    pub node: NodeId,
+    pub inventory_groups: u32,
+    pub nodes: Vec<NodeStatus>,
+}

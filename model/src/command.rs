@@ -1,0 +1,123 @@
+//! Commands, the only way state changes (design rule 1), and the outcome apply returns for each.
+//!
+//! A raft entry carries a [`Batch`]: the time the leader stamped on it and the commands, applied
+//! in order. Apply never reads a clock (rule 2): every time it needs is `Batch::at`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Booking, BookingId, Event, GroupId, Millis, Performer, Placement, SeatMap, TicketId, UserId, VenueId,
+};
+
+/// What one raft entry carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The leader's clock when it proposed the entry, made monotonic for the group.
+    pub at: Millis,
+    pub commands: Vec<Command>,
+}
+
+/// What apply returns for one entry: one outcome per command, in order.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Outcomes(pub Vec<Outcome>);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    // Placement group (0).
+    CreateVenue { name: String, address: String, city: String, seat_map: SeatMap },
+    CreatePerformer { name: String, description: String, genre: String },
+    /// Sign a fan up. The email is already normalized, the password already hashed.
+    CreateUser { name: String, email: String, password_hash: String },
+    /// Give a new event its id and the inventory group that will own it, one of `groups`
+    /// inventory groups (numbered 1 to `groups`).
+    PlaceEvent { groups: u32 },
+
+    // Inventory groups (1..).
+    /// Create an event with its tickets, one per seat of the copied seat map, all available.
+    CreateEvent { event: Event, seat_map: SeatMap },
+    /// Hold every one of `tickets` for `ttl_ms`, or none of them (rule 5).
+    Hold { booking: BookingId, user: UserId, tickets: Vec<TicketId>, ttl_ms: u64 },
+    /// Give back a held booking's tickets.
+    Release { booking: BookingId, user: UserId },
+    /// Mark a paid booking's tickets sold. Late payments confirm when the tickets are still
+    /// free (rule 6).
+    Confirm { booking: BookingId, user: UserId, payment: String },
+}
+
+impl Command {
+    /// Whether this command belongs in the placement group rather than an inventory group.
+    pub fn is_placement(&self) -> bool {
+        matches!(
+            self,
+            Command::CreateVenue { .. }
+                | Command::CreatePerformer { .. }
+                | Command::CreateUser { .. }
+                | Command::PlaceEvent { .. }
+        )
+    }
+
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::CreateVenue { .. } => "create_venue",
+            Command::CreatePerformer { .. } => "create_performer",
+            Command::CreateUser { .. } => "create_user",
+            Command::PlaceEvent { .. } => "place_event",
+            Command::CreateEvent { .. } => "create_event",
+            Command::Hold { .. } => "hold",
+            Command::Release { .. } => "release",
+            Command::Confirm { .. } => "confirm",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    VenueCreated(VenueId),
+    PerformerCreated(Performer),
+    UserCreated(UserId),
+    EmailTaken,
+    EventPlaced(Placement),
+    EventCreated(Event),
+    /// The event already exists: creating it again changes nothing.
+    EventExists(Event),
+    NoSuchEvent,
+    /// The booking holds its tickets (a retried hold gets the same answer).
+    Held(Booking),
+    /// None of the tickets were held because these are held or sold.
+    Unavailable { tickets: Vec<TicketId> },
+    /// None of the tickets were held because these do not exist for the event.
+    UnknownTickets { tickets: Vec<TicketId> },
+    /// A booking with this id exists with another fan or other tickets.
+    BookingIdTaken,
+    NoSuchBooking,
+    /// The booking belongs to another fan.
+    NotYours,
+    Released(Booking),
+    Confirmed(Booking),
+    /// The hold ended and some of its tickets went to others: the payment must be refunded.
+    HoldLost { booking: Booking, tickets: Vec<TicketId> },
+    /// The booking is no longer in a state this command applies to (e.g. confirming a released
+    /// booking); the booking as it stands.
+    WrongState(Booking),
+    /// The command was malformed; the gateway should have refused it first.
+    Rejected(String),
+}
+
+/// The group a placement picks for the `n`-th event (ids start at 1): round robin over the
+/// inventory groups 1..=groups.
+pub fn group_for_new_event(event: u64, groups: u32) -> GroupId {
+    assert!(groups >= 1, "a cluster has at least one inventory group");
+    1 + ((event.saturating_sub(1)) % groups as u64) as GroupId
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_spread_round_robin_over_inventory_groups() {
+        let groups: Vec<_> = (1..=5).map(|e| group_for_new_event(e, 3)).collect();
+        assert_eq!(groups, vec![1, 2, 3, 1, 2]);
+    }
+}

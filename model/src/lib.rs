@@ -1,0 +1,39 @@
+//! The ticketing domain shared by every crate: identifiers, catalog and inventory records, the
+//! commands that change them and the queries that read them.
+//!
+//! Nothing here does I/O. The types travel in three places: the raft log and the wire between
+//! nodes (bincode), the rows of the state machine (bincode), and the HTTP API (JSON, camelCase).
+//! Because bincode is not self-describing, no type here uses `skip_serializing_if`, `flatten` or
+//! untagged enums.
+//!
+//! Layout:
+//! - [`ids`]: identifiers, group numbering and the booking id's text form;
+//! - [`catalog`]: venues with seat maps, performers, events, users;
+//! - [`inventory`]: ticket states and bookings, and how a state reads at a given time;
+//! - [`command`]: the commands a raft group applies and the outcome each returns;
+//! - [`query`]: the reads a group answers;
+//! - [`cluster`]: cluster status and the errors of cluster calls.
+
+pub mod catalog;
+pub mod cluster;
+pub mod command;
+pub mod ids;
+pub mod inventory;
+pub mod query;
+
+pub use catalog::*;
+pub use cluster::*;
+pub use command::*;
+pub use ids::*;
+pub use inventory::*;
+pub use query::*;
+
+/// Hard ceiling on the tickets one booking may hold, whatever the settings say. Settings pick a
+/// lower per-event limit; this one bounds the work one command can make apply do.
+pub const BOOKING_TICKETS_HARD_MAX: usize = 100;
+
+/// Hard ceiling on the seats of one venue: a large stadium has about 100,000.
+pub const VENUE_SEATS_MAX: usize = 200_000;
+
+/// Milliseconds since the Unix epoch, the one time unit of the domain.
+pub type Millis = u64;

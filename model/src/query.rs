@@ -1,0 +1,50 @@
+//! Reads a group answers from its state machine.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Booking, BookingId, Event, EventId, Millis, Performer, PerformerId, Placement, SeatMap, TicketId,
+    TicketState, User, Venue, VenueId,
+};
+
+/// Most events one `UpcomingEvents` query returns.
+pub const UPCOMING_EVENTS_MAX: u32 = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Query {
+    Event(EventId),
+    SeatMap(EventId),
+    /// The tickets of an event that have a row (held or sold, maybe with an ended hold).
+    Tickets(EventId),
+    Booking(BookingId),
+    /// Events starting at or after `from`, earliest first, at most `limit`.
+    UpcomingEvents { from: Millis, limit: u32 },
+    UserByEmail(String),
+    User(crate::UserId),
+    Venue(VenueId),
+    Performer(PerformerId),
+    Placement(EventId),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum QueryResult {
+    Event(Option<Event>),
+    SeatMap(Option<SeatMap>),
+    Tickets(Vec<(TicketId, TicketState)>),
+    Booking(Option<Booking>),
+    Events(Vec<Event>),
+    User(Option<User>),
+    Venue(Option<Venue>),
+    Performer(Option<Performer>),
+    Placement(Option<Placement>),
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Consistency {
+    /// Reflects every write acknowledged before the read began: served by the leader after it
+    /// confirms its leadership.
+    Linearizable,
+    /// Any replica's applied state: may trail the leader by a moment (design rule 8).
+    Stale,
+}

@@ -1,0 +1,412 @@
+//! The multi-raft host: every group this node holds, and the routing of writes and reads to the
+//! replica that must serve them.
+//!
+//! A write goes to its group's leader: proposed here when this node leads, forwarded over the
+//! link otherwise, and retried on a leader change until `write_timeout_ms` runs out. The leader
+//! stamps the entry with its group clock (design rule 2). A read is served by this node's replica
+//! when stale reads are fine, by the leader after it confirms its leadership otherwise.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use model::{
+    Batch, ClusterError, ClusterStatus, Command, Consistency, GroupId, Millis, NodeId, NodeStatus, Outcome, Query,
+    QueryResult, ReplicaStatus, Role,
+};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use openraft::{BasicNode, ServerState};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::clock::GroupClock;
+use crate::config::HostConfig;
+use crate::link::{Handler, LinkLimits, Peers};
+use crate::network::NetworkFactory;
+use crate::types::{Raft, Snapshot, TypeConfig};
+use crate::wire::{Refusal, Request, Response};
+
+/// Reads a group's applied state. Implemented by the storage crate.
+pub trait StateReader: Send + Sync + 'static {
+    fn query(&self, query: &Query) -> Result<QueryResult, String>;
+
+    /// The time of the last applied entry: the floor for the next stamp.
+    fn last_applied_at(&self) -> Millis;
+}
+
+/// Opens the log, state machine and reader of one group. Implemented by the storage crate.
+pub trait GroupStorage {
+    type Log: RaftLogStorage<TypeConfig>;
+    type StateMachine: RaftStateMachine<TypeConfig>;
+
+    fn open(&self, group: GroupId) -> Result<(Self::Log, Self::StateMachine, Arc<dyn StateReader>), String>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("bad raft settings: {0}")]
+    Config(String),
+    #[error("opening group {group}: {reason}")]
+    Open { group: GroupId, reason: String },
+}
+
+/// Immediate redirects a write follows before it waits and asks again.
+const REDIRECTS_BEFORE_WAIT_MAX: u32 = 3;
+/// Wait between retries of a write or linearizable read: doubles up to the max.
+const RETRY_BACKOFF_MIN_MS: u64 = 20;
+const RETRY_BACKOFF_MAX_MS: u64 = 400;
+/// How long a status call to a peer may take.
+const STATUS_TIMEOUT_MS: u64 = 500;
+/// Queries that scan many rows run on the blocking pool rather than on a runtime worker.
+fn is_scan(query: &Query) -> bool {
+    matches!(query, Query::Tickets(_) | Query::SeatMap(_) | Query::UpcomingEvents { .. })
+}
+
+struct Group {
+    raft: Raft,
+    reader: Arc<dyn StateReader>,
+    clock: GroupClock,
+}
+
+pub struct Host {
+    config: HostConfig,
+    groups: BTreeMap<GroupId, Group>,
+    peers: Arc<Peers>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Host {
+    /// Opens every group, starts the transport on `listener` and initializes the groups that
+    /// have never been (a no-op on restart).
+    pub async fn start<S: GroupStorage>(
+        config: HostConfig,
+        listener: TcpListener,
+        storage: &S,
+    ) -> Result<Arc<Host>, HostError> {
+        if let Some(problem) = config.raft.problem() {
+            return Err(HostError::Config(problem));
+        }
+        let me = config.node_id;
+        if !config.nodes.contains_key(&me) {
+            return Err(HostError::Config(format!("node {me} is not in the list of nodes")));
+        }
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let others = config.nodes.values().filter(|n| n.id != me).map(|n| (n.id, n.raft_addr.clone())).collect();
+        let limits = LinkLimits {
+            frame_bytes_max: config.raft.frame_bytes_max,
+            queue_frames_max: config.raft.link_queue_frames_max,
+        };
+        let peers = Peers::new(me, "boxoffice".into(), others, limits, shutdown_rx);
+        let raft_config = Arc::new(
+            config.raft.openraft().validate().map_err(|e| HostError::Config(e.to_string()))?,
+        );
+        let mut groups = BTreeMap::new();
+        for group in 0..=config.raft.inventory_groups {
+            let (log, sm, reader) = storage.open(group).map_err(|reason| HostError::Open { group, reason })?;
+            let network = NetworkFactory { group, peers: peers.clone() };
+            let raft = Raft::new(me, raft_config.clone(), network, log, sm)
+                .await
+                .map_err(|e| HostError::Open { group, reason: e.to_string() })?;
+            groups.insert(group, Group { raft, reader, clock: GroupClock::default() });
+        }
+        let host = Arc::new(Host { config, groups, peers: peers.clone(), shutdown });
+        peers.start(listener, handler(Arc::downgrade(&host)));
+        host.initialize().await;
+        Ok(host)
+    }
+
+    /// Makes every node a voter of every group, once. Every node does this with the same
+    /// membership, which openraft allows; a group that already has state refuses, and that
+    /// refusal is the normal case on restart.
+    async fn initialize(&self) {
+        let members: BTreeMap<NodeId, BasicNode> =
+            self.config.nodes.values().map(|n| (n.id, BasicNode { addr: n.raft_addr.clone() })).collect();
+        for (group, g) in &self.groups {
+            match g.raft.initialize(members.clone()).await {
+                Ok(()) => tracing::info!(group, "group initialized"),
+                Err(error) => tracing::debug!(group, %error, "group already initialized"),
+            }
+        }
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    pub fn inventory_groups(&self) -> u32 {
+        self.config.raft.inventory_groups
+    }
+
+    /// This node's wall clock, with the configured offset.
+    pub fn now_ms(&self) -> Millis {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        (now + self.config.raft.clock_offset_ms).max(0) as Millis
+    }
+
+    fn group(&self, group: GroupId) -> Result<&Group, Refusal> {
+        self.groups.get(&group).ok_or(Refusal::NoSuchGroup)
+    }
+
+    fn leader_hint(&self, group: GroupId) -> Option<NodeId> {
+        self.groups.get(&group).and_then(|g| g.raft.metrics().borrow().current_leader)
+    }
+
+    /// Proposes `command` to `group` wherever its leader is, and returns what apply returned.
+    pub async fn write(&self, group: GroupId, command: Command) -> Result<Outcome, ClusterError> {
+        let request = |target: NodeId| {
+            let command = command.clone();
+            async move {
+                if target == self.node_id() {
+                    self.propose_local(group, command).await
+                } else {
+                    self.forward(target, Request::Write { group, command }).await.and_then(|r| match r {
+                        Response::Write(result) => result,
+                        other => Err(Refusal::Unavailable(format!("unexpected answer {other:?}"))),
+                    })
+                }
+            }
+        };
+        self.at_leader(group, request).await
+    }
+
+    /// Answers `query` from `group` at the asked consistency.
+    pub async fn read(&self, group: GroupId, query: Query, consistency: Consistency) -> Result<QueryResult, ClusterError> {
+        if consistency == Consistency::Stale && self.groups.contains_key(&group) {
+            return self.read_local(group, query, consistency).await.map_err(|r| self.cluster_error(group, r));
+        }
+        let request = |target: NodeId| {
+            let query = query.clone();
+            async move {
+                if target == self.node_id() {
+                    self.read_local(group, query, consistency).await
+                } else {
+                    self.forward(target, Request::Read { group, query, consistency }).await.and_then(|r| match r {
+                        Response::Read(result) => result,
+                        other => Err(Refusal::Unavailable(format!("unexpected answer {other:?}"))),
+                    })
+                }
+            }
+        };
+        self.at_leader(group, request).await
+    }
+
+    /// Runs `attempt` against the group's leader, following redirects and waiting out elections,
+    /// until it succeeds, fails for good, or `write_timeout_ms` runs out.
+    async fn at_leader<T, F, Fut>(&self, group: GroupId, attempt: F) -> Result<T, ClusterError>
+    where
+        F: Fn(NodeId) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Refusal>>,
+    {
+        self.group(group).map_err(|r| self.cluster_error(group, r))?;
+        let deadline = Instant::now() + Duration::from_millis(self.config.raft.write_timeout_ms);
+        let mut backoff_ms = RETRY_BACKOFF_MIN_MS;
+        let mut redirects = 0;
+        let mut target = self.leader_hint(group);
+        let mut last = Refusal::NotLeader { leader: None };
+        loop {
+            if let Some(node) = target {
+                match attempt(node).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(Refusal::NotLeader { leader: Some(next) }) if next != node && redirects < REDIRECTS_BEFORE_WAIT_MAX => {
+                        redirects += 1;
+                        target = Some(next);
+                        continue;
+                    }
+                    Err(refusal @ (Refusal::NoSuchGroup | Refusal::ShuttingDown)) if node == self.node_id() => {
+                        return Err(self.cluster_error(group, refusal));
+                    }
+                    Err(refusal) => last = refusal,
+                }
+            }
+            if Instant::now() + Duration::from_millis(backoff_ms) > deadline {
+                return Err(self.cluster_error(group, last));
+            }
+            tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+            backoff_ms = (backoff_ms * 2).min(RETRY_BACKOFF_MAX_MS);
+            redirects = 0;
+            target = self.leader_hint(group);
+        }
+    }
+
+    fn cluster_error(&self, group: GroupId, refusal: Refusal) -> ClusterError {
+        match refusal {
+            Refusal::NoSuchGroup => ClusterError::NoSuchGroup(group),
+            Refusal::ShuttingDown if *self.shutdown.borrow() => ClusterError::ShuttingDown,
+            other => ClusterError::Unavailable { group, reason: other.to_string() },
+        }
+    }
+
+    async fn forward(&self, target: NodeId, request: Request) -> Result<Response, Refusal> {
+        let timeout = Duration::from_millis(self.config.raft.rpc_timeout_ms);
+        match self.peers.call(target, request, timeout).await {
+            Ok(Response::Refused(refusal)) => Err(refusal),
+            Ok(response) => Ok(response),
+            Err(error) => Err(Refusal::Unavailable(error.to_string())),
+        }
+    }
+
+    /// Proposes on this node's replica, which must be the leader.
+    async fn propose_local(&self, group: GroupId, command: Command) -> Result<Outcome, Refusal> {
+        let g = self.group(group)?;
+        let at = g.clock.stamp(self.now_ms(), g.reader.last_applied_at());
+        match g.raft.client_write(Batch { at, commands: vec![command] }).await {
+            Ok(response) => {
+                let mut outcomes = response.data.0;
+                assert_eq!(outcomes.len(), 1, "apply answers each command of a batch once");
+                Ok(outcomes.pop().expect("one outcome"))
+            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(Refusal::NotLeader { leader: f.leader_id }),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => Err(Refusal::Unavailable(e.to_string())),
+            Err(RaftError::Fatal(fatal)) => Err(self.fatal_refusal(fatal)),
+        }
+    }
+
+    fn fatal_refusal(&self, fatal: openraft::error::Fatal<NodeId>) -> Refusal {
+        if *self.shutdown.borrow() {
+            Refusal::ShuttingDown
+        } else {
+            Refusal::Unavailable(fatal.to_string())
+        }
+    }
+
+    /// Reads this node's replica; for a linearizable read it must be the leader.
+    async fn read_local(&self, group: GroupId, query: Query, consistency: Consistency) -> Result<QueryResult, Refusal> {
+        let g = self.group(group)?;
+        if consistency == Consistency::Linearizable {
+            match g.raft.ensure_linearizable().await {
+                Ok(_) => {}
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    return Err(Refusal::NotLeader { leader: f.leader_id })
+                }
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                    return Err(Refusal::Unavailable(e.to_string()))
+                }
+                Err(RaftError::Fatal(fatal)) => return Err(self.fatal_refusal(fatal)),
+            }
+        }
+        let reader = g.reader.clone();
+        let answer = if is_scan(&query) {
+            tokio::task::spawn_blocking(move || reader.query(&query))
+                .await
+                .map_err(|e| Refusal::Unavailable(e.to_string()))?
+        } else {
+            reader.query(&query)
+        };
+        answer.map_err(Refusal::Unavailable)
+    }
+
+    /// Handles a request from a peer.
+    async fn handle(self: Arc<Self>, from: NodeId, request: Request) -> Response {
+        match request {
+            Request::Hello { .. } => Response::Refused(Refusal::Unavailable("hello after handshake".into())),
+            Request::AppendEntries { group, rpc } => match self.group(group) {
+                Ok(g) => Response::AppendEntries(g.raft.append_entries(rpc).await),
+                Err(refusal) => Response::Refused(refusal),
+            },
+            Request::Vote { group, rpc } => match self.group(group) {
+                Ok(g) => Response::Vote(g.raft.vote(rpc).await),
+                Err(refusal) => Response::Refused(refusal),
+            },
+            Request::Snapshot { group, vote, meta, data } => match self.group(group) {
+                Ok(g) => {
+                    tracing::info!(group, from, bytes = data.len(), "installing snapshot from leader");
+                    let snapshot = Snapshot { meta, snapshot: Box::new(data) };
+                    Response::Snapshot(g.raft.install_full_snapshot(vote, snapshot).await)
+                }
+                Err(refusal) => Response::Refused(refusal),
+            },
+            Request::Write { group, command } => Response::Write(self.propose_local(group, command).await),
+            Request::Read { group, query, consistency } => {
+                Response::Read(self.read_local(group, query, consistency).await)
+            }
+            Request::Status => Response::Status(self.local_status()),
+        }
+    }
+
+    /// This node's replicas as their metrics show them.
+    pub fn local_status(&self) -> Vec<ReplicaStatus> {
+        let me = self.node_id();
+        self.groups
+            .iter()
+            .map(|(&group, g)| {
+                let m = g.raft.metrics().borrow().clone();
+                ReplicaStatus {
+                    group,
+                    node: me,
+                    role: match m.state {
+                        ServerState::Leader => Role::Leader,
+                        ServerState::Follower => Role::Follower,
+                        ServerState::Candidate => Role::Candidate,
+                        ServerState::Learner => Role::Learner,
+                        ServerState::Shutdown => Role::Shutdown,
+                    },
+                    term: m.current_term,
+                    leader: m.current_leader,
+                    applied_index: m.last_applied.map(|l| l.index),
+                    last_log_index: m.last_log_index,
+                    snapshot_index: m.snapshot.map(|l| l.index),
+                    purged_index: m.purged.map(|l| l.index),
+                }
+            })
+            .collect()
+    }
+
+    /// Every node's replicas, asking each peer; a peer that does not answer is unreachable.
+    pub async fn status(&self) -> ClusterStatus {
+        let timeout = Duration::from_millis(STATUS_TIMEOUT_MS);
+        let asks = self.config.nodes.values().map(|node| async move {
+            let replicas = if node.id == self.node_id() {
+                Some(self.local_status())
+            } else {
+                match self.peers.call(node.id, Request::Status, timeout).await {
+                    Ok(Response::Status(replicas)) => Some(replicas),
+                    _ => None,
+                }
+            };
+            NodeStatus {
+                id: node.id,
+                raft_addr: node.raft_addr.clone(),
+                http_addr: node.http_addr.clone(),
+                reachable: replicas.is_some(),
+                replicas: replicas.unwrap_or_default(),
+            }
+        });
+        ClusterStatus {
+            node: self.node_id(),
+            inventory_groups: self.inventory_groups(),
+            nodes: futures::future::join_all(asks).await,
+        }
+    }
+
+    /// Builds a snapshot of this node's replica of `group` now; raft then purges the log it
+    /// covers, keeping `snapshot_logs_kept_max` entries.
+    pub async fn snapshot(&self, group: GroupId) -> Result<(), ClusterError> {
+        let g = self.group(group).map_err(|r| self.cluster_error(group, r))?;
+        g.raft.trigger().snapshot().await.map_err(|e| ClusterError::Unavailable { group, reason: e.to_string() })
+    }
+
+    /// Stops every group and the transport.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        for (group, g) in &self.groups {
+            if let Err(error) = g.raft.shutdown().await {
+                tracing::warn!(group, %error, "group did not stop cleanly");
+            }
+        }
+        tracing::info!(node = self.node_id(), "raft host stopped");
+    }
+}
+
+/// The peer request handler: it holds the host weakly so that the host can be dropped.
+fn handler(host: Weak<Host>) -> Handler {
+    Arc::new(move |from, request| {
+        let host = host.clone();
+        Box::pin(async move {
+            match host.upgrade() {
+                Some(host) => host.handle(from, request).await,
+                None => Response::Refused(Refusal::ShuttingDown),
+            }
+        })
+    })
+}

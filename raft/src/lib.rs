@@ -1,0 +1,26 @@
+//! Raft for Boxoffice: many openraft groups per node, one connection per pair of nodes.
+//!
+//! Group 0 holds placement and the catalog; groups 1..=n hold the events spread over them. Every
+//! node hosts every group for now. This crate knows nothing of RocksDB: a group's log and state
+//! machine come from a [`host::GroupStorage`] the node passes in (the storage crate).
+//!
+//! Layout:
+//! - [`types`]: the openraft type configuration shared by all groups;
+//! - [`config`]: the node's raft settings, every limit named with its unit;
+//! - [`clock`]: the leader's monotonic stamp for each group's entries;
+//! - [`wire`]: messages between nodes and their framing;
+//! - [`link`]: one connection per pair of nodes, dialed, kept, and redialed;
+//! - [`network`]: openraft's network for one group, over the shared link;
+//! - [`host`]: the groups of a node and the routing of writes and reads to them.
+
+pub mod clock;
+pub mod config;
+pub mod host;
+pub mod link;
+pub mod network;
+pub mod types;
+pub mod wire;
+
+pub use config::{HostConfig, PeerConfig, RaftConfig};
+pub use host::{GroupStorage, Host, HostError, StateReader};
+pub use types::TypeConfig;

@@ -1,0 +1,147 @@
+//! Messages between nodes and how they are framed.
+//!
+//! A frame is `[u32 length][u64 correlation id][u8 kind][bincode payload]`, big endian, the
+//! length counting everything after itself. Requests and responses of every group share one
+//! connection per pair of nodes; the correlation id pairs a response with its request.
+
+use model::{Command, Consistency, GroupId, NodeId, Outcome, Query, QueryResult, ReplicaStatus};
+use openraft::error::{Fatal, RaftError};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::types::{SnapshotMeta, TypeConfig, Vote};
+
+/// Bytes before the payload: length, correlation id, kind.
+const HEADER_BYTES: usize = 4 + 8 + 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// The first frame on a connection, from the node that dialed.
+    Hello { from: NodeId, cluster: String },
+    AppendEntries { group: GroupId, rpc: AppendEntriesRequest<TypeConfig> },
+    Vote { group: GroupId, rpc: VoteRequest<NodeId> },
+    /// A whole snapshot, sent in one frame.
+    Snapshot { group: GroupId, vote: Vote, meta: SnapshotMeta, data: Vec<u8> },
+    /// A command for the group's leader, forwarded by a node that is not.
+    Write { group: GroupId, command: Command },
+    Read { group: GroupId, query: Query, consistency: Consistency },
+    Status,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    Hello { from: NodeId },
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    Snapshot(Result<SnapshotResponse<NodeId>, Fatal<NodeId>>),
+    Write(Result<Outcome, Refusal>),
+    Read(Result<QueryResult, Refusal>),
+    Status(Vec<ReplicaStatus>),
+    /// The request named a group this node does not host, or came before the node was ready.
+    Refused(Refusal),
+}
+
+/// Why a node did not serve a forwarded write or read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("no such group here")]
+    NoSuchGroup,
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Request = 0,
+    Response = 1,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {got} bytes is over the limit of {max}")]
+    TooLarge { got: u32, max: u32 },
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+/// Encodes one frame into a fresh buffer.
+pub fn encode<T: Serialize>(id: u64, kind: Kind, message: &T) -> Result<Vec<u8>, FrameError> {
+    let mut buf = Vec::with_capacity(256);
+    buf.extend_from_slice(&[0u8; 4]);
+    buf.extend_from_slice(&id.to_be_bytes());
+    buf.push(kind as u8);
+    bincode::serialize_into(&mut buf, message).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let len = u32::try_from(buf.len() - 4).map_err(|_| FrameError::TooLarge { got: u32::MAX, max: u32::MAX })?;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf)
+}
+
+/// A received frame before its payload is decoded.
+pub struct Frame {
+    pub id: u64,
+    pub kind: Kind,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    pub fn decode<T: for<'de> Deserialize<'de>>(&self) -> Result<T, FrameError> {
+        bincode::deserialize(&self.payload).map_err(|e| FrameError::Malformed(e.to_string()))
+    }
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, frame_bytes_max: u32) -> Result<Option<Frame>, FrameError> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len);
+    if len > frame_bytes_max {
+        return Err(FrameError::TooLarge { got: len, max: frame_bytes_max });
+    }
+    if (len as usize) < HEADER_BYTES - 4 {
+        return Err(FrameError::Malformed(format!("frame of {len} bytes is shorter than its header")));
+    }
+    let mut body = vec![0u8; len as usize];
+    reader.read_exact(&mut body).await?;
+    let id = u64::from_be_bytes(body[..8].try_into().expect("8 bytes were read"));
+    let kind = match body[8] {
+        0 => Kind::Request,
+        1 => Kind::Response,
+        other => return Err(FrameError::Malformed(format!("unknown frame kind {other}"))),
+    };
+    body.drain(..9);
+    Ok(Some(Frame { id, kind, payload: body }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_frame_round_trips() {
+        let bytes = encode(42, Kind::Request, &Request::Status).unwrap();
+        let frame = read_frame(&mut bytes.as_slice(), 1 << 20).await.unwrap().unwrap();
+        assert_eq!((frame.id, frame.kind), (42, Kind::Request));
+        assert!(matches!(frame.decode::<Request>().unwrap(), Request::Status));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_or_truncated_frame_is_an_error_not_a_panic() {
+        let bytes = encode(1, Kind::Response, &Response::Status(vec![])).unwrap();
+        assert!(matches!(read_frame(&mut bytes.as_slice(), 4).await, Err(FrameError::TooLarge { .. })));
+        assert!(read_frame(&mut &bytes[..bytes.len() - 1], 1 << 20).await.is_err());
+        let garbage = [0u8, 0, 0, 3, 1, 2, 3];
+        assert!(matches!(read_frame(&mut garbage.as_slice(), 1 << 20).await, Err(FrameError::Malformed(_))));
+        assert!(read_frame(&mut [].as_slice(), 1 << 20).await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,81 @@
+//! Storage for Boxoffice: one RocksDB per node holding every raft group's log, vote, state
+//! machine and snapshot, and the ticketing state machine itself.
+//!
+//! Layout:
+//! - [`db`]: opening the database, its column families and key layout;
+//! - [`writer`]: group commit of log writes, one fsync for everything queued;
+//! - [`log_store`]: a group's raft log and vote (openraft storage-v2 `RaftLogStorage`);
+//! - [`ledger`]: the deterministic ticketing state machine over rows;
+//! - [`state_machine`]: applying entries to RocksDB, snapshots, and the query reader.
+//!
+//! [`Storage`] ties them together for the raft host: it opens one group's parts on demand.
+
+pub mod db;
+pub mod ledger;
+pub mod log_store;
+pub mod state_machine;
+pub mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use model::GroupId;
+use raft::{GroupStorage, StateReader};
+use rocksdb::DB;
+
+pub use log_store::LogStore;
+pub use state_machine::StateMachine;
+pub use writer::LogWriter;
+
+/// A node's storage: its database and its log writer.
+pub struct Storage {
+    db: Arc<DB>,
+    writer: LogWriter,
+}
+
+impl Storage {
+    pub fn open(path: &Path) -> Result<Storage, rocksdb::Error> {
+        let db = db::open(path)?;
+        let writer = LogWriter::start(db.clone());
+        Ok(Storage { db, writer })
+    }
+}
+
+impl GroupStorage for Storage {
+    type Log = LogStore;
+    type StateMachine = StateMachine;
+
+    fn open(&self, group: GroupId) -> Result<(LogStore, StateMachine, Arc<dyn StateReader>), String> {
+        let log = LogStore::new(group, self.db.clone(), self.writer.clone());
+        let (sm, reader) = StateMachine::open(group, self.db.clone())?;
+        Ok((log, sm, reader))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+    use raft::types::StorageError;
+    use raft::TypeConfig;
+
+    use super::*;
+
+    /// A fresh database in a temporary folder per test; the folder lives as long as the stores.
+    struct Fresh;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Fresh {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+            let dir = tempfile::tempdir().expect("temporary folder");
+            let storage = Storage::open(dir.path()).expect("database opens");
+            let (log, sm, _reader) = storage.open(3).expect("group opens");
+            Ok((dir, log, sm))
+        }
+    }
+
+    /// openraft's own conformance suite for storage-v2: log state, vote, append, truncate,
+    /// purge, apply, membership and snapshots.
+    #[test]
+    fn storage_passes_the_openraft_suite() {
+        Suite::test_all(Fresh).expect("every openraft storage test passes");
+    }
+}

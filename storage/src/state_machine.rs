@@ -1,0 +1,355 @@
+//! One group's state machine on RocksDB: apply, snapshots, and the reader that answers queries.
+//!
+//! Apply runs the [`ledger`] over an overlay of the group's rows, then writes every changed row
+//! and the new last-applied id in one atomic write batch: the rows never run ahead of or behind
+//! the id that says which entries they include. That write is not synced on its own: the log is,
+//! and every later synced log write syncs the WAL before it, so a crash loses at most applies
+//! that raft replays from the log.
+//!
+//! A snapshot is every row of the group read from one RocksDB snapshot (so rows and meta agree),
+//! serialized whole; it is kept in the `snap` family so that it survives a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use model::{EventId, Millis, Outcomes, Query, QueryResult};
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, StorageIOError};
+use raft::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership};
+use raft::{StateReader, TypeConfig};
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
+
+use crate::db::{self, cf, CF_SM, CF_SNAP};
+use crate::ledger::{self, keys, Fault, Meta, Rows};
+
+/// Events whose ticket prices apply keeps decoded; the cache is dropped whole when full.
+const PRICE_CACHE_EVENTS_MAX: usize = 4_096;
+
+/// What the state machine, its snapshot builder and its reader share.
+struct Shared {
+    group: u32,
+    db: Arc<DB>,
+    /// `Meta::last_at` of the last apply, for the leader's next stamp.
+    last_at: AtomicU64,
+    /// Decoded prices of events (events never change once created).
+    prices: Mutex<HashMap<EventId, Arc<Vec<u64>>>>,
+    /// Makes snapshot ids unique within a process run.
+    snapshots_built: AtomicU64,
+}
+
+pub struct StateMachine {
+    shared: Arc<Shared>,
+    meta: Meta,
+}
+
+fn sm_error(verb: ErrorVerb, e: impl ToString) -> StorageError {
+    StorageIOError::new(ErrorSubject::StateMachine, verb, openraft::AnyError::error(e.to_string())).into()
+}
+
+impl Shared {
+    fn get(&self, suffix: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
+        self.db
+            .get_cf(cf(&self.db, CF_SM), db::key(self.group, suffix))
+            .map_err(|e| Fault { key: suffix.to_vec(), reason: e.to_string() })
+    }
+
+    fn read<T: serde::de::DeserializeOwned>(&self, suffix: &[u8]) -> Result<Option<T>, Fault> {
+        self.get(suffix)?.map(|bytes| ledger::decode(suffix, &bytes)).transpose()
+    }
+
+    fn load_meta(&self) -> Result<Meta, Fault> {
+        Ok(self.read(keys::META)?.unwrap_or_default())
+    }
+
+    /// Rows under `prefix`, in key order, at most `limit`; keys without the group prefix.
+    fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Fault> {
+        let start = db::key(self.group, from);
+        let full_prefix = db::key(self.group, prefix);
+        let iter = self.db.iterator_cf(cf(&self.db, CF_SM), IteratorMode::From(&start, Direction::Forward));
+        let mut rows = Vec::new();
+        for item in iter {
+            let (key, value) = item.map_err(|e| Fault { key: prefix.to_vec(), reason: e.to_string() })?;
+            if !key.starts_with(&full_prefix) || rows.len() >= limit {
+                break;
+            }
+            rows.push((key[4..].to_vec(), value.to_vec()));
+        }
+        Ok(rows)
+    }
+}
+
+impl StateMachine {
+    pub fn open(group: u32, db: Arc<DB>) -> Result<(StateMachine, Arc<dyn StateReader>), String> {
+        let shared = Arc::new(Shared {
+            group,
+            db,
+            last_at: AtomicU64::new(0),
+            prices: Mutex::new(HashMap::new()),
+            snapshots_built: AtomicU64::new(0),
+        });
+        let meta = shared.load_meta().map_err(|e| e.to_string())?;
+        shared.last_at.store(meta.last_at, Ordering::Release);
+        let reader: Arc<dyn StateReader> = Arc::new(Reader { shared: shared.clone() });
+        Ok((StateMachine { shared, meta }, reader))
+    }
+}
+
+/// The group's rows with this apply's changes laid over them, and the batch that will write
+/// those changes.
+struct Overlay<'a> {
+    shared: &'a Shared,
+    changed: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl Rows for Overlay<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
+        match self.changed.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.shared.get(key),
+        }
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.changed.insert(key, Some(value));
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.changed.insert(key, None);
+    }
+
+    fn prices(&mut self, event: EventId) -> Result<Option<Arc<Vec<u64>>>, Fault> {
+        if let Some(prices) = self.shared.prices.lock().expect("prices lock").get(&event) {
+            return Ok(Some(prices.clone()));
+        }
+        let map: Option<model::SeatMap> = match self.get(&keys::seat_map(event))? {
+            Some(bytes) => Some(ledger::decode(&keys::seat_map(event), &bytes)?),
+            None => None,
+        };
+        let Some(map) = map else { return Ok(None) };
+        let prices = Arc::new(map.prices());
+        let mut cache = self.shared.prices.lock().expect("prices lock");
+        if cache.len() >= PRICE_CACHE_EVENTS_MAX {
+            cache.clear();
+        }
+        cache.insert(event, prices.clone());
+        Ok(Some(prices))
+    }
+}
+
+impl Overlay<'_> {
+    fn into_batch(self) -> WriteBatch {
+        let family = cf(&self.shared.db, CF_SM);
+        let mut batch = WriteBatch::default();
+        for (key, value) in self.changed {
+            let key = db::key(self.shared.group, &key);
+            match value {
+                Some(value) => batch.put_cf(family, key, value),
+                None => batch.delete_cf(family, key),
+            }
+        }
+        batch
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.meta.last_applied, self.meta.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcomes>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let shared = self.shared.clone();
+        let mut overlay = Overlay { shared: &shared, changed: BTreeMap::new() };
+        let mut meta = self.meta.clone();
+        let mut replies = Vec::new();
+        for entry in entries {
+            assert!(
+                meta.last_applied.is_none_or(|last| entry.log_id.index > last.index),
+                "entries apply in log order, once: {:?} after {:?}",
+                entry.log_id,
+                meta.last_applied
+            );
+            meta.last_applied = Some(entry.log_id);
+            let outcomes = match entry.payload {
+                EntryPayload::Blank => Outcomes::default(),
+                EntryPayload::Normal(batch) => {
+                    // Rule 2: time in a group never runs backwards, whatever a leader's clock says.
+                    let at = batch.at.max(meta.last_at);
+                    meta.last_at = at;
+                    let mut outcomes = Vec::with_capacity(batch.commands.len());
+                    for command in &batch.commands {
+                        outcomes.push(ledger::apply(command, at, &mut overlay).map_err(|e| sm_error(ErrorVerb::Read, e))?);
+                    }
+                    Outcomes(outcomes)
+                }
+                EntryPayload::Membership(membership) => {
+                    meta.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    Outcomes::default()
+                }
+            };
+            replies.push(outcomes);
+        }
+        overlay.put(keys::META.to_vec(), ledger::encode(&meta));
+        let batch = overlay.into_batch();
+        let mut options = WriteOptions::default();
+        options.set_sync(false);
+        shared.db.write_opt(batch, &options).map_err(|e| sm_error(ErrorVerb::Write, e))?;
+        shared.last_at.store(meta.last_at, Ordering::Release);
+        self.meta = meta;
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder { shared: self.shared.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Vec<u8>>, StorageError> {
+        Ok(Box::default())
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, data: Box<Vec<u8>>) -> Result<(), StorageError> {
+        let shared = self.shared.clone();
+        let rows: Vec<(Vec<u8>, Vec<u8>)> =
+            bincode::deserialize(&data).map_err(|e| sm_error(ErrorVerb::Read, format!("snapshot data: {e}")))?;
+        let family = cf(&shared.db, CF_SM);
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(family, db::group_prefix(shared.group), db::group_prefix(shared.group + 1));
+        let mut installed_meta = None;
+        for (key, value) in &rows {
+            if key.as_slice() == keys::META {
+                installed_meta = Some(ledger::decode::<Meta>(key, value).map_err(|e| sm_error(ErrorVerb::Read, e))?);
+            }
+            batch.put_cf(family, db::key(shared.group, key), value);
+        }
+        let installed_meta = installed_meta.ok_or_else(|| sm_error(ErrorVerb::Read, "snapshot without meta"))?;
+        assert_eq!(installed_meta.last_applied, meta.last_log_id, "a snapshot's rows are at its log id");
+        batch.put_cf(cf(&shared.db, CF_SNAP), db::group_prefix(shared.group), ledger::encode(&(meta, data.as_ref())));
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        shared.db.write_opt(batch, &options).map_err(|e| sm_error(ErrorVerb::Write, e))?;
+        shared.prices.lock().expect("prices lock").clear();
+        shared.last_at.store(installed_meta.last_at, Ordering::Release);
+        tracing::info!(group = shared.group, last_log_id = ?meta.last_log_id, rows = rows.len(), "snapshot installed");
+        self.meta = installed_meta;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let stored = self
+            .shared
+            .db
+            .get_cf(cf(&self.shared.db, CF_SNAP), db::group_prefix(self.shared.group))
+            .map_err(|e| sm_error(ErrorVerb::Read, e))?;
+        let Some(bytes) = stored else { return Ok(None) };
+        let (meta, data): (SnapshotMeta, Vec<u8>) =
+            bincode::deserialize(&bytes).map_err(|e| sm_error(ErrorVerb::Read, e))?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(data) }))
+    }
+}
+
+pub struct SnapshotBuilder {
+    shared: Arc<Shared>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || build(&shared))
+            .await
+            .map_err(|e| sm_error(ErrorVerb::Read, e))?
+    }
+}
+
+/// Reads every row of the group from one RocksDB snapshot and stores the result as the group's
+/// current snapshot.
+fn build(shared: &Shared) -> Result<Snapshot, StorageError> {
+    let view = shared.db.snapshot();
+    let family = cf(&shared.db, CF_SM);
+    let prefix = db::group_prefix(shared.group);
+    let mut options = ReadOptions::default();
+    options.set_iterate_upper_bound(db::group_prefix(shared.group + 1).to_vec());
+    let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for item in view.iterator_cf_opt(family, options, IteratorMode::From(&prefix, Direction::Forward)) {
+        let (key, value) = item.map_err(|e| sm_error(ErrorVerb::Read, e))?;
+        rows.push((key[4..].to_vec(), value.to_vec()));
+    }
+    let meta: Meta = match rows.iter().find(|(k, _)| k.as_slice() == keys::META) {
+        Some((key, value)) => ledger::decode(key, value).map_err(|e| sm_error(ErrorVerb::Read, e))?,
+        None => Meta::default(),
+    };
+    let data = bincode::serialize(&rows).expect("rows encode");
+    let n = shared.snapshots_built.fetch_add(1, Ordering::Relaxed);
+    let index = meta.last_applied.map(|l| l.index).unwrap_or(0);
+    let snapshot_meta = SnapshotMeta {
+        last_log_id: meta.last_applied,
+        last_membership: meta.membership.clone(),
+        snapshot_id: format!("{}-{}-{}", shared.group, index, n),
+    };
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    let stored = ledger::encode(&(&snapshot_meta, &data));
+    shared.db.put_cf_opt(cf(&shared.db, CF_SNAP), prefix, stored, &options).map_err(|e| sm_error(ErrorVerb::Write, e))?;
+    tracing::info!(group = shared.group, index, rows = rows.len(), bytes = data.len(), "snapshot built");
+    Ok(Snapshot { meta: snapshot_meta, snapshot: Box::new(data) })
+}
+
+/// Answers queries from the group's applied rows.
+struct Reader {
+    shared: Arc<Shared>,
+}
+
+/// Most rows one query scans: an event has at most `VENUE_SEATS_MAX` tickets.
+const SCAN_ROWS_MAX: usize = model::VENUE_SEATS_MAX;
+
+impl Reader {
+    fn answer(&self, query: &Query) -> Result<QueryResult, Fault> {
+        let s = &self.shared;
+        Ok(match query {
+            Query::Event(id) => QueryResult::Event(s.read(&keys::event(*id))?),
+            Query::SeatMap(id) => QueryResult::SeatMap(s.read(&keys::seat_map(*id))?),
+            Query::Booking(id) => QueryResult::Booking(s.read(&keys::booking(*id))?),
+            Query::User(id) => QueryResult::User(s.read(&keys::user(*id))?),
+            Query::Venue(id) => QueryResult::Venue(s.read(&keys::venue(*id))?),
+            Query::Performer(id) => QueryResult::Performer(s.read(&keys::performer(*id))?),
+            Query::Placement(id) => QueryResult::Placement(s.read(&keys::placement(*id))?),
+            Query::UserByEmail(email) => match s.read::<u64>(&keys::email(&model::normalize_email(email)))? {
+                Some(id) => QueryResult::User(s.read(&keys::user(id))?),
+                None => QueryResult::User(None),
+            },
+            Query::Tickets(event) => {
+                let prefix = keys::tickets_of(*event);
+                let mut tickets = Vec::new();
+                for (key, value) in s.scan(&prefix, &prefix, SCAN_ROWS_MAX)? {
+                    let ticket = keys::ticket_of_key(&key).ok_or_else(|| Fault { key: key.clone(), reason: "short ticket key".into() })?;
+                    tickets.push((ticket, ledger::decode(&key, &value)?));
+                }
+                QueryResult::Tickets(tickets)
+            }
+            Query::UpcomingEvents { from, limit } => {
+                let limit = (*limit).min(model::UPCOMING_EVENTS_MAX) as usize;
+                let mut events = Vec::new();
+                for (key, _) in s.scan(keys::STARTS_PREFIX, &keys::starts(*from, 0), limit)? {
+                    let id = keys::event_of_starts(&key).ok_or_else(|| Fault { key: key.clone(), reason: "short index key".into() })?;
+                    events.extend(s.read(&keys::event(id))?);
+                }
+                QueryResult::Events(events)
+            }
+        })
+    }
+}
+
+impl StateReader for Reader {
+    fn query(&self, query: &Query) -> Result<QueryResult, String> {
+        self.answer(query).map_err(|e| e.to_string())
+    }
+
+    fn last_applied_at(&self) -> Millis {
+        self.shared.last_at.load(Ordering::Acquire)
+    }
+}
