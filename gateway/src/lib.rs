@@ -1,1 +1,69 @@
-//! placeholder
+//! The HTTP gateway of Boxoffice: the fans' JSON API, the operators' admin API and the web page,
+//! served from every node over the [`Cluster`] trait (the gateway never sees raft or RocksDB).
+//!
+//! Every answer that is not a success is an RFC 9457 problem (`application/problem+json`),
+//! including axum's own rejections, unknown routes and wrong methods: see [`problem`].
+//!
+//! Layout:
+//! - [`config`]: [`GatewayConfig`], read from the node's TOML configuration;
+//! - [`cluster`]: the [`Cluster`] trait the node implements;
+//! - [`state`]: what handlers share, and the reads every route needs (placement, seat map,
+//!   booking) with their caches ([`cache`]);
+//! - [`problem`]: the error type of every handler and how it renders;
+//! - [`extract`]: axum's extractors wrapped so that their rejections are problems;
+//! - [`auth`]: fan tokens, password hashing, and the fan and admin extractors;
+//! - [`validate`]: pure checks of what clients send;
+//! - [`views`]: the JSON shapes of the API and the time format;
+//! - [`payment`]: the payment provider trait and the built-in sandbox;
+//! - [`metrics`]: response and hold counters in Prometheus text;
+//! - [`routes`]: the handlers, one module per area, and the router that ties them together.
+
+pub mod auth;
+pub mod cache;
+pub mod cluster;
+pub mod config;
+pub mod extract;
+pub mod metrics;
+pub mod payment;
+pub mod problem;
+pub mod routes;
+pub mod state;
+pub mod validate;
+pub mod views;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use cluster::Cluster;
+pub use config::GatewayConfig;
+pub use payment::{PaymentProvider, SandboxProvider};
+pub use problem::Problem;
+
+/// The gateway's routes over `cluster`, with the built-in sandbox payment provider.
+pub fn router<C: Cluster>(cluster: Arc<C>, config: GatewayConfig) -> axum::Router {
+    router_with_payments(cluster, config, Arc::new(SandboxProvider::default()))
+}
+
+/// The gateway's routes with a chosen payment provider: tests pass a [`SandboxProvider`] they
+/// keep a handle on, to check what was charged and refunded.
+pub fn router_with_payments<C: Cluster>(
+    cluster: Arc<C>,
+    config: GatewayConfig,
+    payments: Arc<dyn PaymentProvider>,
+) -> axum::Router {
+    routes::build(state::AppState::new(cluster, config, payments))
+}
+
+/// Serve `router` on `listener` until `shutdown` completes, then finish the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "gateway listening");
+    }
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}

@@ -5,9 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    Booking, BookingId, Event, GroupId, Millis, Performer, Placement, SeatMap, TicketId, UserId, VenueId,
-};
+use crate::{Booking, BookingId, Event, GroupId, Millis, Performer, Placement, SeatMap, TicketId, UserId, VenueId};
 
 /// What one raft entry carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,24 +22,54 @@ pub struct Outcomes(pub Vec<Outcome>);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     // Placement group (0).
-    CreateVenue { name: String, address: String, city: String, seat_map: SeatMap },
-    CreatePerformer { name: String, description: String, genre: String },
+    CreateVenue {
+        name: String,
+        address: String,
+        city: String,
+        seat_map: SeatMap,
+    },
+    CreatePerformer {
+        name: String,
+        description: String,
+        genre: String,
+    },
     /// Sign a fan up. The email is already normalized, the password already hashed.
-    CreateUser { name: String, email: String, password_hash: String },
+    CreateUser {
+        name: String,
+        email: String,
+        password_hash: String,
+    },
     /// Give a new event its id and the inventory group that will own it, one of `groups`
     /// inventory groups (numbered 1 to `groups`).
-    PlaceEvent { groups: u32 },
+    PlaceEvent {
+        groups: u32,
+    },
 
     // Inventory groups (1..).
     /// Create an event with its tickets, one per seat of the copied seat map, all available.
-    CreateEvent { event: Event, seat_map: SeatMap },
+    CreateEvent {
+        event: Event,
+        seat_map: SeatMap,
+    },
     /// Hold every one of `tickets` for `ttl_ms`, or none of them (rule 5).
-    Hold { booking: BookingId, user: UserId, tickets: Vec<TicketId>, ttl_ms: u64 },
+    Hold {
+        booking: BookingId,
+        user: UserId,
+        tickets: Vec<TicketId>,
+        ttl_ms: u64,
+    },
     /// Give back a held booking's tickets.
-    Release { booking: BookingId, user: UserId },
+    Release {
+        booking: BookingId,
+        user: UserId,
+    },
     /// Mark a paid booking's tickets sold. Late payments confirm when the tickets are still
     /// free (rule 6).
-    Confirm { booking: BookingId, user: UserId, payment: String },
+    Confirm {
+        booking: BookingId,
+        user: UserId,
+        payment: String,
+    },
 }
 
 impl Command {
@@ -85,9 +113,13 @@ pub enum Outcome {
     /// The booking holds its tickets (a retried hold gets the same answer).
     Held(Booking),
     /// None of the tickets were held because these are held or sold.
-    Unavailable { tickets: Vec<TicketId> },
+    Unavailable {
+        tickets: Vec<TicketId>,
+    },
     /// None of the tickets were held because these do not exist for the event.
-    UnknownTickets { tickets: Vec<TicketId> },
+    UnknownTickets {
+        tickets: Vec<TicketId>,
+    },
     /// A booking with this id exists with another fan or other tickets.
     BookingIdTaken,
     NoSuchBooking,
@@ -96,7 +128,10 @@ pub enum Outcome {
     Released(Booking),
     Confirmed(Booking),
     /// The hold ended and some of its tickets went to others: the payment must be refunded.
-    HoldLost { booking: Booking, tickets: Vec<TicketId> },
+    HoldLost {
+        booking: Booking,
+        tickets: Vec<TicketId>,
+    },
     /// The booking is no longer in a state this command applies to (e.g. confirming a released
     /// booking); the booking as it stands.
     WrongState(Booking),

@@ -55,10 +55,17 @@ impl TicketStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BookingState {
     /// Tickets held until `until`; after that the booking reads as expired.
-    Held { until: Millis },
-    Confirmed { payment: String, at: Millis },
+    Held {
+        until: Millis,
+    },
+    Confirmed {
+        payment: String,
+        at: Millis,
+    },
     /// The fan let the tickets go before the hold ended.
-    Released { at: Millis },
+    Released {
+        at: Millis,
+    },
 }
 
 /// How a booking reads to a fan at a given time.

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Booking, BookingId, Event, EventId, Millis, Performer, PerformerId, Placement, SeatMap, TicketId,
-    TicketState, User, Venue, VenueId,
+    Booking, BookingId, Event, EventId, Millis, Performer, PerformerId, Placement, SeatMap, TicketId, TicketState,
+    User, Venue, VenueId,
 };
 
 /// Most events one `UpcomingEvents` query returns.
@@ -18,7 +18,10 @@ pub enum Query {
     Tickets(EventId),
     Booking(BookingId),
     /// Events starting at or after `from`, earliest first, at most `limit`.
-    UpcomingEvents { from: Millis, limit: u32 },
+    UpcomingEvents {
+        from: Millis,
+        limit: u32,
+    },
     UserByEmail(String),
     User(crate::UserId),
     Venue(VenueId),

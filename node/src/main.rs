@@ -1,1 +1,103 @@
-fn main(){}
+//! `boxoffice`: the ticketing cluster's one binary.
+//!
+//! - `boxoffice dev`: three nodes on loopback with demo data, the web page and the API;
+//! - `boxoffice node --config FILE`: one node of a cluster spread over machines.
+//!
+//! Layout: [`config`] reads and checks the node's TOML file; [`server`] starts a node (storage,
+//! raft host, gateway) and stops it in order; [`cluster`] adapts the raft host to the gateway;
+//! [`dev`] runs the embedded three-node cluster; [`demo`] loads the demo catalog through the
+//! admin API; [`duration`] parses `10m`-style durations.
+
+mod cluster;
+mod config;
+mod demo;
+mod dev;
+mod duration;
+mod server;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "boxoffice", version, about = "A raft-replicated ticketing cluster")]
+struct Cli {
+    /// Log format: text for people, json for machines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run three nodes on loopback with demo data, the web page and the API.
+    Dev {
+        /// Where the web page and API listen.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: String,
+        /// The data folder; running again on it keeps the data.
+        #[arg(long, default_value = "data/dev")]
+        data: PathBuf,
+        /// How long a hold keeps its tickets, e.g. 10m, 90s, 1500ms.
+        #[arg(long, default_value = "10m", value_parser = duration::parse_ms)]
+        hold_ttl: u64,
+        /// Start without loading the demo catalog.
+        #[arg(long)]
+        no_demo: bool,
+    },
+    /// Run one node of a cluster from its configuration file (see the README).
+    Node {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = interrupt => tracing::info!("interrupt received"),
+        _ = terminate.recv() => tracing::info!("terminate received"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match cli.command {
+        Command::Dev { http, data, hold_ttl, no_demo } => {
+            let options = dev::DevOptions { http, data, hold_ttl_ms: hold_ttl, demo: !no_demo };
+            dev::run(options, shutdown_signal()).await
+        }
+        Command::Node { config } => {
+            let config = config::NodeConfig::load(&config)?;
+            let raft = server::bind(&config.raft_addr).await?;
+            let http = server::bind(&config.http_addr).await?;
+            let node = server::start(&config, raft, http).await.context("the node did not start")?;
+            shutdown_signal().await;
+            node.stop().await;
+            Ok(())
+        }
+    }
+}

@@ -98,9 +98,7 @@ impl Host {
             queue_frames_max: config.raft.link_queue_frames_max,
         };
         let peers = Peers::new(me, "boxoffice".into(), others, limits, shutdown_rx);
-        let raft_config = Arc::new(
-            config.raft.openraft().validate().map_err(|e| HostError::Config(e.to_string()))?,
-        );
+        let raft_config = Arc::new(config.raft.openraft().validate().map_err(|e| HostError::Config(e.to_string()))?);
         let mut groups = BTreeMap::new();
         for group in 0..=config.raft.inventory_groups {
             let (log, sm, reader) = storage.open(group).map_err(|reason| HostError::Open { group, reason })?;
@@ -171,7 +169,12 @@ impl Host {
     }
 
     /// Answers `query` from `group` at the asked consistency.
-    pub async fn read(&self, group: GroupId, query: Query, consistency: Consistency) -> Result<QueryResult, ClusterError> {
+    pub async fn read(
+        &self,
+        group: GroupId,
+        query: Query,
+        consistency: Consistency,
+    ) -> Result<QueryResult, ClusterError> {
         if consistency == Consistency::Stale && self.groups.contains_key(&group) {
             return self.read_local(group, query, consistency).await.map_err(|r| self.cluster_error(group, r));
         }
@@ -208,7 +211,9 @@ impl Host {
             if let Some(node) = target {
                 match attempt(node).await {
                     Ok(answer) => return Ok(answer),
-                    Err(Refusal::NotLeader { leader: Some(next) }) if next != node && redirects < REDIRECTS_BEFORE_WAIT_MAX => {
+                    Err(Refusal::NotLeader { leader: Some(next) })
+                        if next != node && redirects < REDIRECTS_BEFORE_WAIT_MAX =>
+                    {
                         redirects += 1;
                         target = Some(next);
                         continue;
@@ -256,8 +261,12 @@ impl Host {
                 assert_eq!(outcomes.len(), 1, "apply answers each command of a batch once");
                 Ok(outcomes.pop().expect("one outcome"))
             }
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(Refusal::NotLeader { leader: f.leader_id }),
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => Err(Refusal::Unavailable(e.to_string())),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(Refusal::NotLeader { leader: f.leader_id })
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(Refusal::Unavailable(e.to_string()))
+            }
             Err(RaftError::Fatal(fatal)) => Err(self.fatal_refusal(fatal)),
         }
     }

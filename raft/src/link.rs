@@ -242,7 +242,11 @@ impl Peers {
         conn.pending.lock().expect("pending lock").clear();
     }
 
-    async fn read_frames(&self, mut reader: tokio::net::tcp::OwnedReadHalf, conn: &Arc<Conn>) -> Result<(), FrameError> {
+    async fn read_frames(
+        &self,
+        mut reader: tokio::net::tcp::OwnedReadHalf,
+        conn: &Arc<Conn>,
+    ) -> Result<(), FrameError> {
         let handler = self.handler.get().expect("handler is set before connections exist").clone();
         while let Some(frame) = wire::read_frame(&mut reader, self.limits.frame_bytes_max).await? {
             match frame.kind {
@@ -273,7 +277,10 @@ impl Peers {
 
 /// Writes queued frames, flushing whenever the queue runs dry so that frames that arrive
 /// together leave together.
-async fn write_frames(writer: tokio::net::tcp::OwnedWriteHalf, mut inbox: mpsc::Receiver<Vec<u8>>) -> std::io::Result<()> {
+async fn write_frames(
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    mut inbox: mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<()> {
     let mut writer = BufWriter::with_capacity(64 << 10, writer);
     while let Some(frame) = inbox.recv().await {
         writer.write_all(&frame).await?;

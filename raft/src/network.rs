@@ -88,7 +88,9 @@ impl RaftNetwork<TypeConfig> for GroupClient {
         };
         match answer {
             Ok(Response::Snapshot(Ok(response))) => Ok(response),
-            Ok(Response::Snapshot(Err(fatal))) => Err(StreamingError::RemoteError(RemoteError::new(self.target, fatal))),
+            Ok(Response::Snapshot(Err(fatal))) => {
+                Err(StreamingError::RemoteError(RemoteError::new(self.target, fatal)))
+            }
             Ok(other) => {
                 let error = Unexpected(self.target, format!("{other:?}"));
                 Err(StreamingError::Network(NetworkError::new(&error)))

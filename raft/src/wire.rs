@@ -18,20 +18,43 @@ const HEADER_BYTES: usize = 4 + 8 + 1;
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
     /// The first frame on a connection, from the node that dialed.
-    Hello { from: NodeId, cluster: String },
-    AppendEntries { group: GroupId, rpc: AppendEntriesRequest<TypeConfig> },
-    Vote { group: GroupId, rpc: VoteRequest<NodeId> },
+    Hello {
+        from: NodeId,
+        cluster: String,
+    },
+    AppendEntries {
+        group: GroupId,
+        rpc: AppendEntriesRequest<TypeConfig>,
+    },
+    Vote {
+        group: GroupId,
+        rpc: VoteRequest<NodeId>,
+    },
     /// A whole snapshot, sent in one frame.
-    Snapshot { group: GroupId, vote: Vote, meta: SnapshotMeta, data: Vec<u8> },
+    Snapshot {
+        group: GroupId,
+        vote: Vote,
+        meta: SnapshotMeta,
+        data: Vec<u8>,
+    },
     /// A command for the group's leader, forwarded by a node that is not.
-    Write { group: GroupId, command: Command },
-    Read { group: GroupId, query: Query, consistency: Consistency },
+    Write {
+        group: GroupId,
+        command: Command,
+    },
+    Read {
+        group: GroupId,
+        query: Query,
+        consistency: Consistency,
+    },
     Status,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
-    Hello { from: NodeId },
+    Hello {
+        from: NodeId,
+    },
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Snapshot(Result<SnapshotResponse<NodeId>, Fatal<NodeId>>),
@@ -97,7 +120,10 @@ impl Frame {
 }
 
 /// Reads one frame; `Ok(None)` at a clean end of stream.
-pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, frame_bytes_max: u32) -> Result<Option<Frame>, FrameError> {
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    frame_bytes_max: u32,
+) -> Result<Option<Frame>, FrameError> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len).await {
         Ok(_) => {}

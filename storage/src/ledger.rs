@@ -11,8 +11,8 @@
 use std::sync::Arc;
 
 use model::{
-    group_for_new_event, normalize_email, Booking, BookingId, BookingState, Command, Event, EventId, Millis,
-    Outcome, Performer, Placement, SeatMap, TicketId, TicketState, User, Venue, BOOKING_TICKETS_HARD_MAX,
+    group_for_new_event, normalize_email, Booking, BookingId, BookingState, Command, Event, EventId, Millis, Outcome,
+    Performer, Placement, SeatMap, TicketId, TicketState, User, Venue, BOOKING_TICKETS_HARD_MAX,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -364,7 +364,13 @@ pub(crate) mod tests {
 
     pub fn map(seats: usize) -> SeatMap {
         let seats = (0..seats).map(|n| Seat { number: (n + 1).to_string(), x: n as f32, y: 0.0 }).collect();
-        SeatMap { sections: vec![Section { name: "Floor".into(), price_cents: 5_000, rows: vec![Row { name: "A".into(), seats }] }] }
+        SeatMap {
+            sections: vec![Section {
+                name: "Floor".into(),
+                price_cents: 5_000,
+                rows: vec![Row { name: "A".into(), seats }],
+            }],
+        }
     }
 
     pub fn event(id: EventId, seats: usize) -> Event {
@@ -374,7 +380,13 @@ pub(crate) mod tests {
             description: String::new(),
             category: "concert".into(),
             starts_at: 1_000_000,
-            venue: VenueSummary { id: 1, name: "Hall".into(), address: String::new(), city: "Oslo".into(), capacity: seats as u32 },
+            venue: VenueSummary {
+                id: 1,
+                name: "Hall".into(),
+                address: String::new(),
+                city: "Oslo".into(),
+                capacity: seats as u32,
+            },
             performers: vec![],
             ticket_count: seats as u32,
             created_at: 0,
@@ -383,7 +395,8 @@ pub(crate) mod tests {
 
     fn setup(seats: usize) -> MapRows {
         let mut rows = MapRows::default();
-        let outcome = apply(&Command::CreateEvent { event: event(1, seats), seat_map: map(seats) }, 0, &mut rows).unwrap();
+        let outcome =
+            apply(&Command::CreateEvent { event: event(1, seats), seat_map: map(seats) }, 0, &mut rows).unwrap();
         assert!(matches!(outcome, Outcome::EventCreated(_)));
         rows
     }
@@ -449,11 +462,17 @@ pub(crate) mod tests {
         apply(&hold_cmd(A, 1, &[0], 100), 0, &mut rows).unwrap();
         apply(&hold_cmd(B, 2, &[0], 100), 100, &mut rows).unwrap();
         // A's hold ended and B holds the ticket: A releasing must not free B's hold.
-        assert!(matches!(apply(&Command::Release { booking: A, user: 1 }, 110, &mut rows).unwrap(), Outcome::Released(_)));
+        assert!(matches!(
+            apply(&Command::Release { booking: A, user: 1 }, 110, &mut rows).unwrap(),
+            Outcome::Released(_)
+        ));
         let c = BookingId { event: 1, nonce: 3 };
         assert!(matches!(apply(&hold_cmd(c, 3, &[0], 100), 120, &mut rows).unwrap(), Outcome::Unavailable { .. }));
         assert_eq!(apply(&Command::Release { booking: B, user: 1 }, 130, &mut rows).unwrap(), Outcome::NotYours);
-        assert!(matches!(apply(&Command::Release { booking: B, user: 2 }, 130, &mut rows).unwrap(), Outcome::Released(_)));
+        assert!(matches!(
+            apply(&Command::Release { booking: B, user: 2 }, 130, &mut rows).unwrap(),
+            Outcome::Released(_)
+        ));
         assert!(matches!(apply(&hold_cmd(c, 3, &[0], 100), 140, &mut rows).unwrap(), Outcome::Held(_)));
     }
 
@@ -464,7 +483,10 @@ pub(crate) mod tests {
         assert!(matches!(apply(&hold_cmd(A, 1, &[], 100), 0, &mut rows).unwrap(), Outcome::Rejected(_)));
         assert!(matches!(apply(&hold_cmd(A, 1, &[0, 0], 100), 0, &mut rows).unwrap(), Outcome::Rejected(_)));
         assert!(matches!(apply(&hold_cmd(A, 1, &[0], 0), 0, &mut rows).unwrap(), Outcome::Rejected(_)));
-        assert_eq!(apply(&hold_cmd(A, 1, &[0, 7], 100), 0, &mut rows).unwrap(), Outcome::UnknownTickets { tickets: vec![7] });
+        assert_eq!(
+            apply(&hold_cmd(A, 1, &[0, 7], 100), 0, &mut rows).unwrap(),
+            Outcome::UnknownTickets { tickets: vec![7] }
+        );
         let other_event = BookingId { event: 9, nonce: 1 };
         assert_eq!(apply(&hold_cmd(other_event, 1, &[0], 100), 0, &mut rows).unwrap(), Outcome::NoSuchEvent);
         assert_eq!(rows.0, before);

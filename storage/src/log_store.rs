@@ -109,7 +109,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Only speeds up a restart (entries up to it are applied at once), so no sync needed.
         let value = bincode::serialize(&committed).expect("encodes");
-        self.db.put_cf(cf(&self.db, CF_RAFT), db::key(self.group, COMMITTED), value).map_err(|e| write_error(e.to_string()))
+        self.db
+            .put_cf(cf(&self.db, CF_RAFT), db::key(self.group, COMMITTED), value)
+            .map_err(|e| write_error(e.to_string()))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

@@ -184,7 +184,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     meta.last_at = at;
                     let mut outcomes = Vec::with_capacity(batch.commands.len());
                     for command in &batch.commands {
-                        outcomes.push(ledger::apply(command, at, &mut overlay).map_err(|e| sm_error(ErrorVerb::Read, e))?);
+                        outcomes
+                            .push(ledger::apply(command, at, &mut overlay).map_err(|e| sm_error(ErrorVerb::Read, e))?);
                     }
                     Outcomes(outcomes)
                 }
@@ -260,9 +261,7 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || build(&shared))
-            .await
-            .map_err(|e| sm_error(ErrorVerb::Read, e))?
+        tokio::task::spawn_blocking(move || build(&shared)).await.map_err(|e| sm_error(ErrorVerb::Read, e))?
     }
 }
 
@@ -294,7 +293,10 @@ fn build(shared: &Shared) -> Result<Snapshot, StorageError> {
     let mut options = WriteOptions::default();
     options.set_sync(true);
     let stored = ledger::encode(&(&snapshot_meta, &data));
-    shared.db.put_cf_opt(cf(&shared.db, CF_SNAP), prefix, stored, &options).map_err(|e| sm_error(ErrorVerb::Write, e))?;
+    shared
+        .db
+        .put_cf_opt(cf(&shared.db, CF_SNAP), prefix, stored, &options)
+        .map_err(|e| sm_error(ErrorVerb::Write, e))?;
     tracing::info!(group = shared.group, index, rows = rows.len(), bytes = data.len(), "snapshot built");
     Ok(Snapshot { meta: snapshot_meta, snapshot: Box::new(data) })
 }
@@ -326,7 +328,8 @@ impl Reader {
                 let prefix = keys::tickets_of(*event);
                 let mut tickets = Vec::new();
                 for (key, value) in s.scan(&prefix, &prefix, SCAN_ROWS_MAX)? {
-                    let ticket = keys::ticket_of_key(&key).ok_or_else(|| Fault { key: key.clone(), reason: "short ticket key".into() })?;
+                    let ticket = keys::ticket_of_key(&key)
+                        .ok_or_else(|| Fault { key: key.clone(), reason: "short ticket key".into() })?;
                     tickets.push((ticket, ledger::decode(&key, &value)?));
                 }
                 QueryResult::Tickets(tickets)
@@ -335,7 +338,8 @@ impl Reader {
                 let limit = (*limit).min(model::UPCOMING_EVENTS_MAX) as usize;
                 let mut events = Vec::new();
                 for (key, _) in s.scan(keys::STARTS_PREFIX, &keys::starts(*from, 0), limit)? {
-                    let id = keys::event_of_starts(&key).ok_or_else(|| Fault { key: key.clone(), reason: "short index key".into() })?;
+                    let id = keys::event_of_starts(&key)
+                        .ok_or_else(|| Fault { key: key.clone(), reason: "short index key".into() })?;
                     events.extend(s.read(&keys::event(id))?);
                 }
                 QueryResult::Events(events)

@@ -1,1 +1,422 @@
-//! placeholder
+//! Harness for the integration tests: real clusters of real `boxoffice node` processes on
+//! loopback, each with its own config file, data folder and log file in a temporary folder.
+//!
+//! - [`Cluster`] starts, kills (SIGKILL), pauses and restarts nodes and finds group leaders
+//!   through the admin API;
+//! - [`Fan`] signs up and talks to the API as one fan;
+//! - [`Cluster::seed_event`] makes a venue, a performer and an event to sell.
+//!
+//! The binary is `target/release/boxoffice` next to the test executable, or `BOXOFFICE_BIN`.
+//! When a test fails, the tail of every node's log is printed.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::{json, Value};
+
+pub use reqwest::StatusCode;
+
+/// Admin token of every test cluster.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// How long a cluster may take to elect every group's leader.
+const READY_TIMEOUT_MS: u64 = 60_000;
+/// Timeout of one HTTP request from a test.
+const REQUEST_TIMEOUT_MS: u64 = 15_000;
+
+/// Settings a test may change; the rest are the defaults.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub nodes: u64,
+    pub inventory_groups: u32,
+    pub hold_ttl_ms: u64,
+    /// Extra lines for the `[raft]` table.
+    pub raft_extra: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { nodes: 3, inventory_groups: 4, hold_ttl_ms: 600_000, raft_extra: String::new() }
+    }
+}
+
+pub struct NodeProc {
+    pub id: u64,
+    pub raft_addr: String,
+    pub http_addr: String,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<NodeProc>,
+    pub http: reqwest::Client,
+}
+
+fn binary() -> PathBuf {
+    if let Ok(path) = std::env::var("BOXOFFICE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/release/deps/<test> -> target/release/boxoffice
+    exe.parent().and_then(|deps| deps.parent()).expect("target folder").join("boxoffice")
+}
+
+/// A free loopback port (bound, read, released: the node binds it right after).
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local addr").to_string()
+}
+
+impl Cluster {
+    /// Starts a cluster and waits until every group has a leader.
+    pub async fn start(settings: Settings) -> anyhow::Result<Cluster> {
+        let bin = binary();
+        if !bin.exists() {
+            bail!("{} is missing: build it first with `cargo build --release --bin boxoffice`", bin.display());
+        }
+        let dir = tempfile::tempdir()?;
+        let addrs: Vec<(u64, String, String)> = (1..=settings.nodes).map(|id| (id, free_addr(), free_addr())).collect();
+        let mut peers = String::new();
+        for (id, raft, http) in &addrs {
+            writeln!(peers, "[[nodes]]\nid = {id}\nraft_addr = \"{raft}\"\nhttp_addr = \"{http}\"\n")?;
+        }
+        let mut nodes = Vec::new();
+        for (id, raft_addr, http_addr) in addrs.clone() {
+            let config = dir.path().join(format!("node{id}.toml"));
+            let text = format!(
+                "id = {id}\ndata_dir = \"{data}\"\nraft_addr = \"{raft_addr}\"\nhttp_addr = \"{http_addr}\"\n\n{peers}\n\
+                 [raft]\ninventory_groups = {groups}\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\n\
+                 election_timeout_max_ms = 1000\n{extra}\n\n\
+                 [gateway]\nadmin_token = \"{ADMIN_TOKEN}\"\ncluster_secret = \"test-cluster-secret-0123456789\"\n\
+                 hold_ttl_ms = {ttl}\n",
+                data = dir.path().join(format!("node{id}")).display(),
+                groups = settings.inventory_groups,
+                extra = settings.raft_extra,
+                ttl = settings.hold_ttl_ms,
+            );
+            std::fs::write(&config, text)?;
+            let log = dir.path().join(format!("node{id}.log"));
+            nodes.push(NodeProc { id, raft_addr, http_addr, config, log, child: None });
+        }
+        let http = reqwest::Client::builder().timeout(Duration::from_millis(REQUEST_TIMEOUT_MS)).build()?;
+        let mut cluster = Cluster { dir, nodes, http };
+        for id in 1..=settings.nodes {
+            cluster.spawn(id)?;
+        }
+        cluster.wait_ready().await?;
+        Ok(cluster)
+    }
+
+    fn node(&self, id: u64) -> &NodeProc {
+        self.nodes.iter().find(|n| n.id == id).expect("known node")
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut NodeProc {
+        self.nodes.iter_mut().find(|n| n.id == id).expect("known node")
+    }
+
+    fn spawn(&mut self, id: u64) -> anyhow::Result<()> {
+        let node = self.node_mut(id);
+        assert!(node.child.is_none(), "node {id} is already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log)?;
+        let child = Command::new(binary())
+            .arg("node")
+            .arg("--config")
+            .arg(&node.config)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .context("starting boxoffice node")?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// The base URL of a node's gateway.
+    pub fn url(&self, id: u64) -> String {
+        format!("http://{}", self.node(id).http_addr)
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.id).collect()
+    }
+
+    /// SIGKILLs a node: no chance to flush or say goodbye.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.node_mut(id).child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a killed node again on the same data and addresses.
+    pub async fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        self.spawn(id)?;
+        let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
+        while Instant::now() < deadline {
+            if self.http.get(format!("{}/healthz", self.url(id))).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("node {id} did not come back within {READY_TIMEOUT_MS} ms")
+    }
+
+    /// `GET /admin/cluster` from a node.
+    pub async fn status(&self, id: u64) -> anyhow::Result<Value> {
+        let response = self.http.get(format!("{}/admin/cluster", self.url(id))).bearer_auth(ADMIN_TOKEN).send().await?;
+        if !response.status().is_success() {
+            bail!("cluster status from node {id}: {}", response.status());
+        }
+        Ok(response.json().await?)
+    }
+
+    /// This node's replicas as it reports them.
+    pub async fn replicas(&self, id: u64) -> anyhow::Result<Vec<Value>> {
+        let status = self.status(id).await?;
+        let nodes = status["nodes"].as_array().ok_or_else(|| anyhow!("no nodes in status"))?;
+        let me = nodes.iter().find(|n| n["id"] == id).ok_or_else(|| anyhow!("node {id} missing from its status"))?;
+        Ok(me["replicas"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// One node's replica of one group.
+    pub async fn replica(&self, id: u64, group: u64) -> anyhow::Result<Value> {
+        self.replicas(id)
+            .await?
+            .into_iter()
+            .find(|r| r["group"] == group)
+            .ok_or_else(|| anyhow!("node {id} has no replica of group {group}"))
+    }
+
+    /// Waits until every running node sees a leader, among the running nodes, for every group.
+    pub async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
+        let running = self.running();
+        loop {
+            let mut ready = true;
+            for &id in &running {
+                match self.replicas(id).await {
+                    Ok(replicas) if !replicas.is_empty() => {
+                        ready &= replicas
+                            .iter()
+                            .all(|r| r["leader"].as_u64().is_some_and(|leader| running.contains(&leader)));
+                    }
+                    _ => ready = false,
+                }
+            }
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the cluster did not elect leaders within {READY_TIMEOUT_MS} ms");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The node that leads `group`, as a running node sees it.
+    pub async fn leader_of(&self, group: u64) -> anyhow::Result<u64> {
+        for id in self.running() {
+            if let Ok(replica) = self.replica(id, group).await {
+                if let Some(leader) = replica["leader"].as_u64() {
+                    return Ok(leader);
+                }
+            }
+        }
+        bail!("no node knows the leader of group {group}")
+    }
+
+    /// Makes a venue of `seats` seats in rows of 20, a performer, and an event there; returns
+    /// the event's JSON (its `id` and `group` among the fields).
+    pub async fn seed_event(&self, seats: usize) -> anyhow::Result<Value> {
+        let rows: Vec<Value> = (0..seats.div_ceil(20))
+            .map(|r| {
+                let count = (seats - r * 20).min(20);
+                let seats: Vec<Value> =
+                    (0..count).map(|s| json!({"number": (s + 1).to_string(), "x": s as f32, "y": r as f32})).collect();
+                json!({"name": format!("R{}", r + 1), "seats": seats})
+            })
+            .collect();
+        let base = self.url(self.running()[0]);
+        let venue = self
+            .admin_post(
+                &base,
+                "/admin/venues",
+                json!({"name": "Test Hall", "address": "1 Main St", "city": "Testville",
+                "seatMap": {"sections": [{"name": "Floor", "priceCents": 5000, "rows": rows}]}}),
+            )
+            .await?;
+        let performer = self
+            .admin_post(
+                &base,
+                "/admin/performers",
+                json!({"name": "The Testers", "description": "a band", "genre": "rock"}),
+            )
+            .await?;
+        self.admin_post(
+            &base,
+            "/admin/events",
+            json!({"name": "Test Night", "description": "a show", "category": "concert",
+                   "startsAt": "2030-01-01T20:00:00Z", "venueId": venue["id"], "performerIds": [performer["id"]]}),
+        )
+        .await
+    }
+
+    async fn admin_post(&self, base: &str, path: &str, body: Value) -> anyhow::Result<Value> {
+        let response = self.http.post(format!("{base}{path}")).bearer_auth(ADMIN_TOKEN).json(&body).send().await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if status != StatusCode::CREATED {
+            bail!("POST {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// Signs up and signs in a fan through node `id`.
+    pub async fn fan(&self, id: u64, name: impl AsRef<str>) -> anyhow::Result<Fan> {
+        let name = name.as_ref();
+        let base = self.url(id);
+        let email = format!("{name}@fans.test");
+        let password = format!("{name}-password");
+        let response = self
+            .http
+            .post(format!("{base}/users"))
+            .json(&json!({"name": name, "email": email, "password": password}))
+            .send()
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            bail!("sign up {name}: {} {}", response.status(), response.text().await?);
+        }
+        let response = self
+            .http
+            .post(format!("{base}/sessions"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            bail!("sign in {name}: {} {}", response.status(), response.text().await?);
+        }
+        let session: Value = response.json().await?;
+        let token = session["token"].as_str().ok_or_else(|| anyhow!("no token in {session}"))?.to_string();
+        Ok(Fan { token, http: self.http.clone() })
+    }
+
+    /// The last lines of every node's log, for a failing test's output.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for node in &self.nodes {
+            let text = std::fs::read_to_string(&node.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+            let _ = writeln!(out, "----- node {} ({}) -----", node.id, node.log.display());
+            for line in tail.into_iter().rev() {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tails(400));
+        }
+        if std::env::var_os("BOXOFFICE_KEEP_LOGS").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temporary folder"));
+            eprintln!("cluster files kept in {}", dir.keep().display());
+        }
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// An answer: status, content type and JSON body (or null).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn is_problem(&self) -> bool {
+        self.content_type.starts_with("application/problem+json")
+            && self.body["status"].as_u64() == Some(self.status.as_u16() as u64)
+            && self.body["title"].is_string()
+    }
+}
+
+pub async fn answer(response: reqwest::Response) -> anyhow::Result<Answer> {
+    let status = response.status();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let text = response.text().await?;
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Answer { status, content_type, body })
+}
+
+/// One signed-in fan.
+#[derive(Clone)]
+pub struct Fan {
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl Fan {
+    pub async fn hold(&self, base: &str, event: u64, tickets: &[u32]) -> anyhow::Result<Answer> {
+        let url = format!("{base}/events/{event}/bookings");
+        answer(self.http.post(url).bearer_auth(&self.token).json(&json!({"ticketIds": tickets})).send().await?).await
+    }
+
+    pub async fn booking(&self, base: &str, booking: &str) -> anyhow::Result<Answer> {
+        answer(self.http.get(format!("{base}/bookings/{booking}")).bearer_auth(&self.token).send().await?).await
+    }
+
+    pub async fn release(&self, base: &str, booking: &str) -> anyhow::Result<Answer> {
+        answer(self.http.delete(format!("{base}/bookings/{booking}")).bearer_auth(&self.token).send().await?).await
+    }
+
+    pub async fn pay(&self, base: &str, booking: &str, card: &str) -> anyhow::Result<Answer> {
+        let url = format!("{base}/bookings/{booking}/payment");
+        answer(self.http.post(url).bearer_auth(&self.token).json(&json!({"cardNumber": card})).send().await?).await
+    }
+}
+
+/// The statuses of an event's tickets, by ticket id, as one node sees them.
+pub async fn ticket_statuses(http: &reqwest::Client, base: &str, event: u64) -> anyhow::Result<Vec<String>> {
+    let body: Value = http.get(format!("{base}/events/{event}/tickets")).send().await?.json().await?;
+    let tickets = body["tickets"].as_array().ok_or_else(|| anyhow!("no tickets in {body}"))?;
+    let mut statuses = vec![String::new(); tickets.len()];
+    for ticket in tickets {
+        let id = ticket["id"].as_u64().ok_or_else(|| anyhow!("ticket without id"))? as usize;
+        statuses[id] = ticket["status"].as_str().unwrap_or_default().to_string();
+    }
+    Ok(statuses)
+}
+
+/// Ticket statuses as `base` sees them once `ready` holds of them (reads may trail the leader by
+/// a moment), or the last ones read after 5 s.
+pub async fn ticket_statuses_when(
+    http: &reqwest::Client,
+    base: &str,
+    event: u64,
+    ready: impl Fn(&[String]) -> bool,
+) -> anyhow::Result<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let statuses = ticket_statuses(http, base, event).await?;
+        if ready(&statuses) || Instant::now() > deadline {
+            return Ok(statuses);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,88 @@
+//! The gateway's caches (moka). Reads may be stale (design rule 8); what is cached here either
+//! never changes (placements, seat maps) or changes rarely and expires (event pages).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use model::{EventId, GroupId, SeatMap};
+use moka::future::Cache;
+use sha2::{Digest, Sha256};
+
+use crate::config::GatewayConfig;
+
+pub struct Caches {
+    /// Which group owns an event: fixed when the event is placed.
+    pub placements: Cache<EventId, GroupId>,
+    /// An event's seat map: copied from its venue when the event is created, never changed.
+    pub seat_maps: Cache<EventId, Arc<SeatMap>>,
+    /// The serialized body of `GET /events/{id}`.
+    pub events: Cache<EventId, Arc<CachedBody>>,
+}
+
+impl Caches {
+    pub fn new(config: &GatewayConfig) -> Self {
+        Caches {
+            placements: Cache::builder().max_capacity(config.placement_cache_entries_max).build(),
+            // Weighed by seats, so that one stadium counts as much as a thousand clubs.
+            seat_maps: Cache::builder()
+                .max_capacity(config.seat_map_cache_seats_max)
+                .weigher(|_, map: &Arc<SeatMap>| u32::try_from(map.seat_count()).unwrap_or(u32::MAX).max(1))
+                .build(),
+            events: Cache::builder()
+                .max_capacity(config.event_cache_entries_max)
+                .time_to_live(Duration::from_millis(config.event_cache_ttl_ms))
+                .build(),
+        }
+    }
+}
+
+/// A response body kept with its entity tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedBody {
+    pub body: Bytes,
+    pub etag: String,
+}
+
+impl CachedBody {
+    pub fn new(body: Vec<u8>) -> Self {
+        let etag = etag_of(&body);
+        CachedBody { body: Bytes::from(body), etag }
+    }
+}
+
+/// A strong entity tag: the quoted hex of the first 16 bytes of the body's SHA-256.
+pub fn etag_of(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!("\"{}\"", hex::encode(&digest[..16]))
+}
+
+/// Whether an `If-None-Match` header names `etag` (weak comparison, as RFC 9110 asks for this
+/// header: a `W/` prefix is ignored).
+pub fn none_match_hits(header: &str, etag: &str) -> bool {
+    header.split(',').map(str::trim).any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_are_quoted_hex_of_sixteen_bytes_and_follow_the_body() {
+        let tag = etag_of(b"{}");
+        assert_eq!(tag.len(), 34);
+        assert!(tag.starts_with('"') && tag.ends_with('"'));
+        assert_ne!(tag, etag_of(b"{ }"));
+        assert_eq!(CachedBody::new(b"{}".to_vec()).etag, tag);
+    }
+
+    #[test]
+    fn if_none_match_accepts_lists_weak_tags_and_star() {
+        let tag = etag_of(b"x");
+        assert!(none_match_hits(&tag, &tag));
+        assert!(none_match_hits(&format!("\"other\", W/{tag}"), &tag));
+        assert!(none_match_hits("*", &tag));
+        assert!(!none_match_hits("\"other\"", &tag));
+        assert!(!none_match_hits("", &tag));
+    }
+}

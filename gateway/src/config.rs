@@ -1,0 +1,110 @@
+//! The gateway's settings, a section of the node's TOML configuration.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+/// Limits and secrets of the gateway. Every field has a default, so a configuration names only
+/// what it changes; an unknown name is an error, so a typo does not silently keep a default.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The bearer token of the admin endpoints. Empty disables them.
+    pub admin_token: String,
+    /// The HMAC key of fan tokens, the same on every node so that any node accepts a token
+    /// another one issued. Empty makes each gateway pick a random key (tokens then only work on
+    /// the node that issued them).
+    pub cluster_secret: String,
+    /// How long a hold keeps its tickets.
+    pub hold_ttl_ms: u64,
+    /// Most tickets in one booking (capped by `model::BOOKING_TICKETS_HARD_MAX`).
+    pub tickets_per_booking_max: usize,
+    /// Largest request body of the public endpoints.
+    pub body_bytes_max: usize,
+    /// Largest request body of the admin endpoints (a stadium's seat map is large).
+    pub admin_body_bytes_max: usize,
+    /// How long a fan token is valid.
+    pub session_ttl_ms: u64,
+    /// Largest page of `GET /events`.
+    pub page_size_max: u32,
+    /// How long an event's details stay cached.
+    pub event_cache_ttl_ms: u64,
+    /// Most events whose details stay cached.
+    pub event_cache_entries_max: u64,
+    /// Most event placements cached (they never change, and each is a few bytes).
+    pub placement_cache_entries_max: u64,
+    /// Most seats, over all cached seat maps (a seat costs some tens of bytes).
+    pub seat_map_cache_seats_max: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            admin_token: String::new(),
+            cluster_secret: String::new(),
+            hold_ttl_ms: 600_000,
+            tickets_per_booking_max: 8,
+            body_bytes_max: 65_536,
+            admin_body_bytes_max: 33_554_432,
+            session_ttl_ms: 86_400_000,
+            page_size_max: 100,
+            event_cache_ttl_ms: 60_000,
+            event_cache_entries_max: 10_000,
+            placement_cache_entries_max: 1_000_000,
+            seat_map_cache_seats_max: 2_000_000,
+        }
+    }
+}
+
+/// Shows every field but the two secrets, so that the configuration can be logged.
+impl fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |s: &str| {
+            if s.is_empty() {
+                "<empty>"
+            } else {
+                "<redacted>"
+            }
+        };
+        f.debug_struct("GatewayConfig")
+            .field("admin_token", &redact(&self.admin_token))
+            .field("cluster_secret", &redact(&self.cluster_secret))
+            .field("hold_ttl_ms", &self.hold_ttl_ms)
+            .field("tickets_per_booking_max", &self.tickets_per_booking_max)
+            .field("body_bytes_max", &self.body_bytes_max)
+            .field("admin_body_bytes_max", &self.admin_body_bytes_max)
+            .field("session_ttl_ms", &self.session_ttl_ms)
+            .field("page_size_max", &self.page_size_max)
+            .field("event_cache_ttl_ms", &self.event_cache_ttl_ms)
+            .field("event_cache_entries_max", &self.event_cache_entries_max)
+            .field("placement_cache_entries_max", &self.placement_cache_entries_max)
+            .field("seat_map_cache_seats_max", &self.seat_map_cache_seats_max)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_fields_keep_their_defaults() {
+        let config: GatewayConfig = serde_json::from_str(r#"{"hold_ttl_ms": 5}"#).unwrap();
+        assert_eq!(config.hold_ttl_ms, 5);
+        assert_eq!(config.tickets_per_booking_max, 8);
+        assert_eq!(config.page_size_max, 100);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(serde_json::from_str::<GatewayConfig>(r#"{"hold_ttl": 5}"#).is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_the_secrets() {
+        let config = GatewayConfig { admin_token: "hunter2".into(), ..GatewayConfig::default() };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"));
+        assert!(shown.contains("<redacted>"));
+    }
+}

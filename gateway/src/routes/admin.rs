@@ -1,0 +1,252 @@
+//! The operators' API: catalog entries, cluster status, snapshots. Every route needs the admin
+//! token.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use model::{
+    ClusterError, ClusterStatus, Command, Consistency, Event, GroupId, Outcome, Performer, PerformerId, Query,
+    QueryResult, SeatMap, Venue, VenueId, VenueSummary, PLACEMENT_GROUP,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::Admin;
+use crate::cluster::Cluster;
+use crate::extract::{JsonBody, PathParams};
+use crate::problem::Problem;
+use crate::routes::events::page_body;
+use crate::state::{unexpected, AppState, Shared};
+use crate::validate::{fields_problem, FieldError};
+use crate::views::parse_rfc3339;
+
+/// Longest name of a venue, performer or event, and of the other short texts.
+pub const CATALOG_TEXT_CHARS_MAX: usize = 200;
+/// Longest description of a performer or an event.
+pub const DESCRIPTION_CHARS_MAX: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewVenue {
+    name: String,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    city: String,
+    seat_map: SeatMap,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewPerformer {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    genre: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewEvent {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    category: String,
+    starts_at: String,
+    venue_id: VenueId,
+    #[serde(default)]
+    performer_ids: Vec<PerformerId>,
+    /// Prices by section name, replacing the venue's.
+    #[serde(default)]
+    price_cents: BTreeMap<String, u64>,
+}
+
+/// The errors of one text field: required or not, and how long it may be.
+fn text_errors(errors: &mut Vec<FieldError>, field: &'static str, value: &str, required: bool, chars_max: usize) {
+    if required && value.trim().is_empty() {
+        errors.push(FieldError::new(field, "must not be empty"));
+    } else if value.chars().count() > chars_max {
+        errors.push(FieldError::new(field, format!("has at most {chars_max} characters")));
+    }
+}
+
+/// `POST /admin/venues`.
+pub async fn create_venue<C: Cluster>(
+    _: Admin,
+    State(state): State<AppState<C>>,
+    JsonBody(body): JsonBody<NewVenue>,
+) -> Result<(StatusCode, Json<VenueSummary>), Problem> {
+    let mut errors = Vec::new();
+    text_errors(&mut errors, "name", &body.name, true, CATALOG_TEXT_CHARS_MAX);
+    text_errors(&mut errors, "address", &body.address, false, CATALOG_TEXT_CHARS_MAX);
+    text_errors(&mut errors, "city", &body.city, false, CATALOG_TEXT_CHARS_MAX);
+    if let Some(problem) = body.seat_map.problem() {
+        errors.push(FieldError::new("seatMap", problem));
+    }
+    fields_problem(errors)?;
+    let (name, address, city) =
+        (body.name.trim().to_owned(), body.address.trim().to_owned(), body.city.trim().to_owned());
+    let capacity = body.seat_map.seat_count() as u32;
+    let command = Command::CreateVenue {
+        name: name.clone(),
+        address: address.clone(),
+        city: city.clone(),
+        seat_map: body.seat_map,
+    };
+    match state.write(PLACEMENT_GROUP, command).await? {
+        Outcome::VenueCreated(id) => {
+            tracing::info!(venue = id, capacity, "venue created");
+            Ok((StatusCode::CREATED, Json(VenueSummary { id, name, address, city, capacity })))
+        }
+        Outcome::Rejected(reason) => Err(Problem::invalid(reason)),
+        other => Err(unexpected("create venue", &other)),
+    }
+}
+
+/// `POST /admin/performers`.
+pub async fn create_performer<C: Cluster>(
+    _: Admin,
+    State(state): State<AppState<C>>,
+    JsonBody(body): JsonBody<NewPerformer>,
+) -> Result<(StatusCode, Json<Performer>), Problem> {
+    let mut errors = Vec::new();
+    text_errors(&mut errors, "name", &body.name, true, CATALOG_TEXT_CHARS_MAX);
+    text_errors(&mut errors, "description", &body.description, false, DESCRIPTION_CHARS_MAX);
+    text_errors(&mut errors, "genre", &body.genre, false, CATALOG_TEXT_CHARS_MAX);
+    fields_problem(errors)?;
+    let command = Command::CreatePerformer {
+        name: body.name.trim().to_owned(),
+        description: body.description.trim().to_owned(),
+        genre: body.genre.trim().to_owned(),
+    };
+    match state.write(PLACEMENT_GROUP, command).await? {
+        Outcome::PerformerCreated(performer) => {
+            tracing::info!(performer = performer.id, "performer created");
+            Ok((StatusCode::CREATED, Json(performer)))
+        }
+        Outcome::Rejected(reason) => Err(Problem::invalid(reason)),
+        other => Err(unexpected("create performer", &other)),
+    }
+}
+
+/// `POST /admin/events`: place a new event in an inventory group and create it there with a
+/// copy of its venue's seat map.
+pub async fn create_event<C: Cluster>(
+    _: Admin,
+    State(state): State<AppState<C>>,
+    JsonBody(body): JsonBody<NewEvent>,
+) -> Result<Response, Problem> {
+    let starts_at = check_new_event(&body)?;
+    let venue = venue(&state, body.venue_id).await?;
+    let performers = performers(&state, &body.performer_ids).await?;
+    let unknown_sections: Vec<&String> =
+        body.price_cents.keys().filter(|name| !venue.seat_map.sections.iter().any(|s| &s.name == *name)).collect();
+    if !unknown_sections.is_empty() {
+        let detail = format!("the venue has no sections named {unknown_sections:?}");
+        return Err(Problem::invalid(detail).with("unknownSections", unknown_sections));
+    }
+    let groups = state.cluster.inventory_groups();
+    if groups == 0 {
+        tracing::error!("the cluster has no inventory groups to place events in");
+        return Err(Problem::internal());
+    }
+    let placement = match state.write(PLACEMENT_GROUP, Command::PlaceEvent { groups }).await? {
+        Outcome::EventPlaced(placement) => placement,
+        other => return Err(unexpected("place event", &other)),
+    };
+    let seat_map = venue.seat_map.with_prices(&body.price_cents);
+    let event = Event {
+        id: placement.event,
+        name: body.name.trim().to_owned(),
+        description: body.description.trim().to_owned(),
+        category: body.category.trim().to_owned(),
+        starts_at,
+        venue: venue.summary(),
+        performers,
+        ticket_count: seat_map.seat_count() as u32,
+        created_at: state.now(),
+    };
+    let event = match state.write(placement.group, Command::CreateEvent { event, seat_map: seat_map.clone() }).await? {
+        Outcome::EventCreated(event) | Outcome::EventExists(event) => event,
+        Outcome::Rejected(reason) => return Err(Problem::invalid(reason)),
+        other => return Err(unexpected("create event", &other)),
+    };
+    tracing::info!(event = event.id, group = placement.group, tickets = event.ticket_count, "event created");
+    let page = page_body(&event, &seat_map)?;
+    state.remember_new_event(placement, seat_map, page.clone()).await;
+    let location = format!("/events/{}", event.id);
+    let headers = [(LOCATION, location), (CONTENT_TYPE, "application/json".to_owned())];
+    Ok((StatusCode::CREATED, headers, page.body.clone()).into_response())
+}
+
+/// Checks the fields of a new event that need no reads; returns its start time.
+fn check_new_event(body: &NewEvent) -> Result<u64, Problem> {
+    let mut errors = Vec::new();
+    text_errors(&mut errors, "name", &body.name, true, CATALOG_TEXT_CHARS_MAX);
+    text_errors(&mut errors, "description", &body.description, false, DESCRIPTION_CHARS_MAX);
+    text_errors(&mut errors, "category", &body.category, false, CATALOG_TEXT_CHARS_MAX);
+    let starts_at = parse_rfc3339(&body.starts_at);
+    if starts_at.is_none() {
+        errors.push(FieldError::new("startsAt", "an RFC 3339 time after 1970, e.g. `2026-12-01T20:00:00Z`"));
+    }
+    fields_problem(errors)?;
+    Ok(starts_at.unwrap_or_default())
+}
+
+async fn venue<C: Cluster>(state: &Shared<C>, id: VenueId) -> Result<Venue, Problem> {
+    match state.read(PLACEMENT_GROUP, Query::Venue(id), Consistency::Linearizable).await? {
+        QueryResult::Venue(Some(venue)) => Ok(venue),
+        QueryResult::Venue(None) => Err(Problem::invalid(format!("there is no venue {id}")).with("unknownVenueId", id)),
+        other => Err(unexpected("venue", &other)),
+    }
+}
+
+/// The performers named, each once, in the order first named; 422 naming any unknown.
+async fn performers<C: Cluster>(state: &Shared<C>, ids: &[PerformerId]) -> Result<Vec<Performer>, Problem> {
+    let mut distinct: Vec<PerformerId> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !distinct.contains(id) {
+            distinct.push(*id);
+        }
+    }
+    let (mut found, mut unknown) = (Vec::new(), Vec::new());
+    for id in distinct {
+        match state.read(PLACEMENT_GROUP, Query::Performer(id), Consistency::Linearizable).await? {
+            QueryResult::Performer(Some(performer)) => found.push(performer),
+            QueryResult::Performer(None) => unknown.push(id),
+            other => return Err(unexpected("performer", &other)),
+        }
+    }
+    if !unknown.is_empty() {
+        let detail = format!("there are no performers {unknown:?}");
+        return Err(Problem::invalid(detail).with("unknownPerformerIds", unknown));
+    }
+    Ok(found)
+}
+
+/// `GET /admin/cluster`: every node, group and replica.
+pub async fn cluster_status<C: Cluster>(_: Admin, State(state): State<AppState<C>>) -> Json<ClusterStatus> {
+    Json(state.cluster.status().await)
+}
+
+/// `POST /admin/groups/{group}/snapshot`: snapshot this node's replicas of a group now.
+pub async fn snapshot<C: Cluster>(
+    _: Admin,
+    State(state): State<AppState<C>>,
+    PathParams(group): PathParams<GroupId>,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    match state.cluster.snapshot(group).await {
+        Ok(()) => {
+            tracing::info!(group, "snapshot requested");
+            Ok((StatusCode::ACCEPTED, Json(json!({"group": group}))))
+        }
+        Err(ClusterError::NoSuchGroup(_)) => Err(Problem::not_found(format!("there is no group {group}"))),
+        Err(error) => Err(error.into()),
+    }
+}

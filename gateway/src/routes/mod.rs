@@ -1,0 +1,59 @@
+//! The routes, one module per area, and the router that ties them together.
+//!
+//! Public routes accept bodies up to `body_bytes_max`, admin routes up to `admin_body_bytes_max`.
+//! Unknown paths and wrong methods answer with problems too, and every response is counted.
+
+pub mod admin;
+pub mod bookings;
+pub mod events;
+pub mod users;
+pub mod web;
+
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::cluster::Cluster;
+use crate::state::AppState;
+use crate::{metrics, problem};
+
+pub fn build<C: Cluster>(state: AppState<C>) -> Router {
+    let public = Router::new()
+        .route("/", get(web::index))
+        .route("/healthz", get(web::healthz::<C>))
+        .route("/metrics", get(web::metrics::<C>))
+        .route("/users", post(users::create_user::<C>))
+        .route("/sessions", post(users::create_session::<C>))
+        .route("/events", get(events::list::<C>))
+        .route("/events/{eventId}", get(events::get_event::<C>))
+        .route("/events/{eventId}/tickets", get(events::tickets::<C>))
+        .route("/events/{eventId}/bookings", post(bookings::create::<C>))
+        .route("/bookings/{bookingId}", get(bookings::get_booking::<C>).delete(bookings::release::<C>))
+        .route("/bookings/{bookingId}/payment", post(bookings::pay::<C>))
+        .layer(DefaultBodyLimit::max(state.config.body_bytes_max));
+    let admin = Router::new()
+        .route("/admin/venues", post(admin::create_venue::<C>))
+        .route("/admin/performers", post(admin::create_performer::<C>))
+        .route("/admin/events", post(admin::create_event::<C>))
+        .route("/admin/cluster", get(admin::cluster_status::<C>))
+        .route("/admin/groups/{group}/snapshot", post(admin::snapshot::<C>))
+        .layer(DefaultBodyLimit::max(state.config.admin_body_bytes_max));
+    let counters = state.metrics.clone();
+    public
+        .merge(admin)
+        .fallback(problem::no_route)
+        // After every route is added: it only reaches the routes that exist when it is called.
+        .method_not_allowed_fallback(problem::wrong_method)
+        .layer(from_fn_with_state(counters, metrics::track))
+        .with_state(state)
+}
+
+/// A value as a JSON body. Serializing the API's own views cannot fail in practice; if it ever
+/// did, it would be a bug on our side, hence a logged 500.
+pub(crate) fn json_bytes(value: &impl serde::Serialize) -> Result<Vec<u8>, crate::Problem> {
+    serde_json::to_vec(value).map_err(|error| {
+        tracing::error!(%error, "response serialization failed");
+        crate::Problem::internal()
+    })
+}

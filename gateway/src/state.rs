@@ -1,0 +1,191 @@
+//! What every handler shares, and the reads most routes start with.
+
+use std::fmt::Debug;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use model::{
+    Booking, BookingId, Command, Consistency, Event, EventId, GroupId, Millis, Outcome, Placement, Query, QueryResult,
+    SeatMap, BOOKING_TICKETS_HARD_MAX, PLACEMENT_GROUP,
+};
+
+use crate::auth::TokenSigner;
+use crate::cache::{CachedBody, Caches};
+use crate::cluster::Cluster;
+use crate::config::GatewayConfig;
+use crate::metrics::Metrics;
+use crate::payment::PaymentProvider;
+use crate::problem::Problem;
+
+/// The router's state: cheap to clone (one `Arc`), whatever the cluster type.
+pub struct AppState<C>(Arc<Shared<C>>);
+
+pub struct Shared<C> {
+    pub cluster: Arc<C>,
+    pub config: GatewayConfig,
+    pub tokens: TokenSigner,
+    pub caches: Caches,
+    pub payments: Arc<dyn PaymentProvider>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl<C> Clone for AppState<C> {
+    fn clone(&self) -> Self {
+        AppState(self.0.clone())
+    }
+}
+
+impl<C> Deref for AppState<C> {
+    type Target = Shared<C>;
+
+    fn deref(&self) -> &Shared<C> {
+        &self.0
+    }
+}
+
+impl<C: Cluster> AppState<C> {
+    pub fn new(cluster: Arc<C>, mut config: GatewayConfig, payments: Arc<dyn PaymentProvider>) -> Self {
+        // Apply refuses larger holds anyway; refusing them here gives the client a clear 422.
+        config.tickets_per_booking_max = config.tickets_per_booking_max.min(BOOKING_TICKETS_HARD_MAX);
+        config.page_size_max = config.page_size_max.max(1);
+        let tokens = if config.cluster_secret.is_empty() {
+            tracing::warn!("no cluster secret configured: fan tokens will only work on this node");
+            TokenSigner::random()
+        } else {
+            TokenSigner::new(config.cluster_secret.as_bytes())
+        };
+        if config.admin_token.is_empty() {
+            tracing::info!("no admin token configured: admin endpoints are disabled");
+        }
+        let caches = Caches::new(&config);
+        let metrics = Arc::new(Metrics::default());
+        AppState(Arc::new(Shared { cluster, config, tokens, caches, payments, metrics }))
+    }
+}
+
+impl<C: Cluster> Shared<C> {
+    pub fn now(&self) -> Millis {
+        self.cluster.now_ms()
+    }
+
+    pub async fn read(&self, group: GroupId, query: Query, consistency: Consistency) -> Result<QueryResult, Problem> {
+        Ok(self.cluster.read(group, query, consistency).await?)
+    }
+
+    pub async fn write(&self, group: GroupId, command: Command) -> Result<Outcome, Problem> {
+        let kind = command.kind();
+        let outcome = self.cluster.write(group, command).await?;
+        tracing::debug!(group, command = kind, "command applied");
+        Ok(outcome)
+    }
+
+    /// Reads a record from any replica, and from the leader only when the replica has not got it
+    /// (yet): a record just created may not have reached a follower, but a record never vanishes.
+    async fn read_existing<T>(
+        &self,
+        group: GroupId,
+        query: Query,
+        pick: fn(QueryResult) -> Result<Option<T>, Problem>,
+    ) -> Result<Option<T>, Problem> {
+        let stale = pick(self.read(group, query.clone(), Consistency::Stale).await?)?;
+        if stale.is_some() {
+            return Ok(stale);
+        }
+        pick(self.read(group, query, Consistency::Linearizable).await?)
+    }
+
+    /// The inventory group that owns `event`; 404 if there is no such event.
+    pub async fn group_of(&self, event: EventId) -> Result<GroupId, Problem> {
+        if let Some(group) = self.caches.placements.get(&event).await {
+            return Ok(group);
+        }
+        let placement = self.read_existing(PLACEMENT_GROUP, Query::Placement(event), pick_placement).await?;
+        let group = placement.ok_or_else(|| no_event(event))?.group;
+        self.caches.placements.insert(event, group).await;
+        Ok(group)
+    }
+
+    /// Remembers what the gateway just created for an event, so that the first reads of it
+    /// (the admin usually opens the page next) skip group 0 and the event's group.
+    pub async fn remember_new_event(&self, placement: Placement, map: SeatMap, page: Arc<CachedBody>) {
+        let event = placement.event;
+        self.caches.placements.insert(event, placement.group).await;
+        self.caches.seat_maps.insert(event, Arc::new(map)).await;
+        self.caches.events.insert(event, page).await;
+    }
+
+    /// The seat map of `event`, owned by `group`; 404 if there is no such event. Concurrent
+    /// misses share one read, which matters when a stadium's map is wanted by a crowd at once.
+    pub async fn seat_map(&self, event: EventId, group: GroupId) -> Result<Arc<SeatMap>, Problem> {
+        let load = async {
+            let map = self.read_existing(group, Query::SeatMap(event), pick_seat_map).await?;
+            map.map(Arc::new).ok_or_else(|| no_event(event))
+        };
+        self.caches.seat_maps.try_get_with(event, load).await.map_err(|e| Problem::clone(&e))
+    }
+
+    /// The record of `event`, owned by `group`; 404 if there is no such event.
+    pub async fn event(&self, event: EventId, group: GroupId) -> Result<Event, Problem> {
+        let found = self.read_existing(group, Query::Event(event), pick_event).await?;
+        found.ok_or_else(|| no_event(event))
+    }
+
+    /// A booking and its group, read from the leader: a fan who just paid must see it paid.
+    pub async fn booking(&self, id: BookingId) -> Result<(GroupId, Booking), Problem> {
+        let group = self.group_of(id.event).await.map_err(|p| if_not_found(p, || no_booking(id)))?;
+        let result = self.read(group, Query::Booking(id), Consistency::Linearizable).await?;
+        let QueryResult::Booking(booking) = result else {
+            return Err(unexpected("booking", &result));
+        };
+        booking.map(|b| (group, b)).ok_or_else(|| no_booking(id))
+    }
+}
+
+pub fn no_event(event: EventId) -> Problem {
+    Problem::not_found(format!("there is no event {event}"))
+}
+
+pub fn no_booking(id: BookingId) -> Problem {
+    Problem::not_found(format!("there is no booking {id}"))
+}
+
+/// Replaces a 404 by a more telling one, and keeps any other problem.
+pub fn if_not_found(problem: Problem, replace: impl FnOnce() -> Problem) -> Problem {
+    if problem.status() == axum::http::StatusCode::NOT_FOUND {
+        replace()
+    } else {
+        problem
+    }
+}
+
+/// An answer of the cluster that does not fit the question: a bug on our side, never the
+/// client's, so it is logged and answered with a 500.
+pub fn unexpected(asked: &str, got: &impl Debug) -> Problem {
+    let mut got = format!("{got:?}");
+    // Cut on a character boundary: the answer may hold any name an admin typed.
+    let cut = (0..=got.len().min(300)).rev().find(|&i| got.is_char_boundary(i)).unwrap_or(0);
+    got.truncate(cut);
+    tracing::error!(asked, %got, "unexpected answer from the cluster");
+    Problem::internal()
+}
+
+fn pick_placement(result: QueryResult) -> Result<Option<Placement>, Problem> {
+    match result {
+        QueryResult::Placement(placement) => Ok(placement),
+        other => Err(unexpected("placement", &other)),
+    }
+}
+
+fn pick_seat_map(result: QueryResult) -> Result<Option<SeatMap>, Problem> {
+    match result {
+        QueryResult::SeatMap(map) => Ok(map),
+        other => Err(unexpected("seat map", &other)),
+    }
+}
+
+fn pick_event(result: QueryResult) -> Result<Option<Event>, Problem> {
+    match result {
+        QueryResult::Event(event) => Ok(event),
+        other => Err(unexpected("event", &other)),
+    }
+}

@@ -1,0 +1,126 @@
+//! `boxoffice dev`: three nodes on loopback in one process, replicating over real sockets, with
+//! demo data, the web page and the API on one port.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use gateway::GatewayConfig;
+use raft::{PeerConfig, RaftConfig};
+
+use crate::config::NodeConfig;
+use crate::demo;
+use crate::server::{self, RunningNode};
+
+/// Nodes of the dev cluster.
+const DEV_NODES: u64 = 3;
+/// How long the dev cluster may take to elect every group's leader.
+const LEADERS_TIMEOUT_MS: u64 = 60_000;
+
+pub struct DevOptions {
+    pub http: String,
+    pub data: PathBuf,
+    pub hold_ttl_ms: u64,
+    pub demo: bool,
+}
+
+/// Reads a secret kept in the data folder, or makes one, so that a restart keeps fans signed in.
+fn secret(data: &Path, name: &str) -> anyhow::Result<String> {
+    let path = data.join(name);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return Ok(existing.trim().to_string());
+    }
+    let fresh = hex::encode(rand::random::<[u8; 24]>());
+    std::fs::write(&path, &fresh).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(fresh)
+}
+
+pub async fn run(options: DevOptions, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&options.data)
+        .with_context(|| format!("cannot create data folder {}", options.data.display()))?;
+    let data = options.data.canonicalize()?;
+    let gateway = GatewayConfig {
+        admin_token: secret(&data, "admin-token")?,
+        cluster_secret: secret(&data, "cluster-secret")?,
+        hold_ttl_ms: options.hold_ttl_ms,
+        ..GatewayConfig::default()
+    };
+    let mut listeners = Vec::new();
+    for id in 1..=DEV_NODES {
+        let http_addr = if id == 1 { options.http.clone() } else { "127.0.0.1:0".to_string() };
+        listeners.push((server::bind("127.0.0.1:0").await?, server::bind(&http_addr).await?));
+    }
+    let peers: Vec<PeerConfig> = listeners
+        .iter()
+        .zip(1..)
+        .map(|((raft, http), id)| PeerConfig {
+            id,
+            raft_addr: raft.local_addr().expect("bound").to_string(),
+            http_addr: http.local_addr().expect("bound").to_string(),
+        })
+        .collect();
+    let mut nodes = Vec::new();
+    for ((raft, http), peer) in listeners.into_iter().zip(&peers) {
+        let config = NodeConfig {
+            id: peer.id,
+            data_dir: data.join(format!("node{}", peer.id)),
+            raft_addr: peer.raft_addr.clone(),
+            http_addr: peer.http_addr.clone(),
+            nodes: peers.clone(),
+            raft: RaftConfig::default(),
+            gateway: gateway.clone(),
+        };
+        config.check()?;
+        nodes.push(server::start(&config, raft, http).await?);
+    }
+    let result = serve(&options, &data, &gateway, &nodes, shutdown).await;
+    for node in nodes {
+        node.stop().await;
+    }
+    result
+}
+
+async fn serve(
+    options: &DevOptions,
+    data: &Path,
+    gateway: &GatewayConfig,
+    nodes: &[RunningNode],
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    wait_for_leaders(nodes).await?;
+    let base = format!("http://{}", nodes[0].http_addr);
+    if options.demo {
+        let summary =
+            demo::load(&base, &gateway.admin_token, nodes[0].host.now_ms()).await.context("loading demo data")?;
+        tracing::info!(?summary, "demo data ready");
+    }
+    println!();
+    println!("  boxoffice dev is up: 3 nodes replicating over loopback");
+    println!("  open        {base}/");
+    println!("  api         {base}/events");
+    println!("  admin token {}   (Authorization: Bearer …, e.g. {base}/admin/cluster)", gateway.admin_token);
+    println!("  data        {}   (run again with the same --data to keep it)", data.display());
+    println!("  stop        Ctrl-C");
+    println!();
+    shutdown.await;
+    tracing::info!("stopping the dev cluster");
+    Ok(())
+}
+
+async fn wait_for_leaders(nodes: &[RunningNode]) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    while !nodes.iter().all(|n| n.every_group_has_a_leader()) {
+        if started.elapsed() > Duration::from_millis(LEADERS_TIMEOUT_MS) {
+            anyhow::bail!("the groups did not elect leaders within {LEADERS_TIMEOUT_MS} ms");
+        }
+        if last_report.elapsed() > Duration::from_secs(2) {
+            let led = nodes[0].host.local_status().iter().filter(|r| r.leader.is_some()).count();
+            tracing::info!(groups_with_leader = led, "waiting for leaders");
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "every group has a leader");
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! One node: its storage, raft host and gateway, started together and stopped in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use raft::Host;
+use storage::Storage;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cluster::HostCluster;
+use crate::config::NodeConfig;
+
+pub struct RunningNode {
+    pub id: u64,
+    pub host: Arc<Host>,
+    pub http_addr: SocketAddr,
+    /// Tells the gateway to stop taking requests and finish the ones in flight.
+    stop_gateway: watch::Sender<bool>,
+    gateway: JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts a node on listeners the caller has bound (so that tests and `dev` can use port 0).
+pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) -> anyhow::Result<RunningNode> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data folder {}", config.data_dir.display()))?;
+    let db_path = config.data_dir.join("db");
+    let storage =
+        Storage::open(&db_path).with_context(|| format!("cannot open the database in {}", db_path.display()))?;
+    let host = Host::start(config.host(), raft, &storage).await.context("cannot start raft")?;
+    let http_addr = http.local_addr()?;
+    let router = gateway::router(Arc::new(HostCluster(host.clone())), config.gateway.clone());
+    let (stop_gateway, mut stopped) = watch::channel(false);
+    let gateway = tokio::spawn(gateway::serve(http, router, async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }));
+    tracing::info!(node = config.id, %http_addr, raft_addr = %config.raft_addr, "node started");
+    Ok(RunningNode { id: config.id, host, http_addr, stop_gateway, gateway })
+}
+
+impl RunningNode {
+    /// Stops the gateway (letting requests in flight finish), then raft.
+    pub async fn stop(self) {
+        let _ = self.stop_gateway.send(true);
+        match self.gateway.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(node = self.id, %error, "gateway stopped with an error"),
+            Err(error) => tracing::warn!(node = self.id, %error, "gateway task failed"),
+        }
+        self.host.shutdown().await;
+        tracing::info!(node = self.id, "node stopped");
+    }
+
+    /// Whether every group this node hosts knows its leader.
+    pub fn every_group_has_a_leader(&self) -> bool {
+        self.host.local_status().iter().all(|r| r.leader.is_some())
+    }
+}
+
+/// Binds a listener, saying which address could not be bound.
+pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (in use? pick another address)"))
+}

@@ -1,0 +1,81 @@
+//! Fans racing for the same tickets through every node's gateway: the log serializes them, so
+//! exactly one wins each ticket, and a multi-ticket hold is all or nothing.
+
+use futures::future::join_all;
+use tests::{ticket_statuses, ticket_statuses_when, Cluster, Settings, StatusCode};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_fans_race_for_one_ticket_and_exactly_one_wins() {
+    let cluster = Cluster::start(Settings::default()).await.unwrap();
+    let event = cluster.seed_event(40).await.unwrap();
+    let event_id = event["id"].as_u64().unwrap();
+    let nodes = cluster.running();
+    let fans = join_all((0..200).map(|n| cluster.fan(nodes[n % nodes.len()], format!("racer{n}")))).await;
+    let fans: Vec<_> = fans.into_iter().map(|f| f.unwrap()).collect();
+
+    let answers = join_all(fans.iter().enumerate().map(|(n, fan)| {
+        let base = cluster.url(nodes[n % nodes.len()]);
+        async move { fan.hold(&base, event_id, &[7]).await.unwrap() }
+    }))
+    .await;
+
+    let won: Vec<_> = answers.iter().filter(|a| a.status == StatusCode::CREATED).collect();
+    let lost: Vec<_> = answers.iter().filter(|a| a.status == StatusCode::CONFLICT).collect();
+    assert_eq!(
+        won.len(),
+        1,
+        "exactly one fan gets the ticket: {:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    assert_eq!(lost.len(), 199, "every other fan is told it is taken");
+    assert!(lost.iter().all(|a| a.is_problem() && a.body["unavailableTicketIds"] == serde_json::json!([7])));
+    assert_eq!(won[0].body["status"], "held");
+    let statuses =
+        ticket_statuses_when(&cluster.http, &cluster.url(nodes[0]), event_id, |s| s[7] == "held").await.unwrap();
+    assert_eq!(statuses[7], "held");
+    assert_eq!(statuses.iter().filter(|s| *s == "held").count(), 1, "no other ticket was touched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fans_racing_for_overlapping_sets_get_all_or_nothing() {
+    let cluster = Cluster::start(Settings::default()).await.unwrap();
+    let event = cluster.seed_event(200).await.unwrap();
+    let event_id = event["id"].as_u64().unwrap();
+    let a = cluster.fan(1, "alice").await.unwrap();
+    let b = cluster.fan(2, "bob").await.unwrap();
+    for round in 0..30u32 {
+        // Alice wants {5r, 5r+1, 5r+2}, Bob {5r+2, 5r+3, 5r+4}: they overlap on one seat.
+        let first = round * 5;
+        let alice_set = [first, first + 1, first + 2];
+        let bob_set = [first + 2, first + 3, first + 4];
+        let (url_a, url_b) = (cluster.url(1 + u64::from(round % 3)), cluster.url(1 + u64::from((round + 1) % 3)));
+        let (ra, rb) = tokio::join!(a.hold(&url_a, event_id, &alice_set), b.hold(&url_b, event_id, &bob_set));
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        let mut codes = [ra.status, rb.status];
+        codes.sort();
+        assert_eq!(codes, [StatusCode::CREATED, StatusCode::CONFLICT], "round {round}: one wins, one loses");
+        let (winner_set, loser_set) =
+            if ra.status == StatusCode::CREATED { (alice_set, bob_set) } else { (bob_set, alice_set) };
+        let loser = if ra.status == StatusCode::CREATED { &rb } else { &ra };
+        assert_eq!(loser.body["unavailableTicketIds"], serde_json::json!([first + 2]), "round {round}");
+        // Ticket reads may trail the leader by a moment (design rule 8): wait for the winner's
+        // holds to show, and check every time that none of the loser's own seats is held.
+        let mut polls = 0;
+        loop {
+            let statuses = ticket_statuses(&cluster.http, &cluster.url(1), event_id).await.unwrap();
+            for t in loser_set.iter().filter(|t| !winner_set.contains(t)) {
+                assert_eq!(statuses[*t as usize], "available", "round {round}: the loser holds none of its set");
+            }
+            if winner_set.iter().all(|&t| statuses[t as usize] == "held") {
+                break;
+            }
+            polls += 1;
+            assert!(
+                polls < 100,
+                "round {round}: the winner's holds never showed: {:?}",
+                &statuses[first as usize..first as usize + 5]
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
