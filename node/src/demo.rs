@@ -680,6 +680,7 @@ pub fn generate(now_ms: u64) -> DemoCatalog {
     for show in SHOWS {
         let performers: Vec<usize> = show.performers.iter().map(|p| performer_index(p)).collect();
         for &(venue_name, day) in show.stops {
+            assert!((1..=HORIZON_DAYS).contains(&day), "demo show `{}` is outside the horizon", show.name);
             let venue = venue_index(venue_name);
             let spec = &VENUES[venue];
             let local = show.time.0 * HOUR_MS + show.time.1 * 60_000;

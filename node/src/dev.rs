@@ -73,7 +73,14 @@ pub async fn run(options: DevOptions, shutdown: impl std::future::Future<Output 
         config.check()?;
         nodes.push(server::start(&config, raft, http).await?);
     }
-    let result = serve(&options, &data, &gateway, &nodes, shutdown).await;
+    // A signal while leaders are elected or demo data loads stops the cluster just the same.
+    let result = tokio::select! {
+        result = serve(&options, &data, &gateway, &nodes) => result,
+        _ = shutdown => {
+            tracing::info!("stopping the dev cluster");
+            Ok(())
+        }
+    };
     for node in nodes {
         node.stop().await;
     }
@@ -85,13 +92,24 @@ async fn serve(
     data: &Path,
     gateway: &GatewayConfig,
     nodes: &[RunningNode],
-    shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     wait_for_leaders(nodes).await?;
     let base = format!("http://{}", nodes[0].http_addr);
     if options.demo {
         let summary =
             demo::load(&base, &gateway.admin_token, nodes[0].host.now_ms()).await.context("loading demo data")?;
+        // The marker tells a later run whether an earlier load was cut short (the loader skips
+        // a cluster that has any event, so it would not finish it).
+        let marker = data.join("demo-loaded");
+        if !summary.skipped {
+            std::fs::write(&marker, format!("{summary:?}\n"))
+                .with_context(|| format!("cannot write {}", marker.display()))?;
+        } else if !marker.exists() {
+            tracing::warn!(
+                data = %data.display(),
+                "the demo catalog was only partly loaded by an interrupted run; remove the data folder to load it whole"
+            );
+        }
         tracing::info!(?summary, "demo data ready");
     }
     println!();
@@ -102,9 +120,7 @@ async fn serve(
     println!("  data        {}   (run again with the same --data to keep it)", data.display());
     println!("  stop        Ctrl-C");
     println!();
-    shutdown.await;
-    tracing::info!("stopping the dev cluster");
-    Ok(())
+    std::future::pending().await
 }
 
 async fn wait_for_leaders(nodes: &[RunningNode]) -> anyhow::Result<()> {

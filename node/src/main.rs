@@ -70,14 +70,17 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler can be installed");
-    tokio::select! {
-        _ = interrupt => tracing::info!("interrupt received"),
-        _ = terminate.recv() => tracing::info!("terminate received"),
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled, so a signal during start-up stops the process cleanly too.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).expect("a SIGINT handler can be installed");
+    let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler can be installed");
+    async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("interrupt received"),
+            _ = terminate.recv() => tracing::info!("terminate received"),
+        }
     }
 }
 
@@ -92,10 +95,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Node { config } => {
             let config = config::NodeConfig::load(&config)?;
+            let shutdown = shutdown_signal();
             let raft = server::bind(&config.raft_addr).await?;
             let http = server::bind(&config.http_addr).await?;
             let node = server::start(&config, raft, http).await.context("the node did not start")?;
-            shutdown_signal().await;
+            shutdown.await;
             node.stop().await;
             Ok(())
         }

@@ -35,12 +35,19 @@ pub trait StateReader: Send + Sync + 'static {
     fn last_applied_at(&self) -> Millis;
 }
 
-/// Opens the log, state machine and reader of one group. Implemented by the storage crate.
+/// What one group runs on: its log, its state machine and a reader of its applied state.
+pub struct GroupParts<L, S> {
+    pub log: L,
+    pub state_machine: S,
+    pub reader: Arc<dyn StateReader>,
+}
+
+/// Opens the parts of one group. Implemented by the storage crate.
 pub trait GroupStorage {
     type Log: RaftLogStorage<TypeConfig>;
     type StateMachine: RaftStateMachine<TypeConfig>;
 
-    fn open(&self, group: GroupId) -> Result<(Self::Log, Self::StateMachine, Arc<dyn StateReader>), String>;
+    fn open(&self, group: GroupId) -> Result<GroupParts<Self::Log, Self::StateMachine>, String>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +108,8 @@ impl Host {
         let raft_config = Arc::new(config.raft.openraft().validate().map_err(|e| HostError::Config(e.to_string()))?);
         let mut groups = BTreeMap::new();
         for group in 0..=config.raft.inventory_groups {
-            let (log, sm, reader) = storage.open(group).map_err(|reason| HostError::Open { group, reason })?;
+            let parts = storage.open(group).map_err(|reason| HostError::Open { group, reason })?;
+            let (log, sm, reader) = (parts.log, parts.state_machine, parts.reader);
             let network = NetworkFactory { group, peers: peers.clone() };
             let raft = Raft::new(me, raft_config.clone(), network, log, sm)
                 .await

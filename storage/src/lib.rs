@@ -10,6 +10,10 @@
 //!
 //! [`Storage`] ties them together for the raft host: it opens one group's parts on demand.
 
+// openraft's storage traits fix the error type (`StorageError`, about 224 bytes); helpers return
+// it as the traits do rather than boxing and unboxing at every boundary.
+#![allow(clippy::result_large_err)]
+
 pub mod db;
 pub mod ledger;
 pub mod log_store;
@@ -20,7 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use model::GroupId;
-use raft::{GroupStorage, StateReader};
+use raft::{GroupParts, GroupStorage};
 use rocksdb::DB;
 
 pub use log_store::LogStore;
@@ -45,10 +49,10 @@ impl GroupStorage for Storage {
     type Log = LogStore;
     type StateMachine = StateMachine;
 
-    fn open(&self, group: GroupId) -> Result<(LogStore, StateMachine, Arc<dyn StateReader>), String> {
+    fn open(&self, group: GroupId) -> Result<GroupParts<LogStore, StateMachine>, String> {
         let log = LogStore::new(group, self.db.clone(), self.writer.clone());
-        let (sm, reader) = StateMachine::open(group, self.db.clone())?;
-        Ok((log, sm, reader))
+        let (state_machine, reader) = StateMachine::open(group, self.db.clone())?;
+        Ok(GroupParts { log, state_machine, reader })
     }
 }
 
@@ -67,8 +71,8 @@ mod tests {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().expect("temporary folder");
             let storage = Storage::open(dir.path()).expect("database opens");
-            let (log, sm, _reader) = storage.open(3).expect("group opens");
-            Ok((dir, log, sm))
+            let parts = storage.open(3).expect("group opens");
+            Ok((dir, parts.log, parts.state_machine))
         }
     }
 

@@ -23,6 +23,9 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB
 use crate::db::{self, cf, CF_SM, CF_SNAP};
 use crate::ledger::{self, keys, Fault, Meta, Rows};
 
+/// A row as stored: key (without the group prefix) and value.
+type RawRow = (Vec<u8>, Vec<u8>);
+
 /// Events whose ticket prices apply keeps decoded; the cache is dropped whole when full.
 const PRICE_CACHE_EVENTS_MAX: usize = 4_096;
 
@@ -63,7 +66,7 @@ impl Shared {
     }
 
     /// Rows under `prefix`, in key order, at most `limit`; keys without the group prefix.
-    fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Fault> {
+    fn scan(&self, prefix: &[u8], from: &[u8], limit: usize) -> Result<Vec<RawRow>, Fault> {
         let start = db::key(self.group, from);
         let full_prefix = db::key(self.group, prefix);
         let iter = self.db.iterator_cf(cf(&self.db, CF_SM), IteratorMode::From(&start, Direction::Forward));
@@ -216,7 +219,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, data: Box<Vec<u8>>) -> Result<(), StorageError> {
         let shared = self.shared.clone();
-        let rows: Vec<(Vec<u8>, Vec<u8>)> =
+        let rows: Vec<RawRow> =
             bincode::deserialize(&data).map_err(|e| sm_error(ErrorVerb::Read, format!("snapshot data: {e}")))?;
         let family = cf(&shared.db, CF_SM);
         let mut batch = WriteBatch::default();
@@ -273,7 +276,7 @@ fn build(shared: &Shared) -> Result<Snapshot, StorageError> {
     let prefix = db::group_prefix(shared.group);
     let mut options = ReadOptions::default();
     options.set_iterate_upper_bound(db::group_prefix(shared.group + 1).to_vec());
-    let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut rows: Vec<RawRow> = Vec::new();
     for item in view.iterator_cf_opt(family, options, IteratorMode::From(&prefix, Direction::Forward)) {
         let (key, value) = item.map_err(|e| sm_error(ErrorVerb::Read, e))?;
         rows.push((key[4..].to_vec(), value.to_vec()));

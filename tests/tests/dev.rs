@@ -1,0 +1,95 @@
+//! `boxoffice dev`, the embedded default: three nodes, demo data, the web page and the API on
+//! one port; stopped with SIGTERM and started again on the same folder, it keeps the data.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    std::env::var("BOXOFFICE_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|_| exe.parent().and_then(|d| d.parent()).unwrap().join("boxoffice"))
+}
+
+fn start(addr: &str, data: &std::path::Path, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Command::new(binary())
+        .args(["dev", "--http", addr, "--data"])
+        .arg(data)
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the dev command says it is up (the demo catalog is loaded whole).
+async fn wait_up(log: &std::path::Path, runs: usize) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while std::fs::read_to_string(log).unwrap_or_default().matches("boxoffice dev is up").count() < runs {
+        assert!(Instant::now() < deadline, "boxoffice dev did not come up within 180 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every upcoming event's id, once the API answers with at least `min` of them.
+async fn event_ids(http: &reqwest::Client, base: &str, min: usize) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(response) = http.get(format!("{base}/events?page=1&pageSize=100")).send().await {
+            if let Ok(body) = response.json::<Value>().await {
+                let ids: Vec<u64> = body["events"].as_array().into_iter().flatten().filter_map(|e| e["id"].as_u64()).collect();
+                if ids.len() >= min {
+                    return ids;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "the dev cluster did not serve {min} events within 120 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn stop(mut child: Child) {
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "boxoffice dev exits cleanly on SIGTERM: {status}");
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("boxoffice dev did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_serves_demo_events_and_the_page_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let base = format!("http://{addr}");
+    let (data, log) = (dir.path().join("data"), dir.path().join("dev.log"));
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+
+    let child = start(&addr, &data, &log);
+    wait_up(&log, 1).await;
+    let first = event_ids(&http, &base, 50).await;
+    let page = http.get(format!("{base}/")).send().await.unwrap();
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.text().await.unwrap().contains("<html"), "the web page is served at /");
+    let tickets: Value = http.get(format!("{base}/events/{}/tickets", first[0])).send().await.unwrap().json().await.unwrap();
+    assert!(tickets["tickets"].as_array().is_some_and(|t| !t.is_empty()), "demo events have seat maps");
+    stop(child);
+
+    let child = start(&addr, &data, &log);
+    wait_up(&log, 2).await;
+    let second = event_ids(&http, &base, 50).await;
+    stop(child);
+    assert_eq!(first, second, "a second run on the same folder keeps the same events and loads none again");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("only partly loaded"), "the first run loaded the whole catalog");
+}
