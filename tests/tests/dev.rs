@@ -39,7 +39,8 @@ async fn event_ids(http: &reqwest::Client, base: &str, min: usize) -> Vec<u64> {
     loop {
         if let Ok(response) = http.get(format!("{base}/events?page=1&pageSize=100")).send().await {
             if let Ok(body) = response.json::<Value>().await {
-                let ids: Vec<u64> = body["events"].as_array().into_iter().flatten().filter_map(|e| e["id"].as_u64()).collect();
+                let ids: Vec<u64> =
+                    body["events"].as_array().into_iter().flatten().filter_map(|e| e["id"].as_u64()).collect();
                 if ids.len() >= min {
                     return ids;
                 }
@@ -81,7 +82,8 @@ async fn dev_serves_demo_events_and_the_page_and_keeps_its_data() {
     let page = http.get(format!("{base}/")).send().await.unwrap();
     assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(page.text().await.unwrap().contains("<html"), "the web page is served at /");
-    let tickets: Value = http.get(format!("{base}/events/{}/tickets", first[0])).send().await.unwrap().json().await.unwrap();
+    let tickets: Value =
+        http.get(format!("{base}/events/{}/tickets", first[0])).send().await.unwrap().json().await.unwrap();
     assert!(tickets["tickets"].as_array().is_some_and(|t| !t.is_empty()), "demo events have seat maps");
     stop(child);
 
