@@ -5,7 +5,9 @@
 
 use std::future::Future;
 
-use model::{ClusterError, ClusterStatus, Command, Consistency, GroupId, Millis, NodeId, Outcome, Query, QueryResult};
+use model::{
+    ClusterError, ClusterStatus, Command, Consistency, Faults, GroupId, Millis, NodeId, Outcome, Query, QueryResult,
+};
 
 pub trait Cluster: Send + Sync + 'static {
     /// The node this gateway runs in.
@@ -37,4 +39,8 @@ pub trait Cluster: Send + Sync + 'static {
     /// Ask every replica of `group` on this node to build a snapshot now and purge its log
     /// up to it (an operator action; raft also does it on its own by policy).
     fn snapshot(&self, group: GroupId) -> impl Future<Output = Result<(), ClusterError>> + Send;
+
+    /// Injects faults into this node (chaos tests only: the gateway offers it only when
+    /// `fault_injection_enabled`).
+    fn inject_faults(&self, faults: Faults);
 }

@@ -35,6 +35,9 @@ pub struct GatewayConfig {
     pub placement_cache_entries_max: u64,
     /// Most seats, over all cached seat maps (a seat costs some tens of bytes).
     pub seat_map_cache_seats_max: u64,
+    /// Offers `PUT /admin/faults` (clock skew, slow or full disk) to the admin: for chaos tests
+    /// only, never in production.
+    pub fault_injection_enabled: bool,
 }
 
 impl Default for GatewayConfig {
@@ -52,6 +55,7 @@ impl Default for GatewayConfig {
             event_cache_entries_max: 10_000,
             placement_cache_entries_max: 1_000_000,
             seat_map_cache_seats_max: 2_000_000,
+            fault_injection_enabled: false,
         }
     }
 }
@@ -79,6 +83,7 @@ impl fmt::Debug for GatewayConfig {
             .field("event_cache_entries_max", &self.event_cache_entries_max)
             .field("placement_cache_entries_max", &self.placement_cache_entries_max)
             .field("seat_map_cache_seats_max", &self.seat_map_cache_seats_max)
+            .field("fault_injection_enabled", &self.fault_injection_enabled)
             .finish()
     }
 }

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use model::{
-    Booking, BookingStatus, Event, EventId, Millis, Performer, SeatMap, SeatRef, TicketId, TicketState, TicketStatus,
-    UserId, VenueSummary,
+    Booking, BookingState, BookingStatus, Event, EventId, Millis, Performer, SeatMap, SeatRef, TicketId, TicketState,
+    TicketStatus, UserId, VenueSummary,
 };
 use serde::Serialize;
 
@@ -162,7 +162,12 @@ pub struct BookingView {
     pub expires_at: Option<String>,
     pub tickets: Vec<BookedTicket>,
     pub total_cents: u64,
+    /// When the hold began.
     pub created_at: String,
+    /// When the hold ends or ended, whatever became of the booking.
+    pub held_until: String,
+    pub confirmed_at: Option<String>,
+    pub released_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -190,8 +195,41 @@ impl BookingView {
             tickets: booked_tickets(&booking.tickets, map),
             total_cents: booking.total_cents,
             created_at: rfc3339(booking.created_at),
+            held_until: rfc3339(booking.held_until),
+            confirmed_at: confirmed_at(booking).map(rfc3339),
+            released_at: released_at(booking).map(rfc3339),
         }
     }
+}
+
+fn confirmed_at(booking: &Booking) -> Option<Millis> {
+    match booking.state {
+        BookingState::Confirmed { at, .. } => Some(at),
+        _ => None,
+    }
+}
+
+fn released_at(booking: &Booking) -> Option<Millis> {
+    match booking.state {
+        BookingState::Released { at } => Some(at),
+        _ => None,
+    }
+}
+
+/// A booking as operators and the chaos checker read it: every time in group milliseconds.
+pub fn booking_record(booking: &Booking, now: Millis) -> serde_json::Value {
+    serde_json::json!({
+        "id": booking.id.to_string(),
+        "event": booking.event,
+        "fan": booking.user,
+        "tickets": booking.tickets,
+        "status": booking.status_at(now),
+        "totalCents": booking.total_cents,
+        "createdAtMs": booking.created_at,
+        "heldUntilMs": booking.held_until,
+        "confirmedAtMs": confirmed_at(booking),
+        "releasedAtMs": released_at(booking),
+    })
 }
 
 /// The booked tickets with their seats, in the booking's order, from one pass over the map.
@@ -232,7 +270,7 @@ pub struct SessionView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::{BookingId, BookingState, Row, Seat, Section};
+    use model::{BookingId, Row, Seat, Section};
 
     fn map() -> SeatMap {
         let seat = |n: &str| Seat { number: n.into(), x: 1.0, y: 2.0 };
@@ -256,6 +294,7 @@ mod tests {
             user: 9,
             tickets: vec![2, 0],
             total_cents: 14_800,
+            held_until: 1_000,
             state,
             created_at: 0,
         }
@@ -279,10 +318,10 @@ mod tests {
 
     #[test]
     fn a_held_booking_shows_when_it_expires_and_a_confirmed_one_does_not() {
-        let held = BookingView::new(&booking(BookingState::Held { until: 1_000 }), &map(), 10);
+        let held = BookingView::new(&booking(BookingState::Held), &map(), 10);
         assert_eq!(held.status, BookingStatus::Held);
         assert_eq!(held.expires_at.as_deref(), Some("1970-01-01T00:00:01.000Z"));
-        let expired = BookingView::new(&booking(BookingState::Held { until: 1_000 }), &map(), 1_000);
+        let expired = BookingView::new(&booking(BookingState::Held), &map(), 1_000);
         assert_eq!(expired.status, BookingStatus::Expired);
         assert!(expired.expires_at.is_some());
         let paid = BookingState::Confirmed { payment: "ch_1".into(), at: 5 };
@@ -296,7 +335,7 @@ mod tests {
 
     #[test]
     fn booked_tickets_keep_the_booking_order_and_their_seats() {
-        let view = BookingView::new(&booking(BookingState::Held { until: 1_000 }), &map(), 10);
+        let view = BookingView::new(&booking(BookingState::Held), &map(), 10);
         let seats: Vec<_> = view.tickets.iter().map(|t| (t.id, t.section.as_str(), t.price_cents)).collect();
         assert_eq!(seats, vec![(2, "Balcony", 4_900), (0, "Floor", 9_900)]);
     }

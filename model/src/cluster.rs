@@ -65,3 +65,15 @@ pub struct ClusterStatus {
     pub inventory_groups: u32,
     pub nodes: Vec<NodeStatus>,
 }
+
+/// Faults to inject into one node, for chaos tests; a field left out changes nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Faults {
+    /// Added to the node's wall clock (and so to the stamps it gives as a leader).
+    pub clock_offset_ms: Option<i64>,
+    /// Added to every sync of the node's log: a slow disk.
+    pub log_write_delay_ms: Option<u64>,
+    /// Makes the node's log writes fail as on a full disk: its groups stop and so does it.
+    pub log_write_fail: Option<bool>,
+}

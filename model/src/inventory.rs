@@ -1,7 +1,7 @@
 //! Inventory records: the state of each ticket and the bookings that hold or buy them.
 //!
 //! A hold ends by time alone (design rule 3): a ticket `Held { until }` is free for any command
-//! stamped at or after `until`, and a booking `Held { until }` reads as expired from then on.
+//! stamped at or after `until`, and a held booking reads as expired from its `held_until` on.
 //! Nothing has to run for that to be true.
 
 use serde::{Deserialize, Serialize};
@@ -54,10 +54,8 @@ impl TicketStatus {
 /// A booking's stored state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BookingState {
-    /// Tickets held until `until`; after that the booking reads as expired.
-    Held {
-        until: Millis,
-    },
+    /// Tickets held until `Booking::held_until`; after that the booking reads as expired.
+    Held,
     Confirmed {
         payment: String,
         at: Millis,
@@ -85,6 +83,8 @@ pub struct Booking {
     pub user: UserId,
     pub tickets: Vec<TicketId>,
     pub total_cents: u64,
+    /// When the hold ends (or ended): kept after a confirmation or release, for the record.
+    pub held_until: Millis,
     pub state: BookingState,
     pub created_at: Millis,
 }
@@ -92,8 +92,8 @@ pub struct Booking {
 impl Booking {
     pub fn status_at(&self, now: Millis) -> BookingStatus {
         match self.state {
-            BookingState::Held { until } if now >= until => BookingStatus::Expired,
-            BookingState::Held { .. } => BookingStatus::Held,
+            BookingState::Held if now >= self.held_until => BookingStatus::Expired,
+            BookingState::Held => BookingStatus::Held,
             BookingState::Confirmed { .. } => BookingStatus::Confirmed,
             BookingState::Released { .. } => BookingStatus::Released,
         }
@@ -102,7 +102,7 @@ impl Booking {
     /// When the hold ends, for a booking that is (or was) held.
     pub fn held_until(&self) -> Option<Millis> {
         match self.state {
-            BookingState::Held { until } => Some(until),
+            BookingState::Held => Some(self.held_until),
             _ => None,
         }
     }
@@ -132,7 +132,8 @@ mod tests {
             user: 2,
             tickets: vec![3],
             total_cents: 10,
-            state: BookingState::Held { until: 100 },
+            held_until: 100,
+            state: BookingState::Held,
             created_at: 0,
         };
         assert_eq!(booking.status_at(99), BookingStatus::Held);

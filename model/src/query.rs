@@ -27,6 +27,10 @@ pub enum Query {
     Venue(VenueId),
     Performer(PerformerId),
     Placement(EventId),
+    /// Every ticket row and every booking of an event: for operators and the chaos checker.
+    EventState(EventId),
+    /// A digest of the replica's whole state at its applied index, to compare replicas.
+    Digest,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +44,8 @@ pub enum QueryResult {
     Venue(Option<Venue>),
     Performer(Option<Performer>),
     Placement(Option<Placement>),
+    EventState { tickets: Vec<(TicketId, TicketState)>, bookings: Vec<Booking> },
+    Digest { applied_index: Option<u64>, digest: String },
 }
 
 /// How fresh a read must be.

@@ -1,38 +1,59 @@
 //! The gateway's [`gateway::Cluster`] over this node's raft host.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use model::{ClusterError, ClusterStatus, Command, Consistency, GroupId, Millis, NodeId, Outcome, Query, QueryResult};
+use model::{
+    ClusterError, ClusterStatus, Command, Consistency, Faults, GroupId, Millis, NodeId, Outcome, Query, QueryResult,
+};
 use raft::Host;
+use storage::DiskFaults;
 
-pub struct HostCluster(pub Arc<Host>);
+pub struct HostCluster {
+    pub host: Arc<Host>,
+    /// This node's disk fault switches, for `inject_faults`.
+    pub disk: Arc<DiskFaults>,
+}
 
 impl gateway::Cluster for HostCluster {
     fn node_id(&self) -> NodeId {
-        self.0.node_id()
+        self.host.node_id()
     }
 
     fn inventory_groups(&self) -> u32 {
-        self.0.inventory_groups()
+        self.host.inventory_groups()
     }
 
     fn now_ms(&self) -> Millis {
-        self.0.now_ms()
+        self.host.now_ms()
     }
 
     async fn write(&self, group: GroupId, command: Command) -> Result<Outcome, ClusterError> {
-        self.0.write(group, command).await
+        self.host.write(group, command).await
     }
 
     async fn read(&self, group: GroupId, query: Query, consistency: Consistency) -> Result<QueryResult, ClusterError> {
-        self.0.read(group, query, consistency).await
+        self.host.read(group, query, consistency).await
     }
 
     async fn status(&self) -> ClusterStatus {
-        self.0.status().await
+        self.host.status().await
     }
 
     async fn snapshot(&self, group: GroupId) -> Result<(), ClusterError> {
-        self.0.snapshot(group).await
+        self.host.snapshot(group).await
+    }
+
+    fn inject_faults(&self, faults: Faults) {
+        tracing::warn!(?faults, "injecting faults");
+        if let Some(offset_ms) = faults.clock_offset_ms {
+            self.host.set_clock_offset(offset_ms);
+        }
+        if let Some(delay_ms) = faults.log_write_delay_ms {
+            self.disk.write_delay_ms.store(delay_ms, Ordering::Relaxed);
+        }
+        if let Some(fail) = faults.log_write_fail {
+            self.disk.write_fail.store(fail, Ordering::Relaxed);
+        }
     }
 }

@@ -99,9 +99,18 @@ async fn main() -> anyhow::Result<()> {
             let raft = server::bind(&config.raft_addr).await?;
             let http = server::bind(&config.http_addr).await?;
             let node = server::start(&config, raft, http).await.context("the node did not start")?;
-            shutdown.await;
-            node.stop().await;
-            Ok(())
+            tokio::select! {
+                _ = shutdown => {
+                    node.stop().await;
+                    Ok(())
+                }
+                // A replica that stopped on a storage error must not be served around: stop
+                // loudly, and let the operator (or the chaos runner) restart the node.
+                reason = node.fatal() => {
+                    tracing::error!(%reason, "stopping: a raft group failed");
+                    std::process::exit(70);
+                }
+            }
         }
     }
 }

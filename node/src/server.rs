@@ -31,7 +31,8 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
         Storage::open(&db_path).with_context(|| format!("cannot open the database in {}", db_path.display()))?;
     let host = Host::start(config.host(), raft, &storage).await.context("cannot start raft")?;
     let http_addr = http.local_addr()?;
-    let router = gateway::router(Arc::new(HostCluster(host.clone())), config.gateway.clone());
+    let cluster = HostCluster { host: host.clone(), disk: storage.faults() };
+    let router = gateway::router(Arc::new(cluster), config.gateway.clone());
     let (stop_gateway, mut stopped) = watch::channel(false);
     let gateway = tokio::spawn(gateway::serve(http, router, async move {
         let _ = stopped.wait_for(|stop| *stop).await;
@@ -51,6 +52,11 @@ impl RunningNode {
         }
         self.host.shutdown().await;
         tracing::info!(node = self.id, "node stopped");
+    }
+
+    /// Resolves when one of the node's groups stopped on a fatal error.
+    pub async fn fatal(&self) -> String {
+        self.host.fatal().await
     }
 
     /// Whether every group this node hosts knows its leader.

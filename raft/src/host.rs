@@ -7,6 +7,7 @@
 //! when stale reads are fine, by the leader after it confirms its leadership otherwise.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -67,7 +68,10 @@ const RETRY_BACKOFF_MAX_MS: u64 = 400;
 const STATUS_TIMEOUT_MS: u64 = 500;
 /// Queries that scan many rows run on the blocking pool rather than on a runtime worker.
 fn is_scan(query: &Query) -> bool {
-    matches!(query, Query::Tickets(_) | Query::SeatMap(_) | Query::UpcomingEvents { .. })
+    matches!(
+        query,
+        Query::Tickets(_) | Query::SeatMap(_) | Query::UpcomingEvents { .. } | Query::EventState(_) | Query::Digest
+    )
 }
 
 struct Group {
@@ -78,6 +82,8 @@ struct Group {
 
 pub struct Host {
     config: HostConfig,
+    /// Added to the wall clock: starts at `clock_offset_ms`, changed by fault injection.
+    clock_offset_ms: AtomicI64,
     groups: BTreeMap<GroupId, Group>,
     peers: Arc<Peers>,
     shutdown: watch::Sender<bool>,
@@ -116,7 +122,8 @@ impl Host {
                 .map_err(|e| HostError::Open { group, reason: e.to_string() })?;
             groups.insert(group, Group { raft, reader, clock: GroupClock::default() });
         }
-        let host = Arc::new(Host { config, groups, peers: peers.clone(), shutdown });
+        let clock_offset_ms = AtomicI64::new(config.raft.clock_offset_ms);
+        let host = Arc::new(Host { config, clock_offset_ms, groups, peers: peers.clone(), shutdown });
         peers.start(listener, handler(Arc::downgrade(&host)));
         host.initialize().await;
         Ok(host)
@@ -147,7 +154,36 @@ impl Host {
     /// This node's wall clock, with the configured offset.
     pub fn now_ms(&self) -> Millis {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-        (now + self.config.raft.clock_offset_ms).max(0) as Millis
+        (now + self.clock_offset_ms.load(Ordering::Relaxed)).max(0) as Millis
+    }
+
+    /// Skews this node's clock (fault injection): stamps it gives as leader move with it.
+    pub fn set_clock_offset(&self, offset_ms: i64) {
+        tracing::warn!(offset_ms, "clock offset changed");
+        self.clock_offset_ms.store(offset_ms, Ordering::Relaxed);
+    }
+
+    /// Resolves when a group stops on its own (a storage error, or a panic inside openraft):
+    /// a node must not go on serving with a dead replica, so the caller stops the process.
+    pub async fn fatal(&self) -> String {
+        let mut watches: Vec<_> = self.groups.iter().map(|(&group, g)| (group, g.raft.metrics())).collect();
+        loop {
+            for (group, watch) in &watches {
+                if let Err(error) = &watch.borrow().running_state {
+                    if !*self.shutdown.borrow() {
+                        return format!("group {group} stopped: {error}");
+                    }
+                }
+            }
+            let changes = watches.iter_mut().map(|(_, watch)| Box::pin(watch.changed()));
+            let (changed, index, _) = futures::future::select_all(changes).await;
+            if changed.is_err() {
+                if *self.shutdown.borrow() {
+                    return std::future::pending().await;
+                }
+                return format!("group {} stopped", watches[index].0);
+            }
+        }
     }
 
     fn group(&self, group: GroupId) -> Result<&Group, Refusal> {

@@ -96,6 +96,9 @@ pub mod keys {
     pub fn booking(id: BookingId) -> Vec<u8> {
         tagged(b'b', &[&id.event.to_be_bytes(), &id.nonce.to_be_bytes()])
     }
+    pub fn bookings_of(event: EventId) -> Vec<u8> {
+        tagged(b'b', &[&event.to_be_bytes()])
+    }
 }
 
 /// The next id of each kind of catalog record; ids start at 1.
@@ -261,7 +264,8 @@ fn hold(
         user,
         tickets: tickets.to_vec(),
         total_cents: tickets.iter().map(|&t| prices[t as usize]).sum(),
-        state: BookingState::Held { until },
+        held_until: until,
+        state: BookingState::Held,
         created_at: at,
     };
     write(rows, keys::booking(id), &booking);
@@ -285,7 +289,7 @@ fn release(rows: &mut impl Rows, at: Millis, id: BookingId, user: u64) -> Result
     match booking.state {
         BookingState::Released { .. } => return Ok(Outcome::Released(booking)),
         BookingState::Confirmed { .. } => return Ok(Outcome::WrongState(booking)),
-        BookingState::Held { .. } => {}
+        BookingState::Held => {}
     }
     for &ticket in &booking.tickets {
         let key = keys::ticket(id.event, ticket);
@@ -308,7 +312,7 @@ fn confirm(rows: &mut impl Rows, at: Millis, id: BookingId, user: u64, payment: 
     match &booking.state {
         BookingState::Confirmed { payment: p, .. } if p == payment => return Ok(Outcome::Confirmed(booking)),
         BookingState::Confirmed { .. } | BookingState::Released { .. } => return Ok(Outcome::WrongState(booking)),
-        BookingState::Held { .. } => {}
+        BookingState::Held => {}
     }
     let mut lost = Vec::new();
     for &ticket in &booking.tickets {

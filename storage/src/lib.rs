@@ -29,19 +29,26 @@ use rocksdb::DB;
 
 pub use log_store::LogStore;
 pub use state_machine::StateMachine;
-pub use writer::LogWriter;
+pub use writer::{DiskFaults, LogWriter};
 
 /// A node's storage: its database and its log writer.
 pub struct Storage {
     db: Arc<DB>,
     writer: LogWriter,
+    faults: Arc<DiskFaults>,
 }
 
 impl Storage {
     pub fn open(path: &Path) -> Result<Storage, rocksdb::Error> {
         let db = db::open(path)?;
-        let writer = LogWriter::start(db.clone());
-        Ok(Storage { db, writer })
+        let faults = Arc::new(DiskFaults::default());
+        let writer = LogWriter::start(db.clone(), faults.clone());
+        Ok(Storage { db, writer, faults })
+    }
+
+    /// The switches that inject disk faults into this node's log writes.
+    pub fn faults(&self) -> Arc<DiskFaults> {
+        self.faults.clone()
     }
 }
 

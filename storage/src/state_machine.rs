@@ -82,6 +82,69 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Calls `each` with every row of the group in `view` (keys without the group prefix), in
+    /// key order, and returns the state machine's meta as of that view.
+    fn each_row(&self, view: &rocksdb::Snapshot<'_>, mut each: impl FnMut(&[u8], &[u8])) -> Result<Meta, Fault> {
+        let family = cf(&self.db, CF_SM);
+        let prefix = db::group_prefix(self.group);
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(db::group_prefix(self.group + 1).to_vec());
+        let mut meta = Meta::default();
+        for item in view.iterator_cf_opt(family, options, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (key, value) = item.map_err(|e| Fault { key: prefix.to_vec(), reason: e.to_string() })?;
+            let key = &key[4..];
+            if key == keys::META {
+                meta = ledger::decode(key, &value)?;
+            }
+            each(key, &value);
+        }
+        Ok(meta)
+    }
+
+    /// A digest of every row at the view's applied index: equal state, equal digest.
+    fn digest(&self) -> Result<QueryResult, Fault> {
+        use sha2::{Digest as _, Sha256};
+        let view = self.db.snapshot();
+        let mut hasher = Sha256::new();
+        let meta = self.each_row(&view, |key, value| {
+            hasher.update((key.len() as u64).to_be_bytes());
+            hasher.update(key);
+            hasher.update((value.len() as u64).to_be_bytes());
+            hasher.update(value);
+        })?;
+        let digest = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(QueryResult::Digest { applied_index: meta.last_applied.map(|l| l.index), digest })
+    }
+
+    /// Every ticket row and booking of an event, read from one view.
+    fn event_state(&self, event: EventId) -> Result<QueryResult, Fault> {
+        let view = self.db.snapshot();
+        let family = cf(&self.db, CF_SM);
+        let scan = |prefix: Vec<u8>| -> Result<Vec<RawRow>, Fault> {
+            let start = db::key(self.group, &prefix);
+            let mut rows = Vec::new();
+            for item in view.iterator_cf(family, IteratorMode::From(&start, Direction::Forward)) {
+                let (key, value) = item.map_err(|e| Fault { key: prefix.clone(), reason: e.to_string() })?;
+                if !key.starts_with(&start) || rows.len() >= SCAN_ROWS_MAX {
+                    break;
+                }
+                rows.push((key[4..].to_vec(), value.to_vec()));
+            }
+            Ok(rows)
+        };
+        let mut tickets = Vec::new();
+        for (key, value) in scan(keys::tickets_of(event))? {
+            let ticket = keys::ticket_of_key(&key)
+                .ok_or_else(|| Fault { key: key.clone(), reason: "short ticket key".into() })?;
+            tickets.push((ticket, ledger::decode(&key, &value)?));
+        }
+        let bookings =
+            scan(keys::bookings_of(event))?.iter().map(|(k, v)| ledger::decode(k, v)).collect::<Result<_, _>>()?;
+        Ok(QueryResult::EventState { tickets, bookings })
+    }
+}
+
 impl StateMachine {
     pub fn open(group: u32, db: Arc<DB>) -> Result<(StateMachine, Arc<dyn StateReader>), String> {
         let shared = Arc::new(Shared {
@@ -272,19 +335,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 /// current snapshot.
 fn build(shared: &Shared) -> Result<Snapshot, StorageError> {
     let view = shared.db.snapshot();
-    let family = cf(&shared.db, CF_SM);
-    let prefix = db::group_prefix(shared.group);
-    let mut options = ReadOptions::default();
-    options.set_iterate_upper_bound(db::group_prefix(shared.group + 1).to_vec());
     let mut rows: Vec<RawRow> = Vec::new();
-    for item in view.iterator_cf_opt(family, options, IteratorMode::From(&prefix, Direction::Forward)) {
-        let (key, value) = item.map_err(|e| sm_error(ErrorVerb::Read, e))?;
-        rows.push((key[4..].to_vec(), value.to_vec()));
-    }
-    let meta: Meta = match rows.iter().find(|(k, _)| k.as_slice() == keys::META) {
-        Some((key, value)) => ledger::decode(key, value).map_err(|e| sm_error(ErrorVerb::Read, e))?,
-        None => Meta::default(),
-    };
+    let meta = shared
+        .each_row(&view, |key, value| rows.push((key.to_vec(), value.to_vec())))
+        .map_err(|e| sm_error(ErrorVerb::Read, e))?;
+    let prefix = db::group_prefix(shared.group);
     let data = bincode::serialize(&rows).expect("rows encode");
     let n = shared.snapshots_built.fetch_add(1, Ordering::Relaxed);
     let index = meta.last_applied.map(|l| l.index).unwrap_or(0);
@@ -337,6 +392,8 @@ impl Reader {
                 }
                 QueryResult::Tickets(tickets)
             }
+            Query::EventState(event) => s.event_state(*event)?,
+            Query::Digest => s.digest()?,
             Query::UpcomingEvents { from, limit } => {
                 let limit = (*limit).min(model::UPCOMING_EVENTS_MAX) as usize;
                 let mut events = Vec::new();

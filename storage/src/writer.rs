@@ -4,6 +4,7 @@
 //! A caller is answered only after the sync, so when `append` returns (and openraft is told the
 //! entries are flushed) they are on disk. Waiting writers of many groups share one fsync.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rocksdb::{WriteBatch, WriteOptions, DB};
@@ -13,6 +14,15 @@ use tokio::sync::oneshot;
 const LOG_QUEUE_WRITES_MAX: usize = 4_096;
 /// Writes one sync may carry.
 const LOG_WRITES_PER_SYNC_MAX: usize = 1_024;
+
+/// Disk faults to inject into log writes (chaos testing): a slow disk and a full one.
+#[derive(Debug, Default)]
+pub struct DiskFaults {
+    /// Added before every sync round.
+    pub write_delay_ms: AtomicU64,
+    /// Every round fails as a full disk would.
+    pub write_fail: AtomicBool,
+}
 
 struct Job {
     batch: WriteBatch,
@@ -25,11 +35,11 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    pub fn start(db: Arc<DB>) -> LogWriter {
+    pub fn start(db: Arc<DB>, faults: Arc<DiskFaults>) -> LogWriter {
         let (queue, jobs) = std::sync::mpsc::sync_channel::<Job>(LOG_QUEUE_WRITES_MAX);
         std::thread::Builder::new()
             .name("log-writer".into())
-            .spawn(move || run(db, jobs))
+            .spawn(move || run(db, jobs, faults))
             .expect("the log writer thread starts");
         LogWriter { queue }
     }
@@ -53,7 +63,7 @@ impl LogWriter {
     }
 }
 
-fn run(db: Arc<DB>, jobs: std::sync::mpsc::Receiver<Job>) {
+fn run(db: Arc<DB>, jobs: std::sync::mpsc::Receiver<Job>, faults: Arc<DiskFaults>) {
     let mut unsynced = WriteOptions::default();
     unsynced.set_sync(false);
     while let Ok(first) = jobs.recv() {
@@ -64,8 +74,15 @@ fn run(db: Arc<DB>, jobs: std::sync::mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let delay_ms = faults.write_delay_ms.load(Ordering::Relaxed);
+        if delay_ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        }
         let mut dones = Vec::with_capacity(round.len());
-        let mut result = Ok(());
+        let mut result = match faults.write_fail.load(Ordering::Relaxed) {
+            true => Err("injected fault: no space left on device".to_string()),
+            false => Ok(()),
+        };
         for job in round {
             if result.is_ok() {
                 result = db.write_opt(job.batch, &unsynced).map_err(|e| e.to_string());

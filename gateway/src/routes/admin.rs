@@ -250,3 +250,64 @@ pub async fn snapshot<C: Cluster>(
         Err(error) => Err(error.into()),
     }
 }
+
+/// `GET /admin/groups/{group}/digest`: this node's replica of a group, digested at its applied
+/// index, so that replicas can be compared.
+pub async fn digest<C: Cluster>(
+    _: Admin,
+    State(state): State<AppState<C>>,
+    PathParams(group): PathParams<GroupId>,
+) -> Result<Json<Value>, Problem> {
+    match state.cluster.read(group, Query::Digest, Consistency::Stale).await {
+        Ok(QueryResult::Digest { applied_index, digest }) => Ok(Json(json!({
+            "group": group,
+            "node": state.cluster.node_id(),
+            "appliedIndex": applied_index,
+            "digest": digest,
+        }))),
+        Ok(other) => Err(unexpected("digest", &other)),
+        Err(ClusterError::NoSuchGroup(_)) => Err(Problem::not_found(format!("there is no group {group}"))),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `GET /admin/events/{eventId}/state`: every ticket row and booking of an event, read from its
+/// leader, times in the group's milliseconds.
+pub async fn event_state<C: Cluster>(
+    _: Admin,
+    State(state): State<AppState<C>>,
+    PathParams(event): PathParams<model::EventId>,
+) -> Result<Json<Value>, Problem> {
+    let group = state.group_of(event).await?;
+    let (tickets, bookings) = match state.read(group, Query::EventState(event), Consistency::Linearizable).await? {
+        QueryResult::EventState { tickets, bookings } => (tickets, bookings),
+        other => return Err(unexpected("event state", &other)),
+    };
+    let now = state.now();
+    let tickets: Vec<Value> = tickets
+        .iter()
+        .map(|(id, ticket)| match ticket {
+            model::TicketState::Held { booking, until } => {
+                json!({"id": id, "state": "held", "booking": booking.to_string(), "untilMs": until})
+            }
+            model::TicketState::Sold { booking } => {
+                json!({"id": id, "state": "sold", "booking": booking.to_string(), "untilMs": null})
+            }
+        })
+        .collect();
+    let bookings: Vec<Value> = bookings.iter().map(|b| crate::views::booking_record(b, now)).collect();
+    Ok(Json(json!({"event": event, "tickets": tickets, "bookings": bookings})))
+}
+
+/// `PUT /admin/faults`: inject faults into this node. Only when `fault_injection_enabled`.
+pub async fn inject_faults<C: Cluster>(
+    _: Admin,
+    State(state): State<AppState<C>>,
+    JsonBody(faults): JsonBody<model::Faults>,
+) -> Result<StatusCode, Problem> {
+    if !state.config.fault_injection_enabled {
+        return Err(Problem::not_found("fault injection is not enabled on this node"));
+    }
+    state.cluster.inject_faults(faults);
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -265,7 +265,7 @@ mod tests {
 
     fn booking(state: BookingState) -> Booking {
         let id = BookingId { event: 3, nonce: 0xab };
-        Booking { id, event: 3, user: 1, tickets: vec![0], total_cents: 5, state, created_at: 0 }
+        Booking { id, event: 3, user: 1, tickets: vec![0], total_cents: 5, held_until: 5, state, created_at: 0 }
     }
 
     #[test]
@@ -274,7 +274,7 @@ mod tests {
         assert_eq!(problem.status(), StatusCode::CONFLICT);
         assert_eq!(problem.detail(), "booking 3-00000000000000ab is released");
         assert_eq!(problem.extension("bookingStatus"), Some(&"released".into()));
-        let expired = wrong_state(&booking(BookingState::Held { until: 5 }), 10);
+        let expired = wrong_state(&booking(BookingState::Held), 10);
         assert_eq!(expired.extension("bookingStatus"), Some(&"expired".into()));
     }
 

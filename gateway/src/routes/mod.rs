@@ -38,6 +38,9 @@ pub fn build<C: Cluster>(state: AppState<C>) -> Router {
         .route("/admin/events", post(admin::create_event::<C>))
         .route("/admin/cluster", get(admin::cluster_status::<C>))
         .route("/admin/groups/{group}/snapshot", post(admin::snapshot::<C>))
+        .route("/admin/groups/{group}/digest", get(admin::digest::<C>))
+        .route("/admin/events/{eventId}/state", get(admin::event_state::<C>))
+        .route("/admin/faults", axum::routing::put(admin::inject_faults::<C>))
         .layer(DefaultBodyLimit::max(state.config.admin_body_bytes_max));
     let counters = state.metrics.clone();
     public
