@@ -1,9 +1,28 @@
-//! The chaos runner and history checker (issue 3).
+//! The chaos runner and history checker: break real clusters, and prove no seat is sold twice
+//! and nothing acknowledged is lost.
 //!
-//! It will start real clusters of `boxoffice node` processes, drive a booking workload through
-//! the gateways while injecting faults (kills, pauses, partitions, clock skew), record every
-//! request and answer into a history, and check that history and the final state: no seat sold
-//! twice, nothing acknowledged lost, every replica identical at the same applied index.
+//! Modelled on Jepsen and etcd's robustness tests. A run starts `boxoffice node` processes with
+//! a fault-injecting proxy on every link between them, drives fans through the gateways while a
+//! seeded schedule kills, pauses, partitions, delays, skews and fills the disks of nodes, records
+//! every request and answer into a history, heals everything, reads the final state, and checks.
+//!
+//! Layout:
+//! - [`history`]: the history and final-state records (the checker's input, saved as JSON);
+//! - [`checker`] and [`report`]: the invariants checked over a history, and their verdicts;
+//! - [`proxy`]: the fault-injecting proxy on one link;
+//! - [`cluster`]: node processes and the levers to break them;
+//! - [`faults`]: the seeded schedule, and doing and undoing each fault;
+//! - [`workload`]: the fans and the recorder;
+//! - [`run`]: one run from start to verdict.
 //!
 //! Like `tests/`, it sees the system only as clients and operators do: it depends on `model`
-//! for the shapes of the data and on nothing else of the workspace.
+//! and nothing else of the workspace.
+
+pub mod checker;
+pub mod cluster;
+pub mod faults;
+pub mod history;
+pub mod proxy;
+pub mod report;
+pub mod run;
+pub mod workload;

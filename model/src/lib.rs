@@ -12,11 +12,13 @@
 //! - [`inventory`]: ticket states and bookings, and how a state reads at a given time;
 //! - [`command`]: the commands a raft group applies and the outcome each returns;
 //! - [`query`]: the reads a group answers;
-//! - [`cluster`]: cluster status and the errors of cluster calls.
+//! - [`cluster`]: cluster status and the errors of cluster calls;
+//! - [`duration`]: durations as people write them in settings and flags (`10m`, `90s`).
 
 pub mod catalog;
 pub mod cluster;
 pub mod command;
+pub mod duration;
 pub mod ids;
 pub mod inventory;
 pub mod query;

@@ -6,13 +6,12 @@
 //! Layout: [`config`] reads and checks the node's TOML file; [`server`] starts a node (storage,
 //! raft host, gateway) and stops it in order; [`cluster`] adapts the raft host to the gateway;
 //! [`dev`] runs the embedded three-node cluster; [`demo`] loads the demo catalog through the
-//! admin API; [`duration`] parses `10m`-style durations.
+//! admin API.
 
 mod cluster;
 mod config;
 mod demo;
 mod dev;
-mod duration;
 mod server;
 
 use std::path::PathBuf;
@@ -48,7 +47,7 @@ enum Command {
         #[arg(long, default_value = "data/dev")]
         data: PathBuf,
         /// How long a hold keeps its tickets, e.g. 10m, 90s, 1500ms.
-        #[arg(long, default_value = "10m", value_parser = duration::parse_ms)]
+        #[arg(long, default_value = "10m", value_parser = model::duration::parse_ms)]
         hold_ttl: u64,
         /// Start without loading the demo catalog.
         #[arg(long)]

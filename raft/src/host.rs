@@ -132,9 +132,13 @@ impl Host {
     /// Makes every node a voter of every group, once. Every node does this with the same
     /// membership, which openraft allows; a group that already has state refuses, and that
     /// refusal is the normal case on restart.
+    ///
+    /// The membership names nodes by id only: where a node is reached comes from each node's
+    /// own config, and may differ between nodes (a proxy, a NAT), while the membership entry
+    /// must be the same everywhere.
     async fn initialize(&self) {
         let members: BTreeMap<NodeId, BasicNode> =
-            self.config.nodes.values().map(|n| (n.id, BasicNode { addr: n.raft_addr.clone() })).collect();
+            self.config.nodes.values().map(|n| (n.id, BasicNode::default())).collect();
         for (group, g) in &self.groups {
             match g.raft.initialize(members.clone()).await {
                 Ok(()) => tracing::info!(group, "group initialized"),

@@ -1,0 +1,904 @@
+//! The history checker: given every request of a chaos run with its answer (the history) and the
+//! cluster's state read after the faults healed (the final state), it checks the invariants the
+//! system promises and says which were broken, by which requests, bookings and tickets.
+//!
+//! What the system does, and so what the checks may rely on (`storage::ledger`, design rules 2-6):
+//! - every change is a command in the event's group log, applied at a group time `at` that never
+//!   decreases along the log; a booking's `created_at`, `confirmed_at` and `released_at` are the
+//!   `at` of its hold, payment and release;
+//! - a ticket is taken by a hold only if every ticket of the request is free at `at` (no row, or
+//!   a hold that ended: `at >= until`); a sold ticket stays sold to its booking forever;
+//! - a booking moves held -> confirmed or held -> released and never back ("held" and "expired"
+//!   are one stored state read by clocks that disagree), keeping its fan, event, tickets and
+//!   creation time; a release only deletes the booking's own rows;
+//! - a payment confirms a held booking, late or not, only if no other booking holds or owns its
+//!   tickets at `at`; paying a confirmed booking or releasing a released one answers it as is;
+//! - a write answered 2xx was committed and applied before the answer left; the booking in any
+//!   2xx answer is the stored booking at some moment between the request's start and its end
+//!   (bookings are read linearizably); a 4xx changed nothing; `Unknown` may or may not have
+//!   applied, so it is never taken as evidence, only resolved against the final state.
+//!
+//! The checks, and why a correct run never fails them:
+//! 1. [`NO_DOUBLE_SALE`]: no two bookings are ever answered confirmed for one ticket, the final
+//!    state has no two confirmed bookings sharing a ticket, and its ticket rows agree with its
+//!    bookings (a sold row belongs to a confirmed booking listing the ticket, a held row to a
+//!    held one, every ticket of a confirmed booking is sold to it). Sound: a sold row is never
+//!    overwritten, and rows change only together with their booking.
+//! 2. [`NO_LOST_WRITES`]: every booking a 2xx answer showed is in the final state with the fan,
+//!    event, tickets (those the hold asked for) and creation time it showed; if it was answered
+//!    confirmed it is confirmed at the same time, if released released at the same time. Sound:
+//!    an answered change was committed, a committed entry is never undone, and confirmed and
+//!    released are final states whose stamp never changes.
+//! 3. [`NO_OVERLAPPING_HOLDS`]: per ticket, the group-time intervals during which bookings
+//!    occupied it never overlap. A booking occupies its tickets during
+//!    `[created_at, min(held_until, released_at))`, and during `[confirmed_at, forever)` if
+//!    confirmed (one interval when the payment came before the hold ended). Every booking of
+//!    the final state counts, and so does every booking an answer showed (merged with its final
+//!    version: a release or payment seen anywhere counts; where versions disagree on a time,
+//!    the one that occupies least is taken). Sound: apply takes a ticket only when it is free at `at`, which is exactly
+//!    when no such interval of another booking covers `at`; intervals are half-open because a
+//!    hold ending at `until` frees the ticket for a command stamped `until`.
+//! 4. [`REAL_TIME_ORDER`]: if request X was answered before request Y was sent, both about one
+//!    event, and Y's answer shows the stamp of Y's own change, then that stamp is at least the
+//!    latest stamp X's answer showed; and no booking is confirmed or released before it was
+//!    created. Sound: X's stamp was applied before X answered, Y's command entered the log
+//!    after Y was sent, and group time does not decrease along the log. Y's stamp is Y's own
+//!    for a payment (release) only when no other payment (release) of that booking that may
+//!    have applied was sent before Y was answered: paying a confirmed booking answers the old
+//!    confirmation, whose stamp may predate Y. Likewise for a hold only when no other hold was
+//!    answered that booking and no unknown hold of the same fan, event and tickets was sent
+//!    before (should holds ever be retried idempotently, the retry answers the first booking).
+//! 5. [`NO_STALE_READS`]: if an answer showed booking B confirmed (released) and ended before
+//!    another request about B started, that request's answer shows B confirmed (released) too,
+//!    and no request about B answers 404 after an answer showed B. Sound: each answer is B's
+//!    stored state at a moment inside its request, stored states only move forward, and a
+//!    booking never vanishes.
+//! 6. [`REPLICAS_AGREE`]: in each group every replica is at the same applied index (the runner
+//!    waits for catch-up before it reads; a laggard is reported as such) and replicas at the
+//!    same applied index have the same digest. Sound: apply is deterministic.
+//! 7. [`UNKNOWN_RESOLVED`]: never fails; it resolves each `Unknown` write against the final
+//!    state and counts the outcomes in [`Counts::unknown`].
+//!
+//! Real times are compared strictly (`end < start`): two events in one millisecond may have
+//! happened in either order.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::history::{Booking, Entry, FinalEvent, FinalState, FinalTicket, Op, ReplicaDigest, Result as Answer};
+use crate::report::{Answers, Check, Counts, Report, Resolution, Violation};
+
+pub const NO_DOUBLE_SALE: &str = "no_double_sale";
+pub const NO_LOST_WRITES: &str = "no_lost_writes";
+pub const NO_OVERLAPPING_HOLDS: &str = "no_overlapping_holds";
+pub const REAL_TIME_ORDER: &str = "real_time_order";
+pub const NO_STALE_READS: &str = "no_stale_reads";
+pub const REPLICAS_AGREE: &str = "replicas_agree";
+pub const UNKNOWN_RESOLVED: &str = "unknown_resolved";
+
+/// The end of an interval that never ends (a sold ticket).
+const FOREVER: u64 = u64::MAX;
+
+/// Checks a history against the final state; see the module doc for the rules.
+pub fn check(history: &[Entry], final_state: &FinalState) -> Report {
+    let facts = Facts::new(history, final_state);
+    let checks = vec![
+        no_double_sale(&facts),
+        no_lost_writes(&facts),
+        no_overlapping_holds(&facts),
+        real_time_order(&facts),
+        no_stale_reads(&facts),
+        replicas_agree(&final_state.replicas),
+        unknown_resolved(),
+    ];
+    Report { checks, counts: counts(&facts) }
+}
+
+/// The input, indexed once for every check.
+struct Facts<'a> {
+    history: &'a [Entry],
+    final_state: &'a FinalState,
+    /// Every booking of the final state, by id.
+    finals: HashMap<&'a str, &'a Booking>,
+    /// Every 2xx answer and the booking it showed, in history order.
+    seen: Vec<Seen<'a>>,
+}
+
+#[derive(Clone, Copy)]
+struct Seen<'a> {
+    entry: &'a Entry,
+    booking: &'a Booking,
+}
+
+impl<'a> Facts<'a> {
+    fn new(history: &'a [Entry], final_state: &'a FinalState) -> Self {
+        let finals = final_state.events.iter().flat_map(|e| &e.bookings).map(|b| (b.id.as_str(), b)).collect();
+        let seen = history
+            .iter()
+            .filter_map(|entry| match &entry.result {
+                Answer::Ok { booking } => Some(Seen { entry, booking }),
+                _ => None,
+            })
+            .collect();
+        Facts { history, final_state, finals, seen }
+    }
+}
+
+/// A booking's stored state; "held" and "expired" are one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Held,
+    Confirmed,
+    Released,
+}
+
+impl Stage {
+    fn of(booking: &Booking) -> Option<Stage> {
+        match booking.status.as_str() {
+            "held" | "expired" => Some(Stage::Held),
+            "confirmed" => Some(Stage::Confirmed),
+            "released" => Some(Stage::Released),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Held => "held",
+            Stage::Confirmed => "confirmed",
+            Stage::Released => "released",
+        }
+    }
+}
+
+fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Hold { .. } => "hold",
+        Op::Release { .. } => "release",
+        Op::Pay { .. } => "pay",
+        Op::ReadBooking { .. } => "read",
+    }
+}
+
+/// The booking a request is about: the one it names, or for a hold the one it was answered.
+fn target(entry: &Entry) -> Option<&str> {
+    match (&entry.op, &entry.result) {
+        (Op::Release { booking } | Op::Pay { booking, .. } | Op::ReadBooking { booking }, _) => Some(booking),
+        (Op::Hold { .. }, Answer::Ok { booking }) => Some(&booking.id),
+        (Op::Hold { .. }, _) => None,
+    }
+}
+
+/// Names an entry in a message.
+fn what(entry: &Entry) -> String {
+    match &entry.op {
+        Op::Hold { event, .. } => format!("entry {} (hold in event {event} by fan {})", entry.id, entry.fan),
+        Op::Release { booking } => format!("entry {} (release of {booking})", entry.id),
+        Op::Pay { booking, .. } => format!("entry {} (payment of {booking})", entry.id),
+        Op::ReadBooking { booking } => format!("entry {} (read of {booking})", entry.id),
+    }
+}
+
+fn sorted(tickets: &[u32]) -> Vec<u32> {
+    let mut tickets = tickets.to_vec();
+    tickets.sort_unstable();
+    tickets
+}
+
+// 1. no_double_sale
+
+fn no_double_sale(f: &Facts) -> Check {
+    let mut violations = sold_twice_in_history(f);
+    violations.extend(f.final_state.events.iter().flat_map(sold_twice_in_final));
+    violations.extend(f.final_state.events.iter().flat_map(rows_disagree_with_bookings));
+    Check::new(
+        NO_DOUBLE_SALE,
+        "no ticket is sold to two bookings: no two bookings answered confirmed share a ticket; in the final \
+         state no two confirmed bookings share a ticket, a sold (held) ticket belongs to a confirmed (held) \
+         booking that lists it, and every ticket of a confirmed booking is sold to it",
+        violations,
+    )
+}
+
+/// A sold ticket stays sold to its booking, so two bookings ever answered confirmed for one
+/// ticket are a double sale, whenever they were answered.
+fn sold_twice_in_history(f: &Facts) -> Vec<Violation> {
+    let mut owners: BTreeMap<(u64, u32), BTreeMap<&str, u64>> = BTreeMap::new();
+    for s in f.seen.iter().filter(|s| Stage::of(s.booking) == Some(Stage::Confirmed)) {
+        for &ticket in &s.booking.tickets {
+            owners.entry((s.booking.event, ticket)).or_default().entry(&s.booking.id).or_insert(s.entry.id);
+        }
+    }
+    let twice = owners.into_iter().filter(|(_, owners)| owners.len() > 1);
+    twice
+        .map(|((event, ticket), owners)| {
+            let list: Vec<String> = owners.iter().map(|(b, e)| format!("{b} (entry {e})")).collect();
+            Violation::new(format!(
+                "ticket {ticket} of event {event} was answered sold to {} bookings: {}",
+                owners.len(),
+                list.join(", ")
+            ))
+            .entries(owners.values().copied())
+            .bookings(owners.keys().copied())
+            .tickets(event, [ticket])
+        })
+        .collect()
+}
+
+fn sold_twice_in_final(event: &FinalEvent) -> Vec<Violation> {
+    let mut owners: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
+    for booking in event.bookings.iter().filter(|b| Stage::of(b) == Some(Stage::Confirmed)) {
+        booking.tickets.iter().for_each(|&t| owners.entry(t).or_default().push(&booking.id));
+    }
+    owners
+        .into_iter()
+        .filter_map(|(ticket, mut owners)| {
+            owners.sort_unstable();
+            owners.dedup();
+            (owners.len() > 1).then(|| {
+                Violation::new(format!(
+                    "ticket {ticket} of event {} is sold to {} confirmed bookings in the final state: {}",
+                    event.event,
+                    owners.len(),
+                    owners.join(", ")
+                ))
+                .bookings(owners)
+                .tickets(event.event, [ticket])
+            })
+        })
+        .collect()
+}
+
+/// Rows and bookings change together in one apply, so they must agree.
+fn rows_disagree_with_bookings(event: &FinalEvent) -> Vec<Violation> {
+    let bookings: HashMap<&str, &Booking> = event.bookings.iter().map(|b| (b.id.as_str(), b)).collect();
+    let rows: HashMap<u32, &FinalTicket> = event.tickets.iter().map(|r| (r.id, r)).collect();
+    let mut violations: Vec<Violation> =
+        event.tickets.iter().filter_map(|row| row_problem(event, row, &bookings)).collect();
+    for booking in event.bookings.iter().filter(|b| Stage::of(b) == Some(Stage::Confirmed)) {
+        for &ticket in &booking.tickets {
+            let row = rows.get(&ticket);
+            if row.is_some_and(|r| r.state == "sold" && r.booking == booking.id) {
+                continue;
+            }
+            let row = match row {
+                None => "free".to_string(),
+                Some(r) if r.state == "sold" => format!("sold to booking {}", r.booking),
+                Some(r) => format!("{} for booking {}", r.state, r.booking),
+            };
+            violations.push(
+                Violation::new(format!(
+                    "booking {} is confirmed but its ticket {ticket} of event {} is {row} in the final state",
+                    booking.id, event.event
+                ))
+                .bookings([booking.id.as_str()])
+                .tickets(event.event, [ticket]),
+            );
+        }
+    }
+    violations
+}
+
+fn row_problem(event: &FinalEvent, row: &FinalTicket, bookings: &HashMap<&str, &Booking>) -> Option<Violation> {
+    let blame = |problem: String| {
+        let message = format!("ticket {} of event {} {problem} in the final state", row.id, event.event);
+        Some(Violation::new(message).bookings([row.booking.as_str()]).tickets(event.event, [row.id]))
+    };
+    let (want, verb) = match row.state.as_str() {
+        "sold" => (Stage::Confirmed, "sold to"),
+        "held" => (Stage::Held, "held for"),
+        other => return blame(format!("is in state {other:?}, neither held nor sold,")),
+    };
+    let booking = &row.booking;
+    match bookings.get(booking.as_str()) {
+        None => blame(format!("is {verb} booking {booking}, which is not")),
+        Some(b) if !b.tickets.contains(&row.id) => {
+            blame(format!("is {verb} booking {booking}, which does not list it"))
+        }
+        Some(b) if Stage::of(b) != Some(want) => blame(format!("is {verb} booking {booking}, which is {}", b.status)),
+        Some(_) => None,
+    }
+}
+
+// 2. no_lost_writes
+
+fn no_lost_writes(f: &Facts) -> Check {
+    let mut reported = HashSet::new();
+    let violations = f
+        .seen
+        .iter()
+        .filter_map(|s| lost(f, s))
+        // One violation per booking: its other answers would only repeat it.
+        .filter(|v| reported.insert(v.bookings.clone()))
+        .collect();
+    Check::new(
+        NO_LOST_WRITES,
+        "every booking a 2xx answer showed is in the final state with the fan, event and tickets it showed (for \
+         a hold: those asked for) and the same creation time; one answered confirmed (released) is confirmed \
+         (released) there at the same group time",
+        violations,
+    )
+}
+
+fn lost(f: &Facts, s: &Seen) -> Option<Violation> {
+    let seen = s.booking;
+    let blame = |message: String| Some(Violation::new(message).entries([s.entry.id]).bookings([seen.id.as_str()]));
+    let Some(fin) = f.finals.get(seen.id.as_str()) else {
+        return blame(format!(
+            "booking {} answered {} by {} is missing from the final state",
+            seen.id,
+            seen.status,
+            what(s.entry)
+        ));
+    };
+    if let Some(diff) = identity_differs(s, fin) {
+        return blame(format!(
+            "booking {} is not in the final state as {} answered it: {diff}",
+            seen.id,
+            what(s.entry)
+        ));
+    }
+    let (want, seen_at, final_at) = match Stage::of(seen)? {
+        Stage::Held => return None,
+        Stage::Confirmed => (Stage::Confirmed, seen.confirmed_at_ms, fin.confirmed_at_ms),
+        Stage::Released => (Stage::Released, seen.released_at_ms, fin.released_at_ms),
+    };
+    let name = want.name();
+    if Stage::of(fin) != Some(want) {
+        return blame(format!(
+            "booking {} answered {name} by {} is {} in the final state",
+            seen.id,
+            what(s.entry),
+            fin.status
+        ));
+    }
+    // An answer that does not show the stamp cannot disagree with it.
+    (seen_at.is_some() && seen_at != final_at).then(|| {
+        let message = format!(
+            "booking {} answered {name} at {} by {} is {name} at {} in the final state",
+            seen.id,
+            stamp(seen_at),
+            what(s.entry),
+            stamp(final_at)
+        );
+        Violation::new(message).entries([s.entry.id]).bookings([seen.id.as_str()])
+    })
+}
+
+/// What differs between the final booking and what a request asked for or was answered.
+fn identity_differs(s: &Seen, fin: &Booking) -> Option<String> {
+    let seen = s.booking;
+    let (fan, event, tickets) = match &s.entry.op {
+        Op::Hold { event, tickets } => (s.entry.fan, *event, tickets),
+        _ => (seen.fan, seen.event, &seen.tickets),
+    };
+    let mut diffs = Vec::new();
+    if fin.fan != fan {
+        diffs.push(format!("fan {} instead of {fan}", fin.fan));
+    }
+    if fin.event != event {
+        diffs.push(format!("event {} instead of {event}", fin.event));
+    }
+    if sorted(&fin.tickets) != sorted(tickets) {
+        diffs.push(format!("tickets {:?} instead of {:?}", fin.tickets, tickets));
+    }
+    if fin.created_at_ms != seen.created_at_ms {
+        diffs.push(format!("created at {} instead of {}", fin.created_at_ms, seen.created_at_ms));
+    }
+    (!diffs.is_empty()).then(|| diffs.join(", "))
+}
+
+fn stamp(at: Option<u64>) -> String {
+    at.map_or("no time".into(), |at| at.to_string())
+}
+
+// 3. no_overlapping_holds
+
+fn no_overlapping_holds(f: &Facts) -> Check {
+    let occupants = occupants(f);
+    let mut spans: BTreeMap<(u64, u32), Vec<Span>> = BTreeMap::new();
+    for (who, o) in occupants.iter().enumerate() {
+        for (start, end) in o.intervals() {
+            o.tickets.iter().for_each(|&t| spans.entry((o.event, t)).or_default().push(Span { start, end, who }));
+        }
+    }
+    let violations =
+        spans.into_iter().flat_map(|((event, ticket), spans)| overlaps(&occupants, event, ticket, spans)).collect();
+    Check::new(
+        NO_OVERLAPPING_HOLDS,
+        "per ticket, the group-time intervals during which bookings occupy it never overlap; a booking occupies \
+         its tickets during [created, min(held until, released)) and, if confirmed, [confirmed, forever); \
+         bookings of the final state and of every 2xx answer count",
+        violations,
+    )
+}
+
+/// A booking as known from the final state and every answer that showed it.
+struct Occupant<'a> {
+    id: &'a str,
+    event: u64,
+    tickets: &'a [u32],
+    created: u64,
+    held_until: u64,
+    confirmed: Option<u64>,
+    released: Option<u64>,
+    entries: Vec<u64>,
+}
+
+#[derive(Clone, Copy)]
+struct Span {
+    start: u64,
+    end: u64,
+    who: usize,
+}
+
+impl<'a> Occupant<'a> {
+    fn new(b: &'a Booking) -> Self {
+        Occupant {
+            id: &b.id,
+            event: b.event,
+            tickets: &b.tickets,
+            created: b.created_at_ms,
+            held_until: b.held_until_ms,
+            confirmed: b.confirmed_at_ms,
+            released: b.released_at_ms,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Takes in another version: a payment or release seen anywhere happened. Versions of a
+    /// correct run agree on every time; where they do not (that is [`NO_LOST_WRITES`]'s to
+    /// report), the narrowest occupation is taken, so that no overlap is made up.
+    fn merge(&mut self, b: &Booking) {
+        self.created = self.created.max(b.created_at_ms);
+        self.held_until = self.held_until.min(b.held_until_ms);
+        self.confirmed = either(self.confirmed, b.confirmed_at_ms, u64::max);
+        self.released = either(self.released, b.released_at_ms, u64::min);
+    }
+
+    /// The half-open group-time intervals during which the booking occupies its tickets.
+    fn intervals(&self) -> Vec<(u64, u64)> {
+        let hold_end = self.held_until.min(self.released.unwrap_or(FOREVER));
+        let mut spans = match self.confirmed {
+            Some(at) if at <= hold_end => vec![(self.created, FOREVER)],
+            Some(at) => vec![(self.created, hold_end), (at, FOREVER)],
+            None => vec![(self.created, hold_end)],
+        };
+        spans.retain(|(start, end)| start < end);
+        spans
+    }
+}
+
+/// Both times combined by `pick`, or the one there is.
+fn either(a: Option<u64>, b: Option<u64>, pick: fn(u64, u64) -> u64) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(pick(a, b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Every booking of the final state and of the history, each once, in a stable order.
+fn occupants<'a>(f: &Facts<'a>) -> Vec<Occupant<'a>> {
+    let mut order: Vec<&str> = Vec::new();
+    let mut by_id: HashMap<&str, Occupant> = HashMap::new();
+    let versions = f.final_state.events.iter().flat_map(|e| &e.bookings).map(|b| (b, None));
+    for (b, entry) in versions.chain(f.seen.iter().map(|s| (s.booking, Some(s.entry.id)))) {
+        let occupant = by_id.entry(&b.id).or_insert_with(|| {
+            order.push(&b.id);
+            Occupant::new(b)
+        });
+        occupant.merge(b);
+        occupant.entries.extend(entry);
+    }
+    order.into_iter().filter_map(|id| by_id.remove(id)).collect()
+}
+
+/// Sweeps one ticket's intervals by start: an interval overlaps an earlier one exactly when it
+/// starts before the furthest end so far.
+fn overlaps(occupants: &[Occupant], event: u64, ticket: u32, mut spans: Vec<Span>) -> Vec<Violation> {
+    spans.sort_by_key(|s| (s.start, s.end, s.who));
+    let mut violations = Vec::new();
+    let mut furthest: Option<Span> = None;
+    for span in spans {
+        if let Some(open) = furthest.filter(|o| span.start < o.end && span.who != o.who) {
+            let (a, b) = (&occupants[open.who], &occupants[span.who]);
+            let message = format!(
+                "ticket {ticket} of event {event} was occupied by two bookings at once: {} during {} and {} during \
+                 {} (group time)",
+                a.id,
+                interval(open),
+                b.id,
+                interval(span)
+            );
+            let entries = a.entries.iter().chain(&b.entries).copied();
+            violations.push(Violation::new(message).entries(entries).bookings([a.id, b.id]).tickets(event, [ticket]));
+        }
+        if furthest.is_none_or(|o| span.end > o.end) {
+            furthest = Some(span);
+        }
+    }
+    violations
+}
+
+fn interval(span: Span) -> String {
+    match span.end {
+        FOREVER => format!("[{}, forever)", span.start),
+        end => format!("[{}, {end})", span.start),
+    }
+}
+
+// 4. real_time_order
+
+fn real_time_order(f: &Facts) -> Check {
+    let mut violations = stamps_out_of_real_time_order(f);
+    violations.extend(bookings_stamped_backwards(f));
+    Check::new(
+        REAL_TIME_ORDER,
+        "if request x was answered before request y was sent, both about one event, and y's answer shows the \
+         stamp of y's own change (a hold's creation, a payment's confirmation, a release's release, when no \
+         other request may have made that change), that stamp is not before the latest stamp x's answer showed; no \
+         booking is confirmed or released before its creation",
+        violations,
+    )
+}
+
+/// A group time an answer showed, and the real time that bounds it.
+#[derive(Clone, Copy)]
+struct Stamped<'a> {
+    real: u64,
+    group: u64,
+    entry: &'a Entry,
+}
+
+fn stamps_out_of_real_time_order(f: &Facts) -> Vec<Violation> {
+    let rivals = Rivals::new(f);
+    // Per event: (answers by when they ended, own changes by when they were sent).
+    let mut events: BTreeMap<u64, (Vec<Stamped>, Vec<Stamped>)> = BTreeMap::new();
+    for s in &f.seen {
+        let (before, after) = events.entry(s.booking.event).or_default();
+        before.push(Stamped { real: s.entry.end_ms, group: latest_stamp(s.booking), entry: s.entry });
+        if let Some(group) = own_stamp(s, &rivals) {
+            after.push(Stamped { real: s.entry.start_ms, group, entry: s.entry });
+        }
+    }
+    events.into_iter().flat_map(|(event, (before, after))| went_backwards(event, before, after)).collect()
+}
+
+fn went_backwards<'a>(event: u64, mut before: Vec<Stamped<'a>>, mut after: Vec<Stamped<'a>>) -> Vec<Violation> {
+    before.sort_by_key(|s| (s.real, s.entry.id));
+    after.sort_by_key(|s| (s.real, s.entry.id));
+    let mut latest: Option<Stamped> = None;
+    let mut next = before.iter().peekable();
+    let mut violations = Vec::new();
+    for y in after {
+        while let Some(x) = next.next_if(|x| x.real < y.real) {
+            if latest.is_none_or(|l| x.group > l.group) {
+                latest = Some(*x);
+            }
+        }
+        let Some(x) = latest.filter(|x| x.group > y.group) else { continue };
+        let message = format!(
+            "{} was sent at {} ms, after {} was answered at {} ms, yet its group time {} is before {} in event \
+             {event}'s group: time went backwards or an acknowledged write was ordered after a later one",
+            what(y.entry),
+            y.real,
+            what(x.entry),
+            x.real,
+            y.group,
+            x.group
+        );
+        let bookings = [target(x.entry), target(y.entry)].into_iter().flatten();
+        violations.push(Violation::new(message).entries([x.entry.id, y.entry.id]).bookings(bookings));
+    }
+    violations
+}
+
+/// The latest group time an answer shows: the state it read was at least that late.
+fn latest_stamp(b: &Booking) -> u64 {
+    [b.confirmed_at_ms, b.released_at_ms].into_iter().flatten().fold(b.created_at_ms, u64::max)
+}
+
+/// The stamp of the change a write made itself, when the answer is sure to show it.
+fn own_stamp(s: &Seen, rivals: &Rivals) -> Option<u64> {
+    let b = s.booking;
+    match &s.entry.op {
+        Op::Hold { .. } => rivals.hold_alone(s).then_some(b.created_at_ms),
+        Op::Pay { booking, .. } if rivals.alone(&rivals.pays, booking, s.entry) => b.confirmed_at_ms,
+        Op::Release { booking } if rivals.alone(&rivals.releases, booking, s.entry) => b.released_at_ms,
+        _ => None,
+    }
+}
+
+/// Who else may have made a booking's change.
+struct Rivals<'a> {
+    /// How many holds were answered each booking (more than one only if ids were reused).
+    holds: HashMap<&'a str, usize>,
+    /// When unknown holds were sent, by fan, event and tickets: if holds were ever retried
+    /// idempotently, a retry would be answered the booking its unknown first try made.
+    unknown_holds: HashMap<(u64, u64, Vec<u32>), Vec<u64>>,
+    /// Payments and releases that may have applied (answered 2xx or unknown), by booking.
+    pays: HashMap<&'a str, Vec<&'a Entry>>,
+    releases: HashMap<&'a str, Vec<&'a Entry>>,
+}
+
+impl<'a> Rivals<'a> {
+    fn new(f: &Facts<'a>) -> Self {
+        let mut rivals = Rivals {
+            holds: HashMap::new(),
+            unknown_holds: HashMap::new(),
+            pays: HashMap::new(),
+            releases: HashMap::new(),
+        };
+        for entry in f.history.iter().filter(|e| !matches!(e.result, Answer::Fail { .. })) {
+            match (&entry.op, &entry.result) {
+                (Op::Hold { .. }, Answer::Ok { booking }) => *rivals.holds.entry(&booking.id).or_default() += 1,
+                (Op::Hold { event, tickets }, _) => {
+                    rivals.unknown_holds.entry((entry.fan, *event, sorted(tickets))).or_default().push(entry.start_ms)
+                }
+                (Op::Pay { booking, .. }, _) => rivals.pays.entry(booking).or_default().push(entry),
+                (Op::Release { booking }, _) => rivals.releases.entry(booking).or_default().push(entry),
+                _ => {}
+            }
+        }
+        rivals
+    }
+
+    /// Whether an answered hold's booking can only have been made by it.
+    fn hold_alone(&self, s: &Seen) -> bool {
+        let Op::Hold { event, tickets } = &s.entry.op else { return false };
+        let key = (s.entry.fan, *event, sorted(tickets));
+        let unknown_before =
+            self.unknown_holds.get(&key).is_some_and(|starts| starts.iter().any(|&t| t <= s.entry.end_ms));
+        self.holds.get(s.booking.id.as_str()) == Some(&1) && !unknown_before
+    }
+
+    /// Whether no other such request of the booking was sent before `entry` was answered.
+    fn alone(&self, of: &HashMap<&str, Vec<&Entry>>, booking: &str, entry: &Entry) -> bool {
+        of.get(booking).is_none_or(|others| others.iter().all(|o| o.id == entry.id || o.start_ms > entry.end_ms))
+    }
+}
+
+/// A payment or release is applied after its booking's hold in the log, so never before it.
+fn bookings_stamped_backwards(f: &Facts) -> Vec<Violation> {
+    let finals = f.final_state.events.iter().flat_map(|e| &e.bookings).map(|b| (b, None));
+    let versions = finals.chain(f.seen.iter().map(|s| (s.booking, Some(s.entry.id))));
+    let mut reported = HashSet::new();
+    let mut violations = Vec::new();
+    for (b, entry) in versions {
+        let changes = [("confirmed", b.confirmed_at_ms), ("released", b.released_at_ms)];
+        let Some((change, at)) =
+            changes.into_iter().find_map(|(c, at)| at.filter(|&at| at < b.created_at_ms).map(|at| (c, at)))
+        else {
+            continue;
+        };
+        if reported.insert(b.id.as_str()) {
+            let source = entry.map_or("in the final state".to_string(), |e| format!("as entry {e} answered it"));
+            let message = format!(
+                "booking {} is {change} at {at}, before it was created at {} ({source})",
+                b.id, b.created_at_ms
+            );
+            violations.push(Violation::new(message).entries(entry).bookings([b.id.as_str()]));
+        }
+    }
+    violations
+}
+
+// 5. no_stale_reads
+
+fn no_stale_reads(f: &Facts) -> Check {
+    let mut looks: BTreeMap<&str, Vec<Look>> = BTreeMap::new();
+    for entry in f.history {
+        let shown = match &entry.result {
+            Answer::Ok { booking } => Shown::Found(Stage::of(booking)),
+            Answer::Fail { status: 404, .. } if !matches!(entry.op, Op::Hold { .. }) => Shown::NotFound,
+            _ => continue,
+        };
+        if let Some(id) = target(entry) {
+            looks.entry(id).or_default().push(Look { entry, shown });
+        }
+    }
+    let violations = looks.into_iter().flat_map(|(id, looks)| stale_looks(id, &looks)).collect();
+    Check::new(
+        NO_STALE_READS,
+        "a booking's stored state only moves held -> confirmed or held -> released: once an answer showed it \
+         confirmed (released), every request about it sent after that answer shows it confirmed (released), \
+         and once an answer showed it, none sent after answers 404",
+        violations,
+    )
+}
+
+/// What an answer about a booking showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    /// A 2xx with the booking, in this stage (`None` if its status is not one we know).
+    Found(Option<Stage>),
+    /// A 404: there is no such booking.
+    NotFound,
+}
+
+impl Shown {
+    fn name(self) -> &'static str {
+        match self {
+            Shown::Found(Some(stage)) => stage.name(),
+            Shown::Found(None) => "with an unknown status",
+            Shown::NotFound => "as not found (404)",
+        }
+    }
+}
+
+struct Look<'a> {
+    entry: &'a Entry,
+    shown: Shown,
+}
+
+/// Sweeps one booking's answers by when they ended against its requests by when they started.
+fn stale_looks(id: &str, looks: &[Look]) -> Vec<Violation> {
+    let mut ended: Vec<&Look> = looks.iter().filter(|l| l.shown != Shown::NotFound).collect();
+    ended.sort_by_key(|l| (l.entry.end_ms, l.entry.id));
+    let mut started: Vec<&Look> = looks.iter().collect();
+    started.sort_by_key(|l| (l.entry.start_ms, l.entry.id));
+    let mut next = ended.into_iter().peekable();
+    // The first answers, by when they ended, that showed the booking at all, confirmed, released.
+    let (mut found, mut confirmed, mut released) = (None, None, None);
+    let mut violations = Vec::new();
+    for later in started {
+        while let Some(earlier) = next.next_if(|e| e.entry.end_ms < later.entry.start_ms) {
+            found = found.or(Some(earlier));
+            match earlier.shown {
+                Shown::Found(Some(Stage::Confirmed)) => confirmed = confirmed.or(Some(earlier)),
+                Shown::Found(Some(Stage::Released)) => released = released.or(Some(earlier)),
+                _ => {}
+            }
+        }
+        let stale = match later.shown {
+            Shown::Found(None) => None,
+            Shown::Found(stage) => [confirmed, released].into_iter().flatten().find(|e| e.shown != Shown::Found(stage)),
+            Shown::NotFound => found,
+        };
+        if let Some(earlier) = stale {
+            violations.push(went_back(id, earlier, later));
+        }
+    }
+    violations
+}
+
+fn went_back(id: &str, earlier: &Look, later: &Look) -> Violation {
+    let message = format!(
+        "{} was sent at {} ms, after {} was answered at {} ms showing booking {id} {}, yet it shows it {}: a read \
+         went back in time",
+        what(later.entry),
+        later.entry.start_ms,
+        what(earlier.entry),
+        earlier.entry.end_ms,
+        earlier.shown.name(),
+        later.shown.name()
+    );
+    Violation::new(message).entries([earlier.entry.id, later.entry.id]).bookings([id])
+}
+
+// 6. replicas_agree
+
+fn replicas_agree(replicas: &[ReplicaDigest]) -> Check {
+    let mut groups: BTreeMap<u32, Vec<&ReplicaDigest>> = BTreeMap::new();
+    replicas.iter().for_each(|r| groups.entry(r.group).or_default().push(r));
+    let mut violations = Vec::new();
+    for (group, replicas) in groups {
+        violations.extend(lagging(group, &replicas));
+        violations.extend(diverged(group, &replicas));
+    }
+    Check::new(
+        REPLICAS_AGREE,
+        "in each group every replica is at the same applied index (the runner reads after catch-up), and \
+         replicas at the same applied index have the same digest",
+        violations,
+    )
+}
+
+fn lagging(group: u32, replicas: &[&ReplicaDigest]) -> Option<Violation> {
+    let mut at: Vec<(u64, u64)> = replicas.iter().map(|r| (r.applied_index, r.node)).collect();
+    at.sort_unstable();
+    if at.first().map(|a| a.0) == at.last().map(|a| a.0) {
+        return None;
+    }
+    let list: Vec<String> = at.iter().map(|(index, node)| format!("node {node} at {index}")).collect();
+    Some(Violation::new(format!(
+        "group {group}'s replicas are at different applied indexes ({}): one did not catch up before the final \
+         state was read",
+        list.join(", ")
+    )))
+}
+
+fn diverged(group: u32, replicas: &[&ReplicaDigest]) -> Vec<Violation> {
+    let mut digests: BTreeMap<u64, BTreeMap<&str, Vec<u64>>> = BTreeMap::new();
+    for r in replicas {
+        digests.entry(r.applied_index).or_default().entry(&r.digest).or_default().push(r.node);
+    }
+    let split = digests.into_iter().filter(|(_, by_digest)| by_digest.len() > 1);
+    split
+        .map(|(index, by_digest)| {
+            let list: Vec<String> =
+                by_digest.iter().map(|(digest, nodes)| format!("nodes {nodes:?} have {digest}")).collect();
+            Violation::new(format!("group {group}'s replicas disagree at applied index {index}: {}", list.join(", ")))
+        })
+        .collect()
+}
+
+// 7. unknown_resolved
+
+fn unknown_resolved() -> Check {
+    Check::new(
+        UNKNOWN_RESOLVED,
+        "counts only: an unknown hold applied if the final state has an otherwise unexplained booking of its \
+         fan, event and tickets (one per booking); an unknown payment (release) applied if its booking is \
+         confirmed (released) and no other payment (release) of it may have done it, did not if it is not or \
+         another was answered before it was sent; otherwise unresolvable",
+        Vec::new(),
+    )
+}
+
+fn counts(f: &Facts) -> Counts {
+    let mut requests: BTreeMap<String, Answers> = BTreeMap::new();
+    for entry in f.history {
+        let answers = requests.entry(op_name(&entry.op).into()).or_default();
+        match entry.result {
+            Answer::Ok { .. } => answers.ok += 1,
+            Answer::Fail { .. } => answers.fail += 1,
+            Answer::Unknown { .. } => answers.unknown += 1,
+        }
+    }
+    let rivals = Rivals::new(f);
+    let unknown = [
+        ("hold", unknown_holds(f)),
+        ("pay", unknown_changes(f, &rivals.pays, Stage::Confirmed)),
+        ("release", unknown_changes(f, &rivals.releases, Stage::Released)),
+    ];
+    Counts { requests, unknown: unknown.into_iter().map(|(op, r)| (op.into(), r)).collect() }
+}
+
+/// Matches unknown holds with final bookings of the same fan, event and tickets that no
+/// answered hold explains (several holds of one stamp share `created_at`, so ids, not times,
+/// tell the bookings apart).
+fn unknown_holds(f: &Facts) -> Resolution {
+    let answered: HashSet<&str> =
+        f.seen.iter().filter(|s| matches!(s.entry.op, Op::Hold { .. })).map(|s| s.booking.id.as_str()).collect();
+    let mut unexplained: HashMap<(u64, u64, Vec<u32>), u64> = HashMap::new();
+    for b in f.final_state.events.iter().flat_map(|e| &e.bookings).filter(|b| !answered.contains(b.id.as_str())) {
+        *unexplained.entry((b.event, b.fan, sorted(&b.tickets))).or_default() += 1;
+    }
+    let mut resolution = Resolution::default();
+    for entry in f.history.iter().filter(|e| matches!(e.result, Answer::Unknown { .. })) {
+        let Op::Hold { event, tickets } = &entry.op else { continue };
+        match unexplained.get_mut(&(*event, entry.fan, sorted(tickets))) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                resolution.applied += 1;
+            }
+            _ => resolution.not_applied += 1,
+        }
+    }
+    resolution
+}
+
+/// Resolves unknown payments (`change` confirmed) or releases (released).
+fn unknown_changes(f: &Facts, requests: &HashMap<&str, Vec<&Entry>>, change: Stage) -> Resolution {
+    let mut resolution = Resolution::default();
+    for (booking, entries) in requests {
+        for &entry in entries.iter().filter(|e| matches!(e.result, Answer::Unknown { .. })) {
+            let Some(fin) = f.finals.get(booking) else {
+                resolution.unresolvable += 1;
+                continue;
+            };
+            let others: Vec<&&Entry> = entries.iter().filter(|o| o.id != entry.id).collect();
+            let done_before = others.iter().any(|o| matches!(o.result, Answer::Ok { .. }) && o.end_ms < entry.start_ms);
+            if Stage::of(fin) != Some(change) || done_before {
+                resolution.not_applied += 1;
+            } else if !others.is_empty() {
+                // An unknown request may apply long after it was given up on, so any other
+                // request that may have applied may have made the change instead.
+                resolution.unresolvable += 1;
+            } else {
+                resolution.applied += 1;
+            }
+        }
+    }
+    resolution
+}

@@ -1,0 +1,109 @@
+//! `boxoffice-chaos`: break a real cluster and check what survived.
+//!
+//! - `boxoffice-chaos run [--duration 3m] [--seed N] [--faults kill-leader,pause,…]`: start a
+//!   cluster of `boxoffice node` processes behind fault-injecting proxies, drive fans through
+//!   it while faults come and go, then check the history and the final state;
+//! - `boxoffice-chaos check --history FILE --final FILE`: check a saved run again.
+//!
+//! Exit status: 0 when every invariant held, 1 on any violation, 2 when the run itself failed.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chaos::faults::FaultKind;
+use chaos::run::{run, RunOptions};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "boxoffice-chaos", about = "Break a real Boxoffice cluster and check what survived")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a cluster under faults and check it.
+    Run {
+        /// How long fans shop while faults are injected, e.g. 90s, 20m.
+        #[arg(long, default_value = "3m", value_parser = model::duration::parse_ms)]
+        duration: u64,
+        /// Seed of the fault schedule (and of the fans' choices); random if not given.
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        #[arg(long, default_value_t = 24)]
+        fans: u64,
+        /// The kinds of fault to inject; all of them if not given.
+        #[arg(long, value_delimiter = ',', value_enum)]
+        faults: Vec<FaultKind>,
+        /// How long holds last in the cluster.
+        #[arg(long, default_value = "3s", value_parser = model::duration::parse_ms)]
+        hold_ttl: u64,
+        /// Where the run writes its history, report and the nodes' files.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The `boxoffice` binary to run; the one beside this binary if not given.
+        #[arg(long)]
+        bin: Option<PathBuf>,
+    },
+    /// Check a saved history and final state.
+    Check {
+        #[arg(long)]
+        history: PathBuf,
+        #[arg(long = "final")]
+        final_state: PathBuf,
+    },
+}
+
+fn sibling_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent().map(|dir| dir.join("boxoffice")).unwrap_or_else(|| PathBuf::from("boxoffice"))
+}
+
+async fn main_result() -> anyhow::Result<bool> {
+    match Cli::parse().command {
+        Command::Run { duration, seed, nodes, fans, faults, hold_ttl, out, bin } => {
+            let seed = seed.unwrap_or_else(rand::random);
+            let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
+            let options = RunOptions {
+                bin: bin.unwrap_or_else(sibling_binary),
+                out: out.unwrap_or_else(|| PathBuf::from(format!("target/chaos/{stamp}-seed{seed}"))),
+                duration_ms: duration,
+                seed,
+                nodes,
+                fans,
+                kinds: if faults.is_empty() { FaultKind::ALL.to_vec() } else { faults },
+                hold_ttl_ms: hold_ttl,
+            };
+            let outcome = run(options).await?;
+            println!("\n{}", outcome.summary);
+            Ok(outcome.report.ok())
+        }
+        Command::Check { history, final_state } => {
+            let text =
+                std::fs::read_to_string(&history).with_context(|| format!("cannot read {}", history.display()))?;
+            let history = chaos::history::parse_history(&text).map_err(anyhow::Error::msg)?;
+            let text = std::fs::read_to_string(&final_state)
+                .with_context(|| format!("cannot read {}", final_state.display()))?;
+            let final_state = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a final state", final_state.display()))?;
+            let report = chaos::checker::check(&history, &final_state);
+            println!("{report}");
+            Ok(report.ok())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    match main_result().await {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(error) => {
+            eprintln!("boxoffice-chaos: {error:#}");
+            std::process::exit(2);
+        }
+    }
+}

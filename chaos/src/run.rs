@@ -1,0 +1,432 @@
+//! One chaos run: start a cluster behind proxies, fill a catalog, let fans shop while faults
+//! come and go on a seeded schedule, heal everything, read the final state, check it all.
+//!
+//! Everything the run produces goes into its folder: `history.jsonl`, `final.json`,
+//! `faults.json`, `report.json`, `summary.txt` and every node's config, data and log.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use serde_json::{json, Value};
+
+use crate::checker;
+use crate::cluster::{Cluster, ClusterSpec};
+use crate::faults::{self, FaultKind, FaultRecord, Schedule};
+use crate::history::{Entry, FinalEvent, FinalState, FinalTicket, ReplicaDigest};
+use crate::report::Report;
+use crate::workload::{Events, Fan, Recorder, Shop, Targets};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub bin: PathBuf,
+    pub out: PathBuf,
+    pub duration_ms: u64,
+    pub seed: u64,
+    pub nodes: u64,
+    pub fans: u64,
+    pub kinds: Vec<FaultKind>,
+    pub hold_ttl_ms: u64,
+}
+
+/// Inventory groups of a chaos cluster: few, so that the hot event's group is busy.
+const INVENTORY_GROUPS: u32 = 4;
+/// Seats of a hot event and of each quiet one.
+const HOT_SEATS: u32 = 400;
+const QUIET_SEATS: u32 = 60;
+const QUIET_EVENTS: usize = 3;
+/// When this share of a hot event is sold, a new hot event goes on sale.
+const HOT_SOLD_SHARE_MAX: f64 = 0.6;
+/// How often the run prints a progress line.
+const PROGRESS_INTERVAL_MS: u64 = 10_000;
+/// How long the healed cluster may take to elect leaders and catch up.
+const SETTLE_TIMEOUT_MS: u64 = 90_000;
+
+/// What a run found.
+pub struct Outcome {
+    pub report: Report,
+    pub summary: String,
+}
+
+pub async fn run(options: RunOptions) -> anyhow::Result<Outcome> {
+    std::fs::create_dir_all(&options.out).with_context(|| format!("cannot create {}", options.out.display()))?;
+    println!("chaos: seed {} (replay with --seed {}), output in {}", options.seed, options.seed, options.out.display());
+    let spec = ClusterSpec {
+        bin: options.bin.clone(),
+        dir: options.out.join("cluster"),
+        nodes: options.nodes,
+        inventory_groups: INVENTORY_GROUPS,
+        hold_ttl_ms: options.hold_ttl_ms,
+        proxies: true,
+        raft_extra: "snapshot_logs_since_last = 300\nsnapshot_logs_kept_max = 50\n".into(),
+    };
+    let mut cluster = Cluster::start(spec).await.context("starting the cluster")?;
+    println!("chaos: {} nodes up", options.nodes);
+    let catalog = Catalog::create(&cluster).await?;
+    let events = Arc::new(RwLock::new(Events {
+        hot: (catalog.hot_event().await?, HOT_SEATS),
+        quiet: catalog.quiet(&cluster).await?,
+    }));
+    let all_events = Arc::new(RwLock::new(vec![events.read().expect("events lock").hot.0]));
+    all_events.write().expect("events lock").extend(events.read().expect("events lock").quiet.iter().map(|e| e.0));
+
+    let recorder = Arc::new(Recorder::new(&options.out.join("history.jsonl"))?);
+    let targets: Targets = Arc::new(RwLock::new(Vec::new()));
+    refresh_targets(&cluster, &targets);
+    let shop = Shop {
+        http: reqwest::Client::builder().build()?,
+        targets: targets.clone(),
+        events: events.clone(),
+        recorder: recorder.clone(),
+        stop: Arc::new(AtomicBool::new(false)),
+        hold_ttl_ms: options.hold_ttl_ms,
+    };
+    let fans = sign_up(&cluster, options.fans).await?;
+    println!("chaos: {} fans shopping for {} ms", fans.len(), options.duration_ms);
+    let tasks: Vec<_> =
+        fans.into_iter().map(|fan| tokio::spawn(shop.clone().fan(fan.clone(), options.seed ^ fan.user))).collect();
+
+    let rotation = Rotation { catalog: &catalog, events: &events, all: &all_events };
+    let records = inject(&mut cluster, &options, &targets, &recorder, &rotation).await?;
+
+    shop.stop.store(true, Ordering::Relaxed);
+    settle(&mut cluster, &targets).await?;
+    for task in tasks {
+        let _ = task.await;
+    }
+    recorder.flush();
+    println!("chaos: workload stopped after {} requests; reading the final state", recorder.len());
+    cluster.wait_caught_up(Duration::from_millis(SETTLE_TIMEOUT_MS)).await?;
+    let event_ids = all_events.read().expect("events lock").clone();
+    let final_state = read_final_state(&cluster, &event_ids).await?;
+    let history = recorder.entries();
+    let report = checker::check(&history, &final_state);
+    let summary = summarize(&options, &records, &history, &report);
+    write_json(&options.out.join("final.json"), &final_state)?;
+    write_json(&options.out.join("faults.json"), &records)?;
+    write_json(&options.out.join("report.json"), &report)?;
+    std::fs::write(options.out.join("summary.txt"), &summary)?;
+    Ok(Outcome { report, summary })
+}
+
+fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(value)?).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn refresh_targets(cluster: &Cluster, targets: &Targets) {
+    let serving = cluster.serving().into_iter().map(|id| (id, cluster.url(id))).collect();
+    *targets.write().expect("targets lock") = serving;
+}
+
+/// The venues and performer events are made from.
+struct Catalog {
+    http: reqwest::Client,
+    base: String,
+    hot_venue: u64,
+    quiet_venue: u64,
+    performer: u64,
+}
+
+fn seat_map(seats: u32) -> Value {
+    let rows: Vec<Value> = (0..seats.div_ceil(20))
+        .map(|r| {
+            let seats: Vec<Value> =
+                (0..(seats - r * 20).min(20)).map(|s| json!({"number": (s + 1).to_string(), "x": s, "y": r})).collect();
+            json!({"name": format!("R{}", r + 1), "seats": seats})
+        })
+        .collect();
+    json!({"sections": [{"name": "Floor", "priceCents": 5000, "rows": rows}]})
+}
+
+impl Catalog {
+    async fn create(cluster: &Cluster) -> anyhow::Result<Catalog> {
+        let http = cluster.http.clone();
+        let base = cluster.url(1);
+        let post = |path: &'static str, body: Value| admin_post(&http, &base, path, body);
+        let hot_venue =
+            post("/admin/venues", json!({"name": "Hot Arena", "city": "Chaosville", "seatMap": seat_map(HOT_SEATS)}))
+                .await?;
+        let quiet_venue = post(
+            "/admin/venues",
+            json!({"name": "Quiet Club", "city": "Chaosville", "seatMap": seat_map(QUIET_SEATS)}),
+        )
+        .await?;
+        let performer =
+            post("/admin/performers", json!({"name": "The Faults", "description": "", "genre": "noise"})).await?;
+        Ok(Catalog { http: http.clone(), base, hot_venue, quiet_venue, performer })
+    }
+
+    async fn event(&self, venue: u64, name: String) -> anyhow::Result<u64> {
+        let body = json!({"name": name, "description": "chaos", "category": "concert", "startsAt": "2035-01-01T20:00:00Z",
+                          "venueId": venue, "performerIds": [self.performer]});
+        admin_post(&self.http, &self.base, "/admin/events", body).await
+    }
+
+    async fn hot_event(&self) -> anyhow::Result<u64> {
+        self.event(self.hot_venue, "Hot Show".into()).await
+    }
+
+    async fn quiet(&self, _cluster: &Cluster) -> anyhow::Result<Vec<(u64, u32)>> {
+        let mut quiet = Vec::new();
+        for n in 0..QUIET_EVENTS {
+            quiet.push((self.event(self.quiet_venue, format!("Quiet Show {n}")).await?, QUIET_SEATS));
+        }
+        Ok(quiet)
+    }
+}
+
+/// Posts to an admin endpoint, retrying while the cluster is briefly unavailable; returns `id`.
+async fn admin_post(http: &reqwest::Client, base: &str, path: &str, body: Value) -> anyhow::Result<u64> {
+    let mut last = String::new();
+    for _ in 0..20 {
+        match http.post(format!("{base}{path}")).bearer_auth(crate::cluster::ADMIN_TOKEN).json(&body).send().await {
+            Ok(response) if response.status().is_success() => {
+                let body: Value = response.json().await?;
+                return body["id"].as_u64().ok_or_else(|| anyhow!("POST {path}: no id in {body}"));
+            }
+            Ok(response) => last = format!("{}: {}", response.status(), response.text().await.unwrap_or_default()),
+            Err(error) => last = error.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(anyhow!("POST {path} failed: {last}"))
+}
+
+async fn sign_up(cluster: &Cluster, fans: u64) -> anyhow::Result<Vec<Fan>> {
+    let mut signed = Vec::new();
+    for n in 0..fans {
+        let node = cluster.serving()[n as usize % cluster.serving().len()];
+        let (user, token) = cluster.sign_up(node, &format!("fan{n}")).await?;
+        signed.push(Fan { user, token });
+    }
+    Ok(signed)
+}
+
+/// Puts a new hot event on sale when the current one is mostly sold.
+struct Rotation<'a> {
+    catalog: &'a Catalog,
+    events: &'a Arc<RwLock<Events>>,
+    all: &'a Arc<RwLock<Vec<u64>>>,
+}
+
+impl Rotation<'_> {
+    async fn check(&self, history: &[Entry]) {
+        let hot = self.events.read().expect("events lock").hot.0;
+        let sold: usize = history
+            .iter()
+            .filter_map(|e| match (&e.op, &e.result) {
+                (crate::history::Op::Pay { .. }, crate::history::Result::Ok { booking }) if booking.event == hot => {
+                    Some(booking.tickets.len())
+                }
+                _ => None,
+            })
+            .sum();
+        if (sold as f64) < HOT_SOLD_SHARE_MAX * HOT_SEATS as f64 {
+            return;
+        }
+        if let Ok(event) = self.catalog.hot_event().await {
+            self.events.write().expect("events lock").hot = (event, HOT_SEATS);
+            self.all.write().expect("events lock").push(event);
+            println!("chaos: hot event {hot} is mostly sold; event {event} goes on sale");
+        }
+    }
+}
+
+/// Runs the fault schedule until the run's time is up; returns what was done.
+async fn inject(
+    cluster: &mut Cluster,
+    options: &RunOptions,
+    targets: &Targets,
+    recorder: &Recorder,
+    rotation: &Rotation<'_>,
+) -> anyhow::Result<Vec<FaultRecord>> {
+    let deadline = Instant::now() + Duration::from_millis(options.duration_ms);
+    let mut records: Vec<FaultRecord> = Vec::new();
+    let mut next_progress = Instant::now() + Duration::from_millis(PROGRESS_INTERVAL_MS);
+    let mut schedule = Schedule::new(options.seed, options.kinds.clone());
+    while Instant::now() < deadline {
+        let planned = schedule.next().expect("the schedule never ends");
+        let hot = rotation.events.read().expect("events lock").hot.0;
+        let hot_leader = cluster.leader_of(u64::from(model::group_for_new_event(hot, INVENTORY_GROUPS))).await;
+        let start_ms = recorder.now_ms();
+        let (active, target) = faults::apply(cluster, &planned, hot_leader).await;
+        refresh_targets(cluster, targets);
+        wait_reaping(cluster, targets, Duration::from_millis(planned.duration_ms)).await?;
+        faults::heal(cluster, &active).await?;
+        refresh_targets(cluster, targets);
+        records.push(FaultRecord { kind: planned.kind, target, start_ms, end_ms: recorder.now_ms() });
+        wait_reaping(cluster, targets, Duration::from_millis(faults::QUIET_AFTER_FAULT_MS)).await?;
+        if Instant::now() >= next_progress {
+            next_progress += Duration::from_millis(PROGRESS_INTERVAL_MS);
+            let history = recorder.entries();
+            println!("{}", progress(recorder.now_ms(), &history, &records));
+            rotation.check(&history).await;
+        }
+    }
+    Ok(records)
+}
+
+/// Waits `duration`, restarting any node that stopped on its own (a "full disk") meanwhile.
+async fn wait_reaping(cluster: &mut Cluster, targets: &Targets, duration: Duration) -> anyhow::Result<()> {
+    let until = Instant::now() + duration;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now()))).await;
+        for node in cluster.reap_exited() {
+            println!("chaos: node {node} stopped on its own; restarting it");
+            cluster.restart(node)?;
+            refresh_targets(cluster, targets);
+        }
+    }
+    Ok(())
+}
+
+/// Heals every fault: links, paused and stopped nodes, clocks and disks.
+async fn settle(cluster: &mut Cluster, targets: &Targets) -> anyhow::Result<()> {
+    cluster.links().for_each(|(_, link)| link.heal());
+    cluster.reap_exited();
+    for id in 1..=cluster.spec.nodes {
+        if cluster.is_paused(id) {
+            cluster.resume(id);
+        }
+        if cluster.is_down(id) {
+            cluster.restart(id)?;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for id in 1..=cluster.spec.nodes {
+        let clear = json!({"clockOffsetMs": 0, "logWriteDelayMs": 0, "logWriteFail": false});
+        let _ = cluster.faults(id, clear).await;
+    }
+    refresh_targets(cluster, targets);
+    cluster.wait_ready().await
+}
+
+async fn read_final_state(cluster: &Cluster, events: &[u64]) -> anyhow::Result<FinalState> {
+    let node = cluster.serving()[0];
+    let mut finals = Vec::new();
+    for &event in events {
+        let state = cluster.admin_get(node, &format!("/admin/events/{event}/state")).await?;
+        finals.push(final_event(event, &state)?);
+    }
+    let mut replicas = Vec::new();
+    for group in 0..=INVENTORY_GROUPS {
+        for id in 1..=cluster.spec.nodes {
+            let digest = cluster.admin_get(id, &format!("/admin/groups/{group}/digest")).await?;
+            replicas.push(ReplicaDigest {
+                group,
+                node: id,
+                applied_index: digest["appliedIndex"].as_u64().unwrap_or(0),
+                digest: digest["digest"].as_str().unwrap_or_default().to_string(),
+            });
+        }
+    }
+    Ok(FinalState { events: finals, replicas })
+}
+
+fn final_event(event: u64, state: &Value) -> anyhow::Result<FinalEvent> {
+    let bad = || anyhow!("unreadable state of event {event}: {state}");
+    let tickets = state["tickets"].as_array().ok_or_else(bad)?;
+    let tickets = tickets
+        .iter()
+        .map(|t| {
+            Some(FinalTicket {
+                id: t["id"].as_u64()? as u32,
+                state: t["state"].as_str()?.to_string(),
+                booking: t["booking"].as_str()?.to_string(),
+                until_ms: t["untilMs"].as_u64(),
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(bad)?;
+    let bookings = state["bookings"].as_array().ok_or_else(bad)?;
+    let bookings = bookings
+        .iter()
+        .map(|b| {
+            Some(crate::history::Booking {
+                id: b["id"].as_str()?.to_string(),
+                event: b["event"].as_u64()?,
+                fan: b["fan"].as_u64()?,
+                tickets: b["tickets"].as_array()?.iter().filter_map(|t| t.as_u64().map(|n| n as u32)).collect(),
+                status: b["status"].as_str()?.to_string(),
+                created_at_ms: b["createdAtMs"].as_u64()?,
+                held_until_ms: b["heldUntilMs"].as_u64()?,
+                confirmed_at_ms: b["confirmedAtMs"].as_u64(),
+                released_at_ms: b["releasedAtMs"].as_u64(),
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(bad)?;
+    Ok(FinalEvent { event, tickets, bookings })
+}
+
+fn result_kind(entry: &Entry) -> &'static str {
+    match entry.result {
+        crate::history::Result::Ok { .. } => "ok",
+        crate::history::Result::Fail { .. } => "fail",
+        crate::history::Result::Unknown { .. } => "unknown",
+    }
+}
+
+fn progress(now_ms: u64, history: &[Entry], records: &[FaultRecord]) -> String {
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    history.iter().for_each(|e| *by_kind.entry(result_kind(e)).or_default() += 1);
+    format!(
+        "chaos: t={}s requests={} ok={} fail={} unknown={} faults={}",
+        now_ms / 1000,
+        history.len(),
+        by_kind.get("ok").unwrap_or(&0),
+        by_kind.get("fail").unwrap_or(&0),
+        by_kind.get("unknown").unwrap_or(&0),
+        records.len()
+    )
+}
+
+/// The human summary: faults by kind, requests by outcome, throughput over time, verdicts.
+fn summarize(options: &RunOptions, records: &[FaultRecord], history: &[Entry], report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "chaos run: seed {}, {} nodes, {} fans, {} s",
+        options.seed,
+        options.nodes,
+        options.fans,
+        options.duration_ms / 1000
+    );
+    let _ = writeln!(out, "\nfaults ({}):", records.len());
+    let mut by_kind: BTreeMap<FaultKind, usize> = BTreeMap::new();
+    records.iter().for_each(|r| *by_kind.entry(r.kind).or_default() += 1);
+    for kind in &options.kinds {
+        let _ = writeln!(out, "  {:<18} {}", kind.to_string(), by_kind.get(kind).unwrap_or(&0));
+    }
+    let _ = writeln!(out, "\nthroughput (answered ok per second, by 10 s window):");
+    let mut windows: BTreeMap<u64, [usize; 3]> = BTreeMap::new();
+    for entry in history {
+        let slot = windows.entry(entry.end_ms / 10_000).or_default();
+        slot[match result_kind(entry) {
+            "ok" => 0,
+            "fail" => 1,
+            _ => 2,
+        }] += 1;
+    }
+    for (window, [ok, fail, unknown]) in &windows {
+        let bar = "#".repeat((*ok / 100).min(60));
+        let _ = writeln!(
+            out,
+            "  {:>4}-{:<4}s ok {:>6.1}/s fail {:>5} unknown {:>5} {bar}",
+            window * 10,
+            window * 10 + 10,
+            *ok as f64 / 10.0,
+            fail,
+            unknown
+        );
+    }
+    let _ = writeln!(out, "\n{report}");
+    let violations: usize = report.checks.iter().map(|c| c.violations.len()).sum();
+    let verdict = if report.ok() { "PASS: 0 violations".to_string() } else { format!("FAIL: {violations} violations") };
+    let _ = writeln!(out, "verdict: {verdict}");
+    out
+}
