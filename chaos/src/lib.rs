@@ -18,6 +18,7 @@
 //! Like `tests/`, it sees the system only as clients and operators do: it depends on `model`
 //! and nothing else of the workspace.
 
+pub mod bench;
 pub mod checker;
 pub mod cluster;
 pub mod faults;

@@ -1,8 +1,6 @@
 //! The JSON shapes the API answers with (camelCase), built from the domain records, and the one
 //! time format of the API: RFC 3339 in UTC with milliseconds.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use model::{
     Booking, BookingState, BookingStatus, Event, EventId, Millis, Performer, SeatMap, SeatRef, TicketId, TicketState,
@@ -232,15 +230,11 @@ pub fn booking_record(booking: &Booking, now: Millis) -> serde_json::Value {
     })
 }
 
-/// The booked tickets with their seats, in the booking's order, from one pass over the map.
+/// The booked tickets with their seats, in the booking's order.
 fn booked_tickets(tickets: &[TicketId], map: &SeatMap) -> Vec<BookedTicket> {
-    let mut seats: HashMap<TicketId, SeatRef<'_>> = HashMap::with_capacity(tickets.len());
-    for seat in map.seats().filter(|s| tickets.contains(&s.ticket)) {
-        seats.insert(seat.ticket, seat);
-    }
     tickets
         .iter()
-        .filter_map(|t| seats.get(t))
+        .filter_map(|&t| map.seat(t))
         .map(|s| BookedTicket {
             id: s.ticket,
             section: s.section.name.clone(),

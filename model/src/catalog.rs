@@ -64,6 +64,21 @@ impl SeatMap {
             .map(|(n, (section, row, seat))| SeatRef { ticket: n as TicketId, section, row, seat })
     }
 
+    /// Where one ticket sits, walking rows rather than seats (a stadium has thousands of rows
+    /// and a hundred thousand seats).
+    pub fn seat(&self, ticket: TicketId) -> Option<SeatRef<'_>> {
+        let mut n = ticket as usize;
+        for section in &self.sections {
+            for row in &section.rows {
+                match row.seats.get(n) {
+                    Some(seat) => return Some(SeatRef { ticket, section, row, seat }),
+                    None => n -= row.seats.len(),
+                }
+            }
+        }
+        None
+    }
+
     /// The price of every ticket, indexed by ticket id.
     pub fn prices(&self) -> Vec<u64> {
         self.seats().map(|s| s.section.price_cents).collect()
@@ -220,6 +235,14 @@ mod tests {
         assert_eq!(seats, vec![(0, "Floor", "1"), (1, "Floor", "2"), (2, "Balcony", "1")]);
         assert_eq!(map.prices(), vec![9_900, 9_900, 4_900]);
         assert_eq!(map.seat_count(), 3);
+        for seat in map.seats() {
+            let found = map.seat(seat.ticket).unwrap();
+            assert_eq!(
+                (found.section.name.as_str(), found.seat.number.as_str()),
+                (seat.section.name.as_str(), seat.seat.number.as_str())
+            );
+        }
+        assert!(map.seat(3).is_none());
     }
 
     #[test]

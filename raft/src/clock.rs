@@ -37,3 +37,28 @@ mod tests {
         assert_eq!(clock.stamp(130, 120), 130);
     }
 }
+
+/// The node's wall clock, with an offset that tests may change (clock skew).
+#[derive(Debug, Default)]
+pub struct Clock {
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Clock {
+    pub fn new(offset_ms: i64) -> Clock {
+        Clock { offset_ms: std::sync::atomic::AtomicI64::new(offset_ms) }
+    }
+
+    /// Milliseconds since the Unix epoch, offset.
+    pub fn now_ms(&self) -> Millis {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        (now + self.offset_ms.load(Ordering::Relaxed)).max(0) as Millis
+    }
+
+    pub fn set_offset(&self, offset_ms: i64) {
+        self.offset_ms.store(offset_ms, Ordering::Relaxed);
+    }
+}

@@ -44,6 +44,13 @@ pub struct RaftConfig {
     pub link_queue_frames_max: usize,
     /// Added to this node's wall clock: for tests of clock skew. Never set in production.
     pub clock_offset_ms: i64,
+    /// Most commands one raft entry carries.
+    pub batch_commands_max: usize,
+    /// Entries a leader keeps proposed and not yet applied, per group; commands that come
+    /// while all are busy wait for the next entry, which makes batches.
+    pub batches_in_flight_max: usize,
+    /// Commands waiting for a group's next entry; past it, writes are refused (overload).
+    pub propose_queue_commands_max: usize,
 }
 
 impl Default for RaftConfig {
@@ -62,6 +69,9 @@ impl Default for RaftConfig {
             frame_bytes_max: 512 << 20,
             link_queue_frames_max: 4_096,
             clock_offset_ms: 0,
+            batch_commands_max: 1_024,
+            batches_in_flight_max: 4,
+            propose_queue_commands_max: 65_536,
         }
     }
 }
@@ -80,6 +90,11 @@ impl RaftConfig {
         }
         if self.snapshot_logs_since_last == 0 || self.append_entries_max == 0 {
             return Some("snapshot_logs_since_last and append_entries_max must be above 0".into());
+        }
+        if self.batch_commands_max == 0 || self.batches_in_flight_max == 0 || self.propose_queue_commands_max == 0 {
+            return Some(
+                "batch_commands_max, batches_in_flight_max and propose_queue_commands_max must be above 0".into(),
+            );
         }
         None
     }

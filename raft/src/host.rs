@@ -7,24 +7,24 @@
 //! when stale reads are fine, by the leader after it confirms its leadership otherwise.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use model::{
-    Batch, ClusterError, ClusterStatus, Command, Consistency, GroupId, Millis, NodeId, NodeStatus, Outcome, Query,
+    ClusterError, ClusterStatus, Command, Consistency, GroupId, Millis, NodeId, NodeStatus, Outcome, Query,
     QueryResult, ReplicaStatus, Role,
 };
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{BasicNode, ServerState};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::clock::GroupClock;
+use crate::clock::{Clock, GroupClock};
 use crate::config::HostConfig;
 use crate::link::{Handler, LinkLimits, Peers};
 use crate::network::NetworkFactory;
+use crate::proposer::{BatchLimits, Proposer};
 use crate::types::{Raft, Snapshot, TypeConfig};
 use crate::wire::{Refusal, Request, Response};
 
@@ -77,13 +77,14 @@ fn is_scan(query: &Query) -> bool {
 struct Group {
     raft: Raft,
     reader: Arc<dyn StateReader>,
-    clock: GroupClock,
+    /// Batches this node's proposals to the group (used while it leads).
+    proposer: Proposer,
 }
 
 pub struct Host {
     config: HostConfig,
-    /// Added to the wall clock: starts at `clock_offset_ms`, changed by fault injection.
-    clock_offset_ms: AtomicI64,
+    /// The wall clock with its offset: starts at `clock_offset_ms`, changed by fault injection.
+    clock: Arc<Clock>,
     groups: BTreeMap<GroupId, Group>,
     peers: Arc<Peers>,
     shutdown: watch::Sender<bool>,
@@ -112,6 +113,12 @@ impl Host {
         };
         let peers = Peers::new(me, "boxoffice".into(), others, limits, shutdown_rx);
         let raft_config = Arc::new(config.raft.openraft().validate().map_err(|e| HostError::Config(e.to_string()))?);
+        let clock = Arc::new(Clock::new(config.raft.clock_offset_ms));
+        let limits = BatchLimits {
+            batch_commands_max: config.raft.batch_commands_max,
+            batches_in_flight_max: config.raft.batches_in_flight_max,
+            queue_commands_max: config.raft.propose_queue_commands_max,
+        };
         let mut groups = BTreeMap::new();
         for group in 0..=config.raft.inventory_groups {
             let parts = storage.open(group).map_err(|reason| HostError::Open { group, reason })?;
@@ -120,10 +127,11 @@ impl Host {
             let raft = Raft::new(me, raft_config.clone(), network, log, sm)
                 .await
                 .map_err(|e| HostError::Open { group, reason: e.to_string() })?;
-            groups.insert(group, Group { raft, reader, clock: GroupClock::default() });
+            let proposer =
+                Proposer::start(raft.clone(), reader.clone(), Arc::new(GroupClock::default()), clock.clone(), limits);
+            groups.insert(group, Group { raft, reader, proposer });
         }
-        let clock_offset_ms = AtomicI64::new(config.raft.clock_offset_ms);
-        let host = Arc::new(Host { config, clock_offset_ms, groups, peers: peers.clone(), shutdown });
+        let host = Arc::new(Host { config, clock, groups, peers: peers.clone(), shutdown });
         peers.start(listener, handler(Arc::downgrade(&host)));
         host.initialize().await;
         Ok(host)
@@ -157,14 +165,13 @@ impl Host {
 
     /// This node's wall clock, with the configured offset.
     pub fn now_ms(&self) -> Millis {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-        (now + self.clock_offset_ms.load(Ordering::Relaxed)).max(0) as Millis
+        self.clock.now_ms()
     }
 
     /// Skews this node's clock (fault injection): stamps it gives as leader move with it.
     pub fn set_clock_offset(&self, offset_ms: i64) {
         tracing::warn!(offset_ms, "clock offset changed");
-        self.clock_offset_ms.store(offset_ms, Ordering::Relaxed);
+        self.clock.set_offset(offset_ms);
     }
 
     /// Resolves when a group stops on its own (a storage error, or a panic inside openraft):
@@ -299,24 +306,10 @@ impl Host {
         }
     }
 
-    /// Proposes on this node's replica, which must be the leader.
+    /// Proposes on this node's replica, which must be the leader; batched with the commands
+    /// that arrive meanwhile (see `proposer`).
     async fn propose_local(&self, group: GroupId, command: Command) -> Result<Outcome, Refusal> {
-        let g = self.group(group)?;
-        let at = g.clock.stamp(self.now_ms(), g.reader.last_applied_at());
-        match g.raft.client_write(Batch { at, commands: vec![command] }).await {
-            Ok(response) => {
-                let mut outcomes = response.data.0;
-                assert_eq!(outcomes.len(), 1, "apply answers each command of a batch once");
-                Ok(outcomes.pop().expect("one outcome"))
-            }
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(Refusal::NotLeader { leader: f.leader_id })
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(Refusal::Unavailable(e.to_string()))
-            }
-            Err(RaftError::Fatal(fatal)) => Err(self.fatal_refusal(fatal)),
-        }
+        self.group(group)?.proposer.propose(command).await
     }
 
     fn fatal_refusal(&self, fatal: openraft::error::Fatal<NodeId>) -> Refusal {

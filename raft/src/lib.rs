@@ -11,6 +11,7 @@
 //! - [`wire`]: messages between nodes and their framing;
 //! - [`link`]: one connection per pair of nodes, dialed, kept, and redialed;
 //! - [`network`]: openraft's network for one group, over the shared link;
+//! - [`proposer`]: leader-side batching of a group's commands into raft entries;
 //! - [`host`]: the groups of a node and the routing of writes and reads to them.
 
 pub mod clock;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod host;
 pub mod link;
 pub mod network;
+pub mod proposer;
 pub mod types;
 pub mod wire;
 

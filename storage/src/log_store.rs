@@ -1,7 +1,7 @@
 //! One group's raft log and vote, in the node's RocksDB (openraft storage-v2).
 //!
-//! Every change goes through the [`LogWriter`], which syncs before it answers: openraft learns
-//! that entries are flushed only once they are on disk.
+//! Every change goes through the [`LogWriter`]: appended entries are readable at once and
+//! reported flushed only once synced; votes, truncations and purges return once synced.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -129,11 +129,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let value = bincode::serialize(&entry).expect("entries encode");
             batch.put_cf(family, db::log_key(self.group, entry.log_id.index), value);
         }
-        // Synced before openraft hears of it: a vote or commit never counts an entry that a
-        // crash could lose.
-        let result = self.writer.write(batch).await;
-        callback.log_io_completed(result.clone().map_err(std::io::Error::other));
-        result.map_err(write_error)
+        // Written now, readable at once; openraft hears it is flushed only after the sync, so a
+        // vote or a commit never counts an entry that a crash could lose.
+        self.writer.append(batch, callback).await.map_err(write_error)
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

@@ -1,76 +1,102 @@
-//! Group commit of log writes: appends, votes and truncations of every group on the node go
-//! through one thread that writes what has queued up and then syncs the WAL once for all of it.
+//! Group commit of the log: every group's log writes land in RocksDB at once (in the WAL and
+//! memtable, readable, not yet durable), and one thread syncs the WAL for all of them together.
 //!
-//! A caller is answered only after the sync, so when `append` returns (and openraft is told the
-//! entries are flushed) they are on disk. Waiting writers of many groups share one fsync.
+//! Appends are answered through openraft's flush callback only after the sync that covers them,
+//! so openraft never counts an entry a crash could lose, while the group goes on proposing and
+//! replicating meanwhile. Votes, truncations and purges wait for their sync before returning.
+//! One fsync serves every write queued since the last one, from every group of the node.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use openraft::storage::LogFlushed;
+use raft::TypeConfig;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use tokio::sync::oneshot;
 
-/// Writes queued for the log thread before new writers wait.
-const LOG_QUEUE_WRITES_MAX: usize = 4_096;
-/// Writes one sync may carry.
-const LOG_WRITES_PER_SYNC_MAX: usize = 1_024;
+/// Syncs queued for the log thread before new writers wait.
+const LOG_QUEUE_SYNCS_MAX: usize = 4_096;
+/// Waiters one sync may answer.
+const LOG_SYNC_WAITERS_MAX: usize = 4_096;
 
 /// Disk faults to inject into log writes (chaos testing): a slow disk and a full one.
 #[derive(Debug, Default)]
 pub struct DiskFaults {
-    /// Added before every sync round.
+    /// Added before every sync.
     pub write_delay_ms: AtomicU64,
-    /// Every round fails as a full disk would.
+    /// Every sync fails as on a full disk.
     pub write_fail: AtomicBool,
 }
 
-struct Job {
-    batch: WriteBatch,
-    done: oneshot::Sender<Result<(), String>>,
+/// Someone waiting for the next sync.
+enum Waiter {
+    Append(LogFlushed<TypeConfig>),
+    Done(oneshot::Sender<Result<(), String>>),
 }
 
 #[derive(Clone)]
 pub struct LogWriter {
-    queue: std::sync::mpsc::SyncSender<Job>,
+    db: Arc<DB>,
+    queue: std::sync::mpsc::SyncSender<Waiter>,
 }
 
 impl LogWriter {
     pub fn start(db: Arc<DB>, faults: Arc<DiskFaults>) -> LogWriter {
-        let (queue, jobs) = std::sync::mpsc::sync_channel::<Job>(LOG_QUEUE_WRITES_MAX);
+        let (queue, waiters) = std::sync::mpsc::sync_channel::<Waiter>(LOG_QUEUE_SYNCS_MAX);
+        let syncing = db.clone();
         std::thread::Builder::new()
-            .name("log-writer".into())
-            .spawn(move || run(db, jobs, faults))
-            .expect("the log writer thread starts");
-        LogWriter { queue }
+            .name("log-sync".into())
+            .spawn(move || run(syncing, waiters, faults))
+            .expect("the log sync thread starts");
+        LogWriter { db, queue }
+    }
+
+    /// Writes `batch` without waiting for the disk: readable at once, durable at the next sync.
+    fn write_unsynced(&self, batch: WriteBatch) -> Result<(), String> {
+        let mut options = WriteOptions::default();
+        options.set_sync(false);
+        self.db.write_opt(batch, &options).map_err(|e| e.to_string())
+    }
+
+    async fn enqueue(&self, waiter: Waiter) -> Result<(), String> {
+        match self.queue.try_send(waiter) {
+            Ok(()) => Ok(()),
+            Err(std::sync::mpsc::TrySendError::Full(waiter)) => {
+                // The queue is bounded; waiting for room blocks, so wait on the blocking pool.
+                let queue = self.queue.clone();
+                tokio::task::spawn_blocking(move || queue.send(waiter))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|_| "the log sync thread stopped".to_string())
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err("the log sync thread stopped".into()),
+        }
+    }
+
+    /// Writes appended entries; `flushed` hears of it once they are synced.
+    pub async fn append(&self, batch: WriteBatch, flushed: LogFlushed<TypeConfig>) -> Result<(), String> {
+        if let Err(error) = self.write_unsynced(batch) {
+            flushed.log_io_completed(Err(std::io::Error::other(error.clone())));
+            return Err(error);
+        }
+        self.enqueue(Waiter::Append(flushed)).await
     }
 
     /// Writes `batch` and returns once it is synced to disk.
     pub async fn write(&self, batch: WriteBatch) -> Result<(), String> {
-        let (done, finished) = oneshot::channel();
-        match self.queue.try_send(Job { batch, done }) {
-            Ok(()) => {}
-            Err(std::sync::mpsc::TrySendError::Full(job)) => {
-                // The queue is bounded; waiting for room blocks, so wait on the blocking pool.
-                let queue = self.queue.clone();
-                tokio::task::spawn_blocking(move || queue.send(job))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|_| "the log writer stopped".to_string())?;
-            }
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return Err("the log writer stopped".into()),
-        }
-        finished.await.map_err(|_| "the log writer stopped".to_string())?
+        self.write_unsynced(batch)?;
+        let (done, synced) = oneshot::channel();
+        self.enqueue(Waiter::Done(done)).await?;
+        synced.await.map_err(|_| "the log sync thread stopped".to_string())?
     }
 }
 
-fn run(db: Arc<DB>, jobs: std::sync::mpsc::Receiver<Job>, faults: Arc<DiskFaults>) {
-    let mut unsynced = WriteOptions::default();
-    unsynced.set_sync(false);
-    while let Ok(first) = jobs.recv() {
+fn run(db: Arc<DB>, waiters: std::sync::mpsc::Receiver<Waiter>, faults: Arc<DiskFaults>) {
+    while let Ok(first) = waiters.recv() {
         let mut round = vec![first];
-        while round.len() < LOG_WRITES_PER_SYNC_MAX {
-            match jobs.try_recv() {
-                Ok(job) => round.push(job),
+        while round.len() < LOG_SYNC_WAITERS_MAX {
+            match waiters.try_recv() {
+                Ok(waiter) => round.push(waiter),
                 Err(_) => break,
             }
         }
@@ -78,24 +104,21 @@ fn run(db: Arc<DB>, jobs: std::sync::mpsc::Receiver<Job>, faults: Arc<DiskFaults
         if delay_ms > 0 {
             std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         }
-        let mut dones = Vec::with_capacity(round.len());
-        let mut result = match faults.write_fail.load(Ordering::Relaxed) {
+        // One fsync makes every write before it durable: the WAL is sequential.
+        let result = match faults.write_fail.load(Ordering::Relaxed) {
             true => Err("injected fault: no space left on device".to_string()),
-            false => Ok(()),
+            false => db.flush_wal(true).map_err(|e| e.to_string()),
         };
-        for job in round {
-            if result.is_ok() {
-                result = db.write_opt(job.batch, &unsynced).map_err(|e| e.to_string());
-            }
-            dones.push(job.done);
-        }
-        // One fsync makes every write of the round durable: the WAL is sequential.
-        let result = result.and_then(|()| db.flush_wal(true).map_err(|e| e.to_string()));
         if let Err(error) = &result {
-            tracing::error!(%error, "log write failed");
+            tracing::error!(%error, "log sync failed");
         }
-        for done in dones {
-            let _ = done.send(result.clone());
+        for waiter in round {
+            match waiter {
+                Waiter::Append(flushed) => flushed.log_io_completed(result.clone().map_err(std::io::Error::other)),
+                Waiter::Done(done) => {
+                    let _ = done.send(result.clone());
+                }
+            }
         }
     }
 }

@@ -1,0 +1,221 @@
+//! Boxoffice's side of the benchmark: a cluster of `boxoffice node` processes with one big
+//! event, fans signed in, and the clients that hold its tickets and read its page.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+use crate::bench::load::{Answer, Worker};
+use crate::cluster::{Cluster, ClusterSpec, ADMIN_TOKEN};
+
+/// Seats per row of the benchmark's venue.
+const ROW_SEATS: u32 = 50;
+
+/// A running benchmark cluster.
+pub struct Boxoffice {
+    pub cluster: Cluster,
+    pub http: reqwest::Client,
+    venue: u64,
+    performer: u64,
+}
+
+impl Boxoffice {
+    /// Starts `nodes` nodes (synced logs on every node) and a venue of `seats` seats.
+    pub async fn start(
+        bin: PathBuf,
+        dir: PathBuf,
+        nodes: u64,
+        seats: u32,
+        hold_ttl_ms: u64,
+    ) -> anyhow::Result<Boxoffice> {
+        let spec = ClusterSpec {
+            bin,
+            dir,
+            nodes,
+            inventory_groups: 4,
+            hold_ttl_ms,
+            proxies: false,
+            raft_extra: String::new(),
+        };
+        let cluster = Cluster::start(spec).await?;
+        let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
+        let base = cluster.url(1);
+        let venue = admin_post(
+            &http,
+            &base,
+            "/admin/venues",
+            json!({"name": "Bench Stadium", "city": "Benchville", "seatMap": seat_map(seats)}),
+        )
+        .await?;
+        let performer = admin_post(
+            &http,
+            &base,
+            "/admin/performers",
+            json!({"name": "The Benchmarks", "description": "", "genre": "pop"}),
+        )
+        .await?;
+        Ok(Boxoffice { cluster, http, venue, performer })
+    }
+
+    /// Puts a new event on sale at the venue; every one of its tickets is available.
+    pub async fn new_event(&self, name: &str) -> anyhow::Result<u64> {
+        let body = json!({"name": name, "description": "the benchmark's hot on-sale", "category": "concert",
+                          "startsAt": "2035-06-01T20:00:00Z", "venueId": self.venue, "performerIds": [self.performer]});
+        admin_post(&self.http, &self.cluster.url(1), "/admin/events", body).await
+    }
+
+    /// Every node's gateway.
+    pub fn bases(&self) -> Vec<String> {
+        self.cluster.nodes.iter().map(|n| self.cluster.url(n.id)).collect()
+    }
+
+    /// Signs `fans` fans up and in, spread over the gateways; returns their tokens.
+    pub async fn fans(&self, fans: usize) -> anyhow::Result<Vec<String>> {
+        let mut tokens = Vec::with_capacity(fans);
+        for n in 0..fans {
+            let node = 1 + (n as u64 % self.cluster.spec.nodes);
+            tokens.push(self.cluster.sign_up(node, &format!("benchfan{n}-{}", rand::random::<u32>())).await?.1);
+        }
+        Ok(tokens)
+    }
+
+    /// Checks that no ticket of `event` is held or sold by two bookings and that there are
+    /// exactly `granted` live holds; returns the number of tickets held.
+    pub async fn verify(&self, event: u64, granted: u64, holds_expire: bool) -> anyhow::Result<u64> {
+        let state = self.cluster.admin_get(1, &format!("/admin/events/{event}/state")).await?;
+        let tickets = state["tickets"].as_array().ok_or_else(|| anyhow!("no tickets in the event state"))?;
+        let bookings = state["bookings"].as_array().ok_or_else(|| anyhow!("no bookings in the event state"))?;
+        let mut owner = std::collections::HashMap::new();
+        for booking in bookings {
+            for ticket in booking["tickets"].as_array().into_iter().flatten() {
+                let live = booking["status"] == "held" || booking["status"] == "confirmed";
+                if live && owner.insert(ticket.as_u64(), booking["id"].clone()).is_some() {
+                    bail!("ticket {ticket} of event {event} is held by two live bookings");
+                }
+            }
+        }
+        if !holds_expire && (tickets.len() as u64 != granted || bookings.len() as u64 != granted) {
+            bail!(
+                "{granted} holds were granted but the event has {} held tickets and {} bookings",
+                tickets.len(),
+                bookings.len()
+            );
+        }
+        Ok(tickets.len() as u64)
+    }
+}
+
+fn seat_map(seats: u32) -> Value {
+    let rows: Vec<Value> = (0..seats.div_ceil(ROW_SEATS))
+        .map(|r| {
+            let n = (seats - r * ROW_SEATS).min(ROW_SEATS);
+            let seats: Vec<Value> = (0..n).map(|s| json!({"number": (s + 1).to_string(), "x": s, "y": r})).collect();
+            json!({"name": format!("{}", r + 1), "seats": seats})
+        })
+        .collect();
+    json!({"sections": [{"name": "Floor", "priceCents": 9900, "rows": rows}]})
+}
+
+async fn admin_post(http: &reqwest::Client, base: &str, path: &str, body: Value) -> anyhow::Result<u64> {
+    let response = http
+        .post(format!("{base}{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .with_context(|| format!("POST {path}"))?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    if !status.is_success() {
+        bail!("POST {path}: {status} {body}");
+    }
+    body["id"].as_u64().ok_or_else(|| anyhow!("POST {path}: no id in the answer"))
+}
+
+/// A fan holding one random ticket per request.
+pub struct Hold {
+    pub http: reqwest::Client,
+    /// The gateways, taken in turn.
+    pub bases: Vec<String>,
+    pub turn: usize,
+    pub url_suffix: String,
+    pub token: String,
+    pub tickets: u32,
+    pub rng: StdRng,
+}
+
+impl Hold {
+    pub fn new(http: reqwest::Client, bases: Vec<String>, event: u64, token: String, tickets: u32, seed: u64) -> Hold {
+        let turn = seed as usize % bases.len();
+        let url_suffix = format!("/events/{event}/bookings");
+        Hold { http, bases, turn, url_suffix, token, tickets, rng: StdRng::seed_from_u64(seed) }
+    }
+}
+
+impl Worker for Hold {
+    async fn next(&mut self) -> anyhow::Result<Answer> {
+        let ticket = self.rng.gen_range(0..self.tickets);
+        self.turn = (self.turn + 1) % self.bases.len();
+        let url = format!("{}{}", self.bases[self.turn], self.url_suffix);
+        let body = format!("{{\"ticketIds\":[{ticket}]}}");
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let _ = response.bytes().await?;
+        match status.as_u16() {
+            201 => Ok(Answer::Granted),
+            409 => Ok(Answer::Refused),
+            other => Err(anyhow!("hold answered {other}")),
+        }
+    }
+}
+
+/// A GET of one URL per request, expecting 200.
+pub struct Get {
+    pub http: reqwest::Client,
+    pub urls: Vec<String>,
+    pub turn: usize,
+}
+
+impl Worker for Get {
+    async fn next(&mut self) -> anyhow::Result<Answer> {
+        self.turn = (self.turn + 1) % self.urls.len();
+        let response = self.http.get(&self.urls[self.turn]).send().await?;
+        let status = response.status();
+        let _ = response.bytes().await?;
+        if status.as_u16() != 200 {
+            bail!("GET answered {status}");
+        }
+        Ok(Answer::Read)
+    }
+}
+
+/// `reads` reads for every write.
+pub struct Mixed<R, W> {
+    pub reads: u32,
+    pub done: u32,
+    pub read: R,
+    pub write: W,
+}
+
+impl<R: Worker, W: Worker> Worker for Mixed<R, W> {
+    async fn next(&mut self) -> anyhow::Result<Answer> {
+        self.done = (self.done + 1) % (self.reads + 1);
+        if self.done == 0 {
+            self.write.next().await
+        } else {
+            self.read.next().await
+        }
+    }
+}
