@@ -20,6 +20,8 @@ pub struct RunningNode {
     /// Tells the gateway to stop taking requests and finish the ones in flight.
     stop_gateway: watch::Sender<bool>,
     gateway: JoinHandle<std::io::Result<()>>,
+    /// Raft's own runtime: consensus work never waits behind HTTP work on a worker's queue.
+    raft_runtime: Option<tokio::runtime::Runtime>,
 }
 
 /// Starts a node on listeners the caller has bound (so that tests and `dev` can use port 0).
@@ -29,21 +31,33 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
     let db_path = config.data_dir.join("db");
     let storage =
         Storage::open(&db_path).with_context(|| format!("cannot open the database in {}", db_path.display()))?;
-    let host = Host::start(config.host(), raft, &storage).await.context("cannot start raft")?;
+    let raft_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("raft")
+        .enable_all()
+        .build()
+        .context("cannot start raft's runtime")?;
+    let (host_config, listener, disk) = (config.host(), raft.into_std()?, storage.faults());
+    let host = raft_runtime
+        .spawn(async move {
+            let listener = TcpListener::from_std(listener)?;
+            Host::start(host_config, listener, &storage).await.context("cannot start raft")
+        })
+        .await??;
     let http_addr = http.local_addr()?;
-    let cluster = HostCluster { host: host.clone(), disk: storage.faults() };
+    let cluster = HostCluster { host: host.clone(), disk };
     let router = gateway::router(Arc::new(cluster), config.gateway.clone());
     let (stop_gateway, mut stopped) = watch::channel(false);
     let gateway = tokio::spawn(gateway::serve(http, router, async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     }));
     tracing::info!(node = config.id, %http_addr, raft_addr = %config.raft_addr, "node started");
-    Ok(RunningNode { id: config.id, host, http_addr, stop_gateway, gateway })
+    Ok(RunningNode { id: config.id, host, http_addr, stop_gateway, gateway, raft_runtime: Some(raft_runtime) })
 }
 
 impl RunningNode {
     /// Stops the gateway (letting requests in flight finish), then raft.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let _ = self.stop_gateway.send(true);
         match self.gateway.await {
             Ok(Ok(())) => {}
@@ -51,6 +65,9 @@ impl RunningNode {
             Err(error) => tracing::warn!(node = self.id, %error, "gateway task failed"),
         }
         self.host.shutdown().await;
+        if let Some(runtime) = self.raft_runtime.take() {
+            runtime.shutdown_background();
+        }
         tracing::info!(node = self.id, "node stopped");
     }
 

@@ -70,7 +70,7 @@ impl Default for RaftConfig {
             link_queue_frames_max: 4_096,
             clock_offset_ms: 0,
             batch_commands_max: 1_024,
-            batches_in_flight_max: 4,
+            batches_in_flight_max: 1,
             propose_queue_commands_max: 65_536,
         }
     }

@@ -11,8 +11,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use model::{
-    ClusterError, ClusterStatus, Command, Consistency, GroupId, Millis, NodeId, NodeStatus, Outcome, Query,
-    QueryResult, ReplicaStatus, Role,
+    BookingId, ClusterError, ClusterStatus, Command, Consistency, GroupId, Millis, NodeId, NodeStatus, Outcome, Query,
+    QueryResult, ReplicaStatus, Role, TicketId,
 };
 use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
@@ -34,6 +34,10 @@ pub trait StateReader: Send + Sync + 'static {
 
     /// The time of the last applied entry: the floor for the next stamp.
     fn last_applied_at(&self) -> Millis;
+
+    /// Which of `tickets` of the booking's event a hold stamped `at` could not take, as the
+    /// applied state stands: sold, or held by another booking beyond `at`.
+    fn taken(&self, booking: BookingId, tickets: &[TicketId], at: Millis) -> Result<Vec<TicketId>, String>;
 }
 
 /// What one group runs on: its log, its state machine and a reader of its applied state.

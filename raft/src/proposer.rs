@@ -7,11 +7,17 @@
 //! proposes it as one entry. Under load the queue fills while the slots are busy, so one fsync
 //! and one round of replication carry many commands; when idle a command goes alone at once.
 //! Apply answers each command of an entry in order, and each waiting caller gets its own answer.
+//!
+//! A hold whose tickets are plainly taken does not need the log: like a read, its refusal only
+//! has to reflect every write acknowledged before it. The proposer sets such holds aside,
+//! confirms its leadership and catches up with one read-index round (`ensure_linearizable`) for
+//! all of them, and refuses those still taken; the others join the next entry. Under a hot
+//! on-sale most holds are for taken seats, and this keeps them off the disks.
 
 use std::sync::Arc;
 
 use model::{Batch, Command, Millis, Outcome};
-use openraft::error::ClientWriteError;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::clock::{Clock, GroupClock};
@@ -38,7 +44,11 @@ pub struct Proposer {
     queue: mpsc::Sender<Pending>,
 }
 
+/// Read-index rounds (confirmations of refusals) a group keeps in flight.
+const REFUSAL_ROUNDS_IN_FLIGHT_MAX: usize = 2;
+
 /// What the proposer task of a group works with.
+#[derive(Clone)]
 struct Group {
     raft: Raft,
     reader: Arc<dyn StateReader>,
@@ -56,7 +66,7 @@ impl Proposer {
     ) -> Proposer {
         assert!(limits.batch_commands_max > 0 && limits.batches_in_flight_max > 0, "batches need room");
         let (queue, pending) = mpsc::channel(limits.queue_commands_max);
-        tokio::spawn(run(Group { raft, reader, stamps, clock }, pending, limits));
+        tokio::spawn(run(Group { raft, reader, stamps, clock }, pending, queue.clone(), limits));
         Proposer { queue }
     }
 
@@ -71,8 +81,23 @@ impl Proposer {
     }
 }
 
-async fn run(group: Group, mut pending: mpsc::Receiver<Pending>, limits: BatchLimits) {
+impl Group {
+    /// The earliest stamp the group's next entry can have.
+    fn floor(&self) -> Millis {
+        self.clock.now_ms().max(self.reader.last_applied_at())
+    }
+
+    /// For a hold, the tickets it could not take as the applied state stands; `None` for other
+    /// commands, for holds that look possible, and when the state cannot be read.
+    fn taken(&self, command: &Command, at: Millis) -> Option<Vec<model::TicketId>> {
+        let Command::Hold { booking, tickets, .. } = command else { return None };
+        self.reader.taken(*booking, tickets, at).ok().filter(|taken| !taken.is_empty())
+    }
+}
+
+async fn run(group: Group, mut pending: mpsc::Receiver<Pending>, requeue: mpsc::Sender<Pending>, limits: BatchLimits) {
     let slots = Arc::new(Semaphore::new(limits.batches_in_flight_max));
+    let rounds = Arc::new(Semaphore::new(REFUSAL_ROUNDS_IN_FLIGHT_MAX));
     while let Some(first) = pending.recv().await {
         // While every slot is busy, commands keep queueing: they join this batch.
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
@@ -82,6 +107,15 @@ async fn run(group: Group, mut pending: mpsc::Receiver<Pending>, limits: BatchLi
                 Ok(next) => batch.push(next),
                 Err(_) => break,
             }
+        }
+        let floor = group.floor();
+        let (doubtful, batch): (Vec<Pending>, Vec<Pending>) =
+            batch.into_iter().partition(|p| group.taken(&p.command, floor).is_some());
+        if !doubtful.is_empty() {
+            tokio::spawn(confirm_refusals(group.clone(), doubtful, requeue.clone(), rounds.clone()));
+        }
+        if batch.is_empty() {
+            continue;
         }
         let at: Millis = group.stamps.stamp(group.clock.now_ms(), group.reader.last_applied_at());
         let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply)).unzip();
@@ -98,6 +132,46 @@ async fn run(group: Group, mut pending: mpsc::Receiver<Pending>, limits: BatchLi
                 replies.into_iter().for_each(|r| {
                     let _ = r.send(Err(Refusal::Unavailable(fatal.to_string())));
                 });
+            }
+        }
+    }
+}
+
+/// Refuses the holds whose tickets are still taken once this node has confirmed it leads and
+/// has applied everything committed before the round began; the others go back in the queue.
+async fn confirm_refusals(
+    group: Group,
+    doubtful: Vec<Pending>,
+    requeue: mpsc::Sender<Pending>,
+    rounds: Arc<Semaphore>,
+) {
+    let Ok(_round) = rounds.acquire_owned().await else { return };
+    let refusal = match group.raft.ensure_linearizable().await {
+        Ok(_) => None,
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            Some(Refusal::NotLeader { leader: f.leader_id })
+        }
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => Some(Refusal::Unavailable(e.to_string())),
+        Err(RaftError::Fatal(fatal)) => Some(Refusal::Unavailable(fatal.to_string())),
+    };
+    let floor = group.floor();
+    for pending in doubtful {
+        if let Some(refusal) = &refusal {
+            let _ = pending.reply.send(Err(refusal.clone()));
+            continue;
+        }
+        match group.taken(&pending.command, floor) {
+            Some(tickets) => {
+                let _ = pending.reply.send(Ok(Outcome::Unavailable { tickets }));
+            }
+            None => {
+                if let Err(error) = requeue.try_send(pending) {
+                    let pending = match error {
+                        mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p) => p,
+                    };
+                    let _ =
+                        pending.reply.send(Err(Refusal::Unavailable("too many commands waiting: overloaded".into())));
+                }
             }
         }
     }

@@ -416,4 +416,21 @@ impl StateReader for Reader {
     fn last_applied_at(&self) -> Millis {
         self.shared.last_at.load(Ordering::Acquire)
     }
+
+    fn taken(
+        &self,
+        booking: model::BookingId,
+        tickets: &[model::TicketId],
+        at: Millis,
+    ) -> Result<Vec<model::TicketId>, String> {
+        let mut taken = Vec::new();
+        for &ticket in tickets {
+            let state: Option<model::TicketState> =
+                self.shared.read(&keys::ticket(booking.event, ticket)).map_err(|e| e.to_string())?;
+            if state.is_some_and(|s| s.booking() != booking && !s.is_free_at(at)) {
+                taken.push(ticket);
+            }
+        }
+        Ok(taken)
+    }
 }

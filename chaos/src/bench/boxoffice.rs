@@ -9,8 +9,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+use crate::bench::http::Conn;
 use crate::bench::load::{Answer, Worker};
 use crate::cluster::{Cluster, ClusterSpec, ADMIN_TOKEN};
+use hyper::Method;
 
 /// Seats per row of the benchmark's venue.
 const ROW_SEATS: u32 = 50;
@@ -137,42 +139,27 @@ async fn admin_post(http: &reqwest::Client, base: &str, path: &str, body: Value)
     body["id"].as_u64().ok_or_else(|| anyhow!("POST {path}: no id in the answer"))
 }
 
-/// A fan holding one random ticket per request.
+/// A fan holding one random ticket per request, over its own connection to one gateway.
 pub struct Hold {
-    pub http: reqwest::Client,
-    /// The gateways, taken in turn.
-    pub bases: Vec<String>,
-    pub turn: usize,
-    pub url_suffix: String,
-    pub token: String,
-    pub tickets: u32,
-    pub rng: StdRng,
+    conn: Conn,
+    path: String,
+    token: String,
+    tickets: u32,
+    rng: StdRng,
 }
 
 impl Hold {
-    pub fn new(http: reqwest::Client, bases: Vec<String>, event: u64, token: String, tickets: u32, seed: u64) -> Hold {
-        let turn = seed as usize % bases.len();
-        let url_suffix = format!("/events/{event}/bookings");
-        Hold { http, bases, turn, url_suffix, token, tickets, rng: StdRng::seed_from_u64(seed) }
+    pub fn new(base: &str, event: u64, token: String, tickets: u32, seed: u64) -> Hold {
+        let path = format!("/events/{event}/bookings");
+        Hold { conn: Conn::new(base), path, token, tickets, rng: StdRng::seed_from_u64(seed) }
     }
 }
 
 impl Worker for Hold {
     async fn next(&mut self) -> anyhow::Result<Answer> {
         let ticket = self.rng.gen_range(0..self.tickets);
-        self.turn = (self.turn + 1) % self.bases.len();
-        let url = format!("{}{}", self.bases[self.turn], self.url_suffix);
         let body = format!("{{\"ticketIds\":[{ticket}]}}");
-        let response = self
-            .http
-            .post(url)
-            .bearer_auth(&self.token)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await?;
-        let status = response.status();
-        let _ = response.bytes().await?;
+        let (status, _) = self.conn.send(Method::POST, &self.path, Some(&self.token), Some(body)).await?;
         match status.as_u16() {
             201 => Ok(Answer::Granted),
             409 => Ok(Answer::Refused),
@@ -181,19 +168,21 @@ impl Worker for Hold {
     }
 }
 
-/// A GET of one URL per request, expecting 200.
+/// A GET of one path per request over its own connection, expecting 200.
 pub struct Get {
-    pub http: reqwest::Client,
-    pub urls: Vec<String>,
-    pub turn: usize,
+    conn: Conn,
+    path: String,
+}
+
+impl Get {
+    pub fn new(base: &str, path: String) -> Get {
+        Get { conn: Conn::new(base), path }
+    }
 }
 
 impl Worker for Get {
     async fn next(&mut self) -> anyhow::Result<Answer> {
-        self.turn = (self.turn + 1) % self.urls.len();
-        let response = self.http.get(&self.urls[self.turn]).send().await?;
-        let status = response.status();
-        let _ = response.bytes().await?;
+        let (status, _) = self.conn.send(Method::GET, &self.path, None, None).await?;
         if status.as_u16() != 200 {
             bail!("GET answered {status}");
         }

@@ -8,6 +8,7 @@
 //!   and `appendfsync always`) and nginx, each started on loopback, and their clients.
 
 pub mod boxoffice;
+pub mod http;
 pub mod load;
 pub mod peers;
 pub mod report;
