@@ -74,6 +74,42 @@ pub const REAL_TIME_ORDER: &str = "real_time_order";
 pub const NO_STALE_READS: &str = "no_stale_reads";
 pub const REPLICAS_AGREE: &str = "replicas_agree";
 pub const UNKNOWN_RESOLVED: &str = "unknown_resolved";
+pub const PAYMENTS_SETTLED: &str = "payments_settled";
+
+/// Every captured payment ends in a confirmed booking or a refund (design rule 6), and every
+/// confirmed booking was paid for. The provider keeps one payment per booking.
+fn payments_settled(f: &Facts) -> Check {
+    let mut violations = Vec::new();
+    let mut paid: HashMap<&str, &crate::history::FinalPayment> = HashMap::new();
+    for payment in f.final_state.payments.iter().filter(|p| p.status == "succeeded") {
+        paid.insert(payment.booking.as_str(), payment);
+        let refunded = payment.amount_refunded >= payment.amount;
+        let confirmed = f.finals.get(payment.booking.as_str()).is_some_and(|b| Stage::of(b) == Some(Stage::Confirmed));
+        let problem = match (confirmed, refunded) {
+            (true, true) => Some("was refunded, yet its booking is confirmed"),
+            (false, false) => Some("was captured, yet its booking is not confirmed and nothing was refunded"),
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            let message = format!("payment {} for booking {} {problem}", payment.id, payment.booking);
+            violations.push(Violation::new(message).bookings([payment.booking.as_str()]));
+        }
+    }
+    if !f.final_state.payments.is_empty() {
+        for booking in f.finals.values().filter(|b| Stage::of(b) == Some(Stage::Confirmed)) {
+            let kept = paid.get(booking.id.as_str()).is_some_and(|p| p.amount_refunded < p.amount);
+            if !kept {
+                let message = format!("booking {} is confirmed without a captured payment kept for it", booking.id);
+                violations.push(Violation::new(message).bookings([booking.id.as_str()]));
+            }
+        }
+    }
+    Check::new(
+        PAYMENTS_SETTLED,
+        "every payment the provider captured ends in a confirmed booking or a refund, and every confirmed booking has a captured payment that was not refunded",
+        violations,
+    )
+}
 
 /// The end of an interval that never ends (a sold ticket).
 const FOREVER: u64 = u64::MAX;
@@ -88,6 +124,7 @@ pub fn check(history: &[Entry], final_state: &FinalState) -> Report {
         real_time_order(&facts),
         no_stale_reads(&facts),
         replicas_agree(&final_state.replicas),
+        payments_settled(&facts),
         unknown_resolved(),
     ];
     Report { checks, counts: counts(&facts) }
@@ -134,9 +171,11 @@ enum Stage {
 impl Stage {
     fn of(booking: &Booking) -> Option<Stage> {
         match booking.status.as_str() {
-            "held" | "expired" => Some(Stage::Held),
+            // A booking waiting for its payment still holds its seats.
+            "held" | "expired" | "paymentPending" => Some(Stage::Held),
             "confirmed" => Some(Stage::Confirmed),
-            "released" => Some(Stage::Released),
+            // Refunded (a payment captured after the seats went to others) ends like a release.
+            "released" | "refunded" => Some(Stage::Released),
             _ => None,
         }
     }

@@ -18,6 +18,9 @@ use serde_json::{json, Value};
 use crate::proxy::{LinkFaults, Proxy};
 
 pub const ADMIN_TOKEN: &str = "chaos-admin-token";
+/// The sandbox payment provider's API key and webhook secret.
+pub const PAYMENT_API_KEY: &str = "sk_test_chaos";
+pub const WEBHOOK_SECRET: &str = "whsec_test_chaos";
 /// How long a cluster may take to elect every group's leader.
 const READY_TIMEOUT_MS: u64 = 60_000;
 /// Timeout of one admin request.
@@ -52,6 +55,9 @@ pub struct Cluster {
     /// The proxy of each link, by (lower id, higher id).
     links: BTreeMap<(u64, u64), Proxy>,
     pub http: reqwest::Client,
+    /// The sandbox payment provider (never faulted: it stands for the outside world).
+    pub sandbox_url: String,
+    sandbox: Option<Child>,
 }
 
 /// A free loopback address (bound, read, released: the node binds it right after).
@@ -88,7 +94,10 @@ impl Cluster {
             }
         }
         let http = reqwest::Client::builder().timeout(Duration::from_millis(ADMIN_TIMEOUT_MS)).build()?;
-        let mut cluster = Cluster { spec, nodes, links, http };
+        let sandbox_addr = free_addr()?;
+        let sandbox = spawn_sandbox(&spec, &sandbox_addr, nodes.iter().map(|n| n.http_addr.as_str()))?;
+        let sandbox_url = format!("http://{sandbox_addr}");
+        let mut cluster = Cluster { spec, nodes, links, http, sandbox_url, sandbox: Some(sandbox) };
         for id in 1..=cluster.spec.nodes {
             cluster.write_config(id)?;
             cluster.spawn(id)?;
@@ -118,13 +127,16 @@ impl Cluster {
              [raft]\ninventory_groups = {groups}\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\n\
              election_timeout_max_ms = 1000\nwrite_timeout_ms = 5000\n{extra}\n\n\
              [gateway]\nadmin_token = \"{ADMIN_TOKEN}\"\ncluster_secret = \"chaos-cluster-secret-0123456789\"\n\
-             hold_ttl_ms = {ttl}\nfault_injection_enabled = true\n",
+             hold_ttl_ms = {ttl}\nfault_injection_enabled = true\npayment_api_url = \"{sandbox}\"\n\
+             payment_api_key = \"{PAYMENT_API_KEY}\"\npayment_webhook_secret = \"{WEBHOOK_SECRET}\"\n\
+             reconcile_interval_ms = 1000\nreconcile_after_ms = 3000\n",
             data = spec.dir.join(format!("node{id}")).display(),
             raft = me.raft_addr,
             http = me.http_addr,
             groups = spec.inventory_groups,
             extra = spec.raft_extra,
             ttl = spec.hold_ttl_ms,
+            sandbox = self.sandbox_url,
         );
         std::fs::write(&me.config, text)?;
         Ok(())
@@ -349,6 +361,10 @@ impl Cluster {
 
     /// Stops every process (resuming paused ones first so that they can die).
     pub fn stop_all(&mut self) {
+        if let Some(mut sandbox) = self.sandbox.take() {
+            let _ = sandbox.kill();
+            let _ = sandbox.wait();
+        }
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
                 signal(&child, libc::SIGCONT);
@@ -363,6 +379,19 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop_all();
     }
+}
+
+/// Starts the sandbox payment provider, sending webhooks to every node's gateway.
+fn spawn_sandbox<'a>(spec: &ClusterSpec, addr: &str, gateways: impl Iterator<Item = &'a str>) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(spec.dir.join("sandbox.log"))?;
+    let mut command = Command::new(&spec.bin);
+    command.args(["sandbox", "--http", addr, "--api-key", PAYMENT_API_KEY, "--webhook-secret", WEBHOOK_SECRET]);
+    command.args(["--delay-max-ms", "500", "--duplicate-per-mille", "100"]);
+    for gateway in gateways {
+        command.args(["--webhook", &format!("http://{gateway}/webhooks/payments")]);
+    }
+    command.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log));
+    command.spawn().context("starting boxoffice sandbox")
 }
 
 fn signal(child: &Child, signal: i32) {

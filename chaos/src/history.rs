@@ -78,6 +78,21 @@ pub struct Booking {
 pub struct FinalState {
     pub events: Vec<FinalEvent>,
     pub replicas: Vec<ReplicaDigest>,
+    /// Every payment the provider holds, as it reports them.
+    #[serde(default)]
+    pub payments: Vec<FinalPayment>,
+}
+
+/// One payment at the provider after the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FinalPayment {
+    pub id: String,
+    pub booking: String,
+    /// `succeeded` once captured.
+    pub status: String,
+    pub amount: u64,
+    pub amount_refunded: u64,
 }
 
 /// One event's tickets and every booking ever made for it, from its group's leader.

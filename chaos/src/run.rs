@@ -15,9 +15,10 @@ use anyhow::{anyhow, Context};
 use serde_json::{json, Value};
 
 use crate::checker;
+use crate::cluster::PAYMENT_API_KEY;
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::faults::{self, FaultKind, FaultRecord, Schedule};
-use crate::history::{Entry, FinalEvent, FinalState, FinalTicket, ReplicaDigest};
+use crate::history::{Entry, FinalEvent, FinalPayment, FinalState, FinalTicket, ReplicaDigest};
 use crate::report::Report;
 use crate::workload::{Events, Fan, Recorder, Shop, Targets};
 
@@ -102,6 +103,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Outcome> {
     println!("chaos: workload stopped after {} requests; reading the final state", recorder.len());
     cluster.wait_caught_up(Duration::from_millis(SETTLE_TIMEOUT_MS)).await?;
     let event_ids = all_events.read().expect("events lock").clone();
+    wait_payments_settled(&cluster, &event_ids).await?;
+    cluster.wait_caught_up(Duration::from_millis(SETTLE_TIMEOUT_MS)).await?;
     let final_state = read_final_state(&cluster, &event_ids).await?;
     let history = recorder.entries();
     let report = checker::check(&history, &final_state);
@@ -324,7 +327,56 @@ async fn read_final_state(cluster: &Cluster, events: &[u64]) -> anyhow::Result<F
             });
         }
     }
-    Ok(FinalState { events: finals, replicas })
+    let payments = read_payments(cluster).await?;
+    Ok(FinalState { events: finals, replicas, payments })
+}
+
+/// Every payment the sandbox provider holds.
+async fn read_payments(cluster: &Cluster) -> anyhow::Result<Vec<FinalPayment>> {
+    let url = format!("{}/v1/payment_intents?limit=1000000", cluster.sandbox_url);
+    let list: Value = cluster.http.get(url).bearer_auth(PAYMENT_API_KEY).send().await?.json().await?;
+    let data = list["data"].as_array().ok_or_else(|| anyhow!("the provider listed no payments: {list}"))?;
+    data.iter()
+        .map(|p| {
+            Some(FinalPayment {
+                id: p["id"].as_str()?.to_string(),
+                booking: p["bookingId"].as_str()?.to_string(),
+                status: p["status"].as_str()?.to_string(),
+                amount: p["amount"].as_u64()?,
+                amount_refunded: p["amountRefunded"].as_u64().unwrap_or(0),
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| anyhow!("the provider's payments are unreadable"))
+}
+
+/// Waits until every payment the provider captured is either refunded or has bought its
+/// booking: webhooks and the reconciliation task may still be at work after the faults healed.
+async fn wait_payments_settled(cluster: &Cluster, events: &[u64]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_millis(SETTLE_TIMEOUT_MS);
+    loop {
+        let payments = read_payments(cluster).await?;
+        let node = cluster.serving()[0];
+        let mut confirmed = std::collections::HashSet::new();
+        for &event in events {
+            let state = cluster.admin_get(node, &format!("/admin/events/{event}/state")).await?;
+            for b in state["bookings"].as_array().into_iter().flatten().filter(|b| b["status"] == "confirmed") {
+                confirmed.insert(b["id"].as_str().unwrap_or_default().to_string());
+            }
+        }
+        let open = payments
+            .iter()
+            .filter(|p| p.status == "succeeded" && p.amount_refunded < p.amount && !confirmed.contains(&p.booking))
+            .count();
+        if open == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            println!("chaos: {open} captured payments still unsettled after {SETTLE_TIMEOUT_MS} ms");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn final_event(event: u64, state: &Value) -> anyhow::Result<FinalEvent> {

@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chaos::checker::{
-    check, NO_DOUBLE_SALE, NO_LOST_WRITES, NO_OVERLAPPING_HOLDS, NO_STALE_READS, REAL_TIME_ORDER, REPLICAS_AGREE,
-    UNKNOWN_RESOLVED,
+    check, NO_DOUBLE_SALE, NO_LOST_WRITES, NO_OVERLAPPING_HOLDS, NO_STALE_READS, PAYMENTS_SETTLED, REAL_TIME_ORDER,
+    REPLICAS_AGREE, UNKNOWN_RESOLVED,
 };
 use chaos::history::{Booking, Entry, FinalEvent, FinalState, FinalTicket, Op, ReplicaDigest, Result as Answer};
 use chaos::report::{Report, Verdict};
@@ -191,7 +191,7 @@ impl Sim {
                 })
             })
             .collect();
-        FinalState { events, replicas }
+        FinalState { events, replicas, payments: vec![] }
     }
 
     fn final_event(&self, event: u64) -> FinalEvent {
@@ -223,7 +223,7 @@ fn fail(status: u16) -> Answer {
 
 fn all_pass(report: &Report) {
     assert!(report.ok(), "expected every check to pass:\n{report}");
-    assert_eq!(report.checks.len(), 7);
+    assert_eq!(report.checks.len(), 8);
     assert!(report.checks.iter().all(|c| c.verdict == Verdict::Pass && c.violations.is_empty()));
 }
 
@@ -686,7 +686,7 @@ fn the_report_reads_as_json_and_as_text() {
     assert!(json.contains("\"verdict\":\"fail\"") && json.contains("\"notApplied\""), "{json}");
     assert_eq!(serde_json::from_str::<Report>(&json).unwrap(), report);
     let text = report.to_string();
-    assert!(text.starts_with("history check: FAILED (1 of 7 checks failed)\n"), "{text}");
+    assert!(text.starts_with("history check: FAILED (1 of 8 checks failed)\n"), "{text}");
     assert!(text.contains("requests: hold 8 (ok 8, fail 0, unknown 0)"), "{text}");
     assert!(text.contains("  pass  no_double_sale\n") && text.contains("  FAIL  real_time_order: 7 violation(s)\n"));
     assert!(text.contains("... and 2 more"), "{text}");
@@ -696,9 +696,9 @@ fn the_report_reads_as_json_and_as_text() {
 
 #[test]
 fn an_empty_run_passes() {
-    let report = check(&[], &FinalState { events: vec![], replicas: vec![] });
+    let report = check(&[], &FinalState { events: vec![], replicas: vec![], payments: vec![] });
     all_pass(&report);
-    assert!(report.to_string().starts_with("history check: ok (7 checks passed)"));
+    assert!(report.to_string().starts_with("history check: ok (8 checks passed)"));
 }
 
 #[test]
@@ -724,4 +724,54 @@ fn one_lost_confirmation_in_a_long_random_run_is_caught() {
     let violations = &report.check(NO_LOST_WRITES).unwrap().violations;
     assert_eq!(violations.len(), 1, "{report}");
     assert_eq!(violations[0].bookings, vec![id]);
+}
+
+/// The provider's payments for a final state: one captured, unrefunded payment per confirmed
+/// booking, as a correct run leaves them.
+fn payments_of(final_state: &FinalState) -> Vec<chaos::history::FinalPayment> {
+    final_state
+        .events
+        .iter()
+        .flat_map(|e| &e.bookings)
+        .filter(|b| b.status == "confirmed")
+        .map(|b| chaos::history::FinalPayment {
+            id: format!("pi_{}", b.id),
+            booking: b.id.clone(),
+            status: "succeeded".into(),
+            amount: 5_000,
+            amount_refunded: 0,
+        })
+        .collect()
+}
+
+#[test]
+fn every_captured_payment_must_end_confirmed_or_refunded() {
+    let (sim, ids) = clean_run();
+    let mut final_state = sim.final_state();
+    final_state.payments = payments_of(&final_state);
+    all_pass(&check(&sim.entries, &final_state));
+
+    // Captured for a booking that is not confirmed, and never refunded: money kept for nothing.
+    let mut kept = final_state.clone();
+    kept.payments.push(chaos::history::FinalPayment {
+        id: "pi_lost".into(),
+        booking: ids.c.clone(),
+        status: "succeeded".into(),
+        amount: 5_000,
+        amount_refunded: 0,
+    });
+    only_fails(&check(&sim.entries, &kept), PAYMENTS_SETTLED, &["was captured, yet its booking is not confirmed"]);
+
+    // The same payment refunded: settled.
+    let mut refunded = kept.clone();
+    refunded.payments.last_mut().unwrap().amount_refunded = 5_000;
+    all_pass(&check(&sim.entries, &refunded));
+
+    // A confirmed booking whose payment was refunded, or that has none: seats for nothing.
+    let mut given_away = final_state.clone();
+    given_away.payments.iter_mut().find(|p| p.booking == ids.a).unwrap().amount_refunded = 5_000;
+    only_fails(&check(&sim.entries, &given_away), PAYMENTS_SETTLED, &["was refunded, yet its booking is confirmed"]);
+    let mut unpaid = final_state.clone();
+    unpaid.payments.retain(|p| p.booking != ids.e);
+    only_fails(&check(&sim.entries, &unpaid), PAYMENTS_SETTLED, &["is confirmed without a captured payment"]);
 }

@@ -40,6 +40,9 @@ pub trait Cluster: Send + Sync + 'static {
     /// up to it (an operator action; raft also does it on its own by policy).
     fn snapshot(&self, group: GroupId) -> impl Future<Output = Result<(), ClusterError>> + Send;
 
+    /// Whether this node leads `group` now (background work that one node should do per group).
+    fn leads(&self, group: GroupId) -> bool;
+
     /// Injects faults into this node (chaos tests only: the gateway offers it only when
     /// `fault_injection_enabled`).
     fn inject_faults(&self, faults: Faults);

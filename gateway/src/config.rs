@@ -38,6 +38,24 @@ pub struct GatewayConfig {
     /// Offers `PUT /admin/faults` (clock skew, slow or full disk) to the admin: for chaos tests
     /// only, never in production.
     pub fault_injection_enabled: bool,
+    /// Most tickets of one event a fan may hold or own at once.
+    pub tickets_per_fan_max: u32,
+    /// The payment provider's API (e.g. `boxoffice sandbox`); empty: payments are unavailable.
+    pub payment_api_url: String,
+    pub payment_api_key: String,
+    /// The secret the provider signs webhooks with; empty: webhooks are refused.
+    pub payment_webhook_secret: String,
+    /// How far a hold may be extended while its payment is pending (once, from the first hold).
+    pub payment_hold_extension_ms: u64,
+    /// How old a webhook's signature may be.
+    pub webhook_tolerance_s: i64,
+    /// How often the reconciliation task asks the provider about payments left pending.
+    pub reconcile_interval_ms: u64,
+    /// A payment pending this long is asked about.
+    pub reconcile_after_ms: u64,
+    /// A payment pending this long after its hold ended is given up on (it is refunded if it is
+    /// ever captured and the seats are gone).
+    pub payment_abandon_after_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -56,6 +74,15 @@ impl Default for GatewayConfig {
             placement_cache_entries_max: 1_000_000,
             seat_map_cache_seats_max: 2_000_000,
             fault_injection_enabled: false,
+            tickets_per_fan_max: 8,
+            payment_api_url: String::new(),
+            payment_api_key: String::new(),
+            payment_webhook_secret: String::new(),
+            payment_hold_extension_ms: 300_000,
+            webhook_tolerance_s: 300,
+            reconcile_interval_ms: 10_000,
+            reconcile_after_ms: 30_000,
+            payment_abandon_after_ms: 3_600_000,
         }
     }
 }
@@ -84,6 +111,15 @@ impl fmt::Debug for GatewayConfig {
             .field("placement_cache_entries_max", &self.placement_cache_entries_max)
             .field("seat_map_cache_seats_max", &self.seat_map_cache_seats_max)
             .field("fault_injection_enabled", &self.fault_injection_enabled)
+            .field("tickets_per_fan_max", &self.tickets_per_fan_max)
+            .field("payment_api_url", &self.payment_api_url)
+            .field("payment_api_key", &redact(&self.payment_api_key))
+            .field("payment_webhook_secret", &redact(&self.payment_webhook_secret))
+            .field("payment_hold_extension_ms", &self.payment_hold_extension_ms)
+            .field("webhook_tolerance_s", &self.webhook_tolerance_s)
+            .field("reconcile_interval_ms", &self.reconcile_interval_ms)
+            .field("reconcile_after_ms", &self.reconcile_after_ms)
+            .field("payment_abandon_after_ms", &self.payment_abandon_after_ms)
             .finish()
     }
 }

@@ -27,31 +27,42 @@ pub mod metrics;
 pub mod payment;
 pub mod problem;
 pub mod routes;
+pub mod settle;
 pub mod state;
 pub mod validate;
 pub mod views;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
 
 pub use cluster::Cluster;
 pub use config::GatewayConfig;
-pub use payment::{PaymentProvider, SandboxProvider};
+pub use payment::{HttpProvider, NoProvider, PaymentProvider};
 pub use problem::Problem;
 
-/// The gateway's routes over `cluster`, with the built-in sandbox payment provider.
+/// The gateway's routes over `cluster`, paying through the provider at `payment_api_url` (none
+/// if it is empty), and the task that reconciles payments left pending (it stops when the router
+/// is dropped). Must be called inside a Tokio runtime.
 pub fn router<C: Cluster>(cluster: Arc<C>, config: GatewayConfig) -> axum::Router {
-    router_with_payments(cluster, config, Arc::new(SandboxProvider::default()))
+    let payments: Arc<dyn PaymentProvider> = if config.payment_api_url.is_empty() {
+        tracing::warn!("no payment provider configured: payments are unavailable");
+        Arc::new(NoProvider)
+    } else {
+        Arc::new(HttpProvider::new(&config.payment_api_url, &config.payment_api_key))
+    };
+    router_with_payments(cluster, config, payments)
 }
 
-/// The gateway's routes with a chosen payment provider: tests pass a [`SandboxProvider`] they
-/// keep a handle on, to check what was charged and refunded.
+/// The gateway's routes with a chosen payment provider.
 pub fn router_with_payments<C: Cluster>(
     cluster: Arc<C>,
     config: GatewayConfig,
     payments: Arc<dyn PaymentProvider>,
 ) -> axum::Router {
-    routes::build(state::AppState::new(cluster, config, payments))
+    let state = state::AppState::new(cluster, config, payments);
+    tokio::spawn(settle::reconcile(state.downgrade()));
+    routes::build(state)
 }
 
 /// Serve `router` on `listener` until `shutdown` completes, then finish the requests in flight.

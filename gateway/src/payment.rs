@@ -1,37 +1,63 @@
-//! Taking the fans' money: the provider trait, card numbers, and the built-in sandbox.
+//! Taking the fans' money through a payment provider that behaves like Stripe: a payment (an
+//! intent) per booking, a hosted checkout page, signed webhooks, refunds. Boxoffice talks to it
+//! over HTTP through [`PaymentProvider`]; `boxoffice sandbox` is the provider for development and
+//! tests (see node/src/sandbox).
 //!
-//! Design rule 6: every captured payment ends in a confirmed booking or a refund. The booking
-//! routes charge, then confirm, and refund when the confirmation does not take.
+//! Design rule 6: every captured payment ends in a confirmed booking or a refund.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use model::BookingId;
-use rand::Rng;
+use serde::Deserialize;
+use serde_json::json;
 
 /// A boxed future, so that providers can be chosen at run time (`Arc<dyn PaymentProvider>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A captured payment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Charge {
+/// How long one call to the provider may take.
+const PROVIDER_TIMEOUT_MS: u64 = 10_000;
+
+/// A payment at the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Intent {
     pub id: String,
+    pub amount: u64,
+    pub booking_id: String,
+    /// `requires_payment_method`, `processing`, `succeeded` or `canceled`.
+    pub status: String,
+    pub checkout_url: String,
+    pub last_payment_error: Option<PaymentError>,
+    #[serde(default)]
+    pub amount_refunded: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PaymentError {
+    pub code: String,
+    pub message: String,
+}
+
+impl Intent {
+    pub fn succeeded(&self) -> bool {
+        self.status == "succeeded"
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}")]
-pub struct Declined {
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RefundError {
-    #[error("no charge {0}")]
-    UnknownCharge(String),
-    #[error("the provider failed: {0}")]
-    Provider(String),
+pub enum ProviderError {
+    /// The card was declined: the fan may try another.
+    #[error("{0}")]
+    Declined(String),
+    /// The provider refused the request (a conflict, a bad argument): it changed nothing.
+    #[error("the payment provider refused: {0}")]
+    Refused(String),
+    /// The provider could not be reached or failed: the request may or may not have taken effect.
+    #[error("the payment provider is unavailable: {0}")]
+    Unavailable(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -68,92 +94,163 @@ impl fmt::Debug for Card {
     }
 }
 
+/// The payment provider, as the gateway needs it. Every call is idempotent: creating an intent
+/// twice for a booking gives the same intent, refunding twice refunds once.
 pub trait PaymentProvider: Send + Sync + 'static {
-    /// Capture `amount_cents` for `booking`.
-    fn charge<'a>(
+    fn create_intent<'a>(
         &'a self,
         booking: BookingId,
         amount_cents: u64,
-        card: &'a Card,
-    ) -> BoxFuture<'a, Result<Charge, Declined>>;
+        return_url: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Intent, ProviderError>>;
 
-    /// Give a captured payment back.
-    fn refund<'a>(&'a self, charge_id: &'a str) -> BoxFuture<'a, Result<(), RefundError>>;
+    /// Confirms with a card server-side (the hosted checkout page does the same for a browser).
+    fn confirm<'a>(&'a self, intent: &'a str, card: &'a Card) -> BoxFuture<'a, Result<Intent, ProviderError>>;
+
+    fn intent<'a>(&'a self, intent: &'a str) -> BoxFuture<'a, Result<Intent, ProviderError>>;
+
+    fn refund<'a>(&'a self, intent: &'a str) -> BoxFuture<'a, Result<(), ProviderError>>;
 }
 
-/// The test card that always pays.
-pub const SANDBOX_CARD_OK: &str = "4242424242424242";
-/// The test card that is always declined.
-pub const SANDBOX_CARD_DECLINED: &str = "4000000000000002";
+/// The provider over HTTP (`boxoffice sandbox` speaks this API).
+pub struct HttpProvider {
+    http: reqwest::Client,
+    base: String,
+    api_key: String,
+}
 
-/// One charge the sandbox captured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChargeRecord {
+impl HttpProvider {
+    pub fn new(base: &str, api_key: &str) -> HttpProvider {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(PROVIDER_TIMEOUT_MS))
+            .build()
+            .expect("an HTTP client with a timeout builds");
+        HttpProvider { http, base: base.trim_end_matches('/').to_string(), api_key: api_key.to_string() }
+    }
+
+    async fn call<T: for<'de> Deserialize<'de>>(
+        &self,
+        request: reqwest::RequestBuilder,
+        idempotency: Option<String>,
+    ) -> Result<T, ProviderError> {
+        let mut request = request.bearer_auth(&self.api_key);
+        if let Some(key) = idempotency {
+            request = request.header("idempotency-key", key);
+        }
+        let response = request.send().await.map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        if status.is_server_error() {
+            return Err(ProviderError::Unavailable(format!("{status}: {body}")));
+        }
+        if !status.is_success() {
+            let message = body["error"]["message"].as_str().unwrap_or("refused").to_string();
+            return Err(ProviderError::Refused(message));
+        }
+        serde_json::from_value(body).map_err(|e| ProviderError::Unavailable(format!("unreadable answer: {e}")))
+    }
+}
+
+impl PaymentProvider for HttpProvider {
+    fn create_intent<'a>(
+        &'a self,
+        booking: BookingId,
+        amount_cents: u64,
+        return_url: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Intent, ProviderError>> {
+        Box::pin(async move {
+            let body = json!({"amount": amount_cents, "currency": "usd", "bookingId": booking.to_string(), "returnUrl": return_url});
+            let request = self.http.post(format!("{}/v1/payment_intents", self.base)).json(&body);
+            // One intent per booking, however often the fan (or a retry) asks.
+            self.call(request, Some(format!("booking-{booking}"))).await
+        })
+    }
+
+    fn confirm<'a>(&'a self, intent: &'a str, card: &'a Card) -> BoxFuture<'a, Result<Intent, ProviderError>> {
+        Box::pin(async move {
+            let url = format!("{}/v1/payment_intents/{intent}/confirm", self.base);
+            let intent: Intent =
+                self.call(self.http.post(url).json(&json!({"cardNumber": card.digits()})), None).await?;
+            match &intent.last_payment_error {
+                Some(error) if !intent.succeeded() => Err(ProviderError::Declined(error.message.clone())),
+                _ => Ok(intent),
+            }
+        })
+    }
+
+    fn intent<'a>(&'a self, intent: &'a str) -> BoxFuture<'a, Result<Intent, ProviderError>> {
+        Box::pin(
+            async move { self.call(self.http.get(format!("{}/v1/payment_intents/{intent}", self.base)), None).await },
+        )
+    }
+
+    fn refund<'a>(&'a self, intent: &'a str) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move {
+            let request = self.http.post(format!("{}/v1/refunds", self.base)).json(&json!({"paymentIntent": intent}));
+            match self.call::<serde_json::Value>(request, Some(format!("refund-{intent}"))).await {
+                Ok(_) => Ok(()),
+                // Refunded before (by another gateway, or an earlier try): the money is back.
+                Err(ProviderError::Refused(message)) if message.contains("already refunded") => Ok(()),
+                Err(error) => Err(error),
+            }
+        })
+    }
+}
+
+/// No provider configured: payments are unavailable, everything else works.
+pub struct NoProvider;
+
+impl PaymentProvider for NoProvider {
+    fn create_intent<'a>(
+        &'a self,
+        _: BookingId,
+        _: u64,
+        _: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Intent, ProviderError>> {
+        Box::pin(async { Err(ProviderError::Unavailable("no payment provider is configured".into())) })
+    }
+    fn confirm<'a>(&'a self, _: &'a str, _: &'a Card) -> BoxFuture<'a, Result<Intent, ProviderError>> {
+        Box::pin(async { Err(ProviderError::Unavailable("no payment provider is configured".into())) })
+    }
+    fn intent<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Intent, ProviderError>> {
+        Box::pin(async { Err(ProviderError::Unavailable("no payment provider is configured".into())) })
+    }
+    fn refund<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async { Err(ProviderError::Unavailable("no payment provider is configured".into())) })
+    }
+}
+
+/// A webhook event as the provider sends it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookEvent {
     pub id: String,
-    pub booking: BookingId,
-    pub amount_cents: u64,
-    pub card_last4: String,
-    pub refunded: bool,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: WebhookData,
 }
 
-/// A provider that keeps its ledger in memory, for development and tests. It charges a booking
-/// at most once while that charge stands (like an idempotency key at a real provider), so that
-/// two payment requests racing for one booking, or a retry after a timeout, do not take the money
-/// twice.
-#[derive(Debug, Default)]
-pub struct SandboxProvider {
-    ledger: Mutex<Vec<ChargeRecord>>,
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookData {
+    pub object: serde_json::Value,
 }
 
-impl SandboxProvider {
-    /// Every charge, refunded or not, in the order they were made.
-    pub fn charges(&self) -> Vec<ChargeRecord> {
-        self.ledger.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// The ids of the refunded charges.
-    pub fn refunds(&self) -> Vec<String> {
-        self.charges().into_iter().filter(|c| c.refunded).map(|c| c.id).collect()
-    }
-
-    fn charge_now(&self, booking: BookingId, amount_cents: u64, card: &Card) -> Result<Charge, Declined> {
-        let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(standing) = ledger.iter().find(|c| c.booking == booking && !c.refunded) {
-            return Ok(Charge { id: standing.id.clone() });
+impl WebhookEvent {
+    /// The payment the event is about: the intent itself, or the refunded intent.
+    pub fn payment_id(&self) -> Option<&str> {
+        let object = &self.data.object;
+        match object["object"].as_str() {
+            Some("refund") => object["paymentIntent"].as_str(),
+            _ => object["id"].as_str(),
         }
-        match card.digits() {
-            SANDBOX_CARD_OK => {}
-            SANDBOX_CARD_DECLINED => return Err(Declined { reason: "the card was declined".into() }),
-            _ => return Err(Declined { reason: format!("the sandbox only accepts the test card {SANDBOX_CARD_OK}") }),
-        }
-        let id = format!("ch_{:016x}", rand::thread_rng().gen::<u64>());
-        let record =
-            ChargeRecord { id: id.clone(), booking, amount_cents, card_last4: card.last4().into(), refunded: false };
-        ledger.push(record);
-        Ok(Charge { id })
     }
 
-    fn refund_now(&self, charge_id: &str) -> Result<(), RefundError> {
-        let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
-        let charge = ledger.iter_mut().find(|c| c.id == charge_id);
-        let charge = charge.ok_or_else(|| RefundError::UnknownCharge(charge_id.into()))?;
-        charge.refunded = true;
-        Ok(())
-    }
-}
-
-impl PaymentProvider for SandboxProvider {
-    fn charge<'a>(
-        &'a self,
-        booking: BookingId,
-        amount_cents: u64,
-        card: &'a Card,
-    ) -> BoxFuture<'a, Result<Charge, Declined>> {
-        Box::pin(async move { self.charge_now(booking, amount_cents, card) })
+    /// The booking, for events that carry the intent.
+    pub fn booking(&self) -> Option<BookingId> {
+        self.data.object["bookingId"].as_str()?.parse().ok()
     }
 
-    fn refund<'a>(&'a self, charge_id: &'a str) -> BoxFuture<'a, Result<(), RefundError>> {
-        Box::pin(async move { self.refund_now(charge_id) })
+    pub fn intent(&self) -> Option<Intent> {
+        serde_json::from_value(self.data.object.clone()).ok()
     }
 }
 
@@ -161,57 +258,34 @@ impl PaymentProvider for SandboxProvider {
 mod tests {
     use super::*;
 
-    const BOOKING: BookingId = BookingId { event: 1, nonce: 2 };
-
-    fn card(number: &str) -> Card {
-        Card::parse(number).unwrap()
-    }
-
     #[test]
     fn card_numbers_have_twelve_to_nineteen_digits() {
-        assert_eq!(card("4242 4242-4242 4242").digits(), SANDBOX_CARD_OK);
-        assert!(Card::parse("123456789012").is_ok());
-        assert!(Card::parse("1234567890123456789").is_ok());
-        for bad in ["", "12345678901", "12345678901234567890", "4242abcd42424242", "４２４２４２４２４２４２"]
-        {
+        assert_eq!(Card::parse("4242 4242-4242 4242").unwrap().digits(), "4242424242424242");
+        for bad in ["", "4242", "4242a24242424242", "12345678901234567890"] {
             assert_eq!(Card::parse(bad), Err(BadCardNumber), "{bad}");
         }
     }
 
     #[test]
     fn a_card_shows_only_its_last_four_digits() {
-        assert_eq!(format!("{:?}", card(SANDBOX_CARD_OK)), "Card(…4242)");
+        let card = Card::parse("4242424242424242").unwrap();
+        assert_eq!(format!("{card:?}"), "Card(…4242)");
     }
 
-    #[tokio::test]
-    async fn the_test_card_pays_and_the_others_are_declined() {
-        let sandbox = SandboxProvider::default();
-        assert!(sandbox.charge(BOOKING, 100, &card(SANDBOX_CARD_DECLINED)).await.is_err());
-        assert!(sandbox.charge(BOOKING, 100, &card("5555555555554444")).await.is_err());
-        assert!(sandbox.charges().is_empty());
-        let charge = sandbox.charge(BOOKING, 100, &card(SANDBOX_CARD_OK)).await.unwrap();
-        let charges = sandbox.charges();
-        assert_eq!(charges.len(), 1);
-        assert_eq!((charges[0].id.as_str(), charges[0].amount_cents), (charge.id.as_str(), 100));
-        assert_eq!(charges[0].card_last4, "4242");
-    }
-
-    #[tokio::test]
-    async fn a_booking_is_charged_once_until_refunded() {
-        let sandbox = SandboxProvider::default();
-        let first = sandbox.charge(BOOKING, 100, &card(SANDBOX_CARD_OK)).await.unwrap();
-        let again = sandbox.charge(BOOKING, 100, &card(SANDBOX_CARD_OK)).await.unwrap();
-        assert_eq!(first, again);
-        assert_eq!(sandbox.charges().len(), 1);
-        sandbox.refund(&first.id).await.unwrap();
-        assert_eq!(sandbox.refunds(), vec![first.id.clone()]);
-        let after = sandbox.charge(BOOKING, 100, &card(SANDBOX_CARD_OK)).await.unwrap();
-        assert_ne!(after, first);
-    }
-
-    #[tokio::test]
-    async fn refunding_an_unknown_charge_fails() {
-        let sandbox = SandboxProvider::default();
-        assert_eq!(sandbox.refund("ch_nope").await, Err(RefundError::UnknownCharge("ch_nope".into())));
+    #[test]
+    fn webhook_events_read_their_booking_and_payment() {
+        let body = br#"{"id":"evt_1","type":"payment_intent.succeeded","created":1,
+            "data":{"object":{"id":"pi_1","object":"payment_intent","amount":5000,"currency":"usd",
+            "bookingId":"3-00000000000000ab","status":"succeeded","checkoutUrl":"http://x/checkout/pi_1",
+            "lastPaymentError":null,"amountRefunded":0}}}"#;
+        let event: WebhookEvent = serde_json::from_slice(body).unwrap();
+        assert_eq!(event.kind, "payment_intent.succeeded");
+        assert_eq!(event.payment_id(), Some("pi_1"));
+        assert_eq!(event.booking().map(|b| b.to_string()).as_deref(), Some("3-00000000000000ab"));
+        let refund = br#"{"id":"evt_2","type":"charge.refunded","created":1,
+            "data":{"object":{"id":"re_1","object":"refund","paymentIntent":"pi_1","amount":5000,"status":"succeeded"}}}"#;
+        let event: WebhookEvent = serde_json::from_slice(refund).unwrap();
+        assert_eq!(event.payment_id(), Some("pi_1"));
+        assert_eq!(event.booking(), None, "a refund names its payment, not its booking");
     }
 }

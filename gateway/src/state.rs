@@ -43,6 +43,13 @@ impl<C> Deref for AppState<C> {
     }
 }
 
+impl<C> AppState<C> {
+    /// A handle that does not keep the gateway alive (for background tasks).
+    pub fn downgrade(&self) -> std::sync::Weak<Shared<C>> {
+        Arc::downgrade(&self.0)
+    }
+}
+
 impl<C: Cluster> AppState<C> {
     pub fn new(cluster: Arc<C>, mut config: GatewayConfig, payments: Arc<dyn PaymentProvider>) -> Self {
         // Apply refuses larger holds anyway; refusing them here gives the client a clear 422.

@@ -166,6 +166,12 @@ pub struct BookingView {
     pub held_until: String,
     pub confirmed_at: Option<String>,
     pub released_at: Option<String>,
+    /// The payment waiting, captured or refunded, if any.
+    pub payment_id: Option<String>,
+    /// Where the fan pays, while a payment waits (set by the payment route).
+    pub checkout_url: Option<String>,
+    /// Why the last payment failed, while the booking stays payable.
+    pub last_payment_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -182,8 +188,10 @@ impl BookingView {
     pub fn new(booking: &Booking, map: &SeatMap, now: Millis) -> Self {
         let status = booking.status_at(now);
         let expires_at = match status {
-            BookingStatus::Held | BookingStatus::Expired => booking.held_until().map(rfc3339),
-            BookingStatus::Confirmed | BookingStatus::Released => None,
+            BookingStatus::Held | BookingStatus::PaymentPending | BookingStatus::Expired => {
+                booking.held_until().map(rfc3339)
+            }
+            BookingStatus::Confirmed | BookingStatus::Released | BookingStatus::Refunded => None,
         };
         BookingView {
             booking_id: booking.id.to_string(),
@@ -196,6 +204,9 @@ impl BookingView {
             held_until: rfc3339(booking.held_until),
             confirmed_at: confirmed_at(booking).map(rfc3339),
             released_at: released_at(booking).map(rfc3339),
+            payment_id: booking.payment().map(String::from),
+            checkout_url: None,
+            last_payment_error: booking.last_payment_error.clone(),
         }
     }
 }
@@ -209,7 +220,7 @@ fn confirmed_at(booking: &Booking) -> Option<Millis> {
 
 fn released_at(booking: &Booking) -> Option<Millis> {
     match booking.state {
-        BookingState::Released { at } => Some(at),
+        BookingState::Released { at } | BookingState::Refunded { at, .. } => Some(at),
         _ => None,
     }
 }
@@ -289,7 +300,9 @@ mod tests {
             tickets: vec![2, 0],
             total_cents: 14_800,
             held_until: 1_000,
+            hold_ttl_ms: 1_000,
             state,
+            last_payment_error: None,
             created_at: 0,
         }
     }

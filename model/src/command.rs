@@ -51,26 +51,75 @@ pub enum Command {
         event: Event,
         seat_map: SeatMap,
     },
-    /// Hold every one of `tickets` for `ttl_ms`, or none of them (rule 5).
+    /// Hold every one of `tickets` for `ttl_ms`, or none of them (rule 5), if the fan then holds
+    /// or owns at most `fan_tickets_max` tickets of the event.
     Hold {
         booking: BookingId,
         user: UserId,
         tickets: Vec<TicketId>,
         ttl_ms: u64,
+        fan_tickets_max: u32,
+        idempotency: Option<Idempotency>,
+    },
+    /// Hold the best `quantity` free seats together (same row, side by side where possible),
+    /// best price tier first, within a section and a price if given: picked by apply, atomically.
+    HoldBest {
+        booking: BookingId,
+        user: UserId,
+        quantity: u32,
+        section: Option<String>,
+        max_price_cents: Option<u64>,
+        ttl_ms: u64,
+        fan_tickets_max: u32,
+        idempotency: Option<Idempotency>,
     },
     /// Give back a held booking's tickets.
     Release {
         booking: BookingId,
         user: UserId,
     },
-    /// Mark a paid booking's tickets sold. Late payments confirm when the tickets are still
-    /// free (rule 6).
-    Confirm {
+    /// A payment was started at the provider: the booking waits for it, its hold extended to at
+    /// most `created_at + hold ttl + extension_ms` (never an endless hold).
+    StartPayment {
         booking: BookingId,
         user: UserId,
         payment: String,
+        extension_ms: u64,
+        idempotency: Option<Idempotency>,
+    },
+    /// The provider captured the payment. Confirms the booking while its hold runs, and after it
+    /// ended if the tickets are still free (rule 6); otherwise the outcome says to refund.
+    PaymentSucceeded {
+        booking: BookingId,
+        payment: String,
+        /// The provider's event id, so that a webhook sent twice is applied once.
+        event: Option<String>,
+    },
+    /// The provider declined the payment: the booking is payable again while its hold runs.
+    PaymentFailed {
+        booking: BookingId,
+        payment: String,
+        reason: String,
+        event: Option<String>,
+    },
+    /// The provider refunded the payment.
+    PaymentRefunded {
+        booking: BookingId,
+        payment: String,
+        event: Option<String>,
     },
 }
+
+/// An `Idempotency-Key` and a fingerprint of the request it came with: a retry with the same key
+/// gets the first answer; the same key with another request is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: u64,
+}
+
+/// How long an idempotency key (and a webhook's event id) is remembered.
+pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 
 impl Command {
     /// Whether this command belongs in the placement group rather than an inventory group.
@@ -93,8 +142,12 @@ impl Command {
             Command::PlaceEvent { .. } => "place_event",
             Command::CreateEvent { .. } => "create_event",
             Command::Hold { .. } => "hold",
+            Command::HoldBest { .. } => "hold_best",
             Command::Release { .. } => "release",
-            Command::Confirm { .. } => "confirm",
+            Command::StartPayment { .. } => "start_payment",
+            Command::PaymentSucceeded { .. } => "payment_succeeded",
+            Command::PaymentFailed { .. } => "payment_failed",
+            Command::PaymentRefunded { .. } => "payment_refunded",
         }
     }
 }
@@ -126,7 +179,22 @@ pub enum Outcome {
     /// The booking belongs to another fan.
     NotYours,
     Released(Booking),
+    /// The booking waits for its payment.
+    PaymentPending(Booking),
     Confirmed(Booking),
+    /// The booking as it stands after a payment failed or was refunded.
+    Updated(Booking),
+    /// The fan would hold or own more than the event allows.
+    FanLimit {
+        held: u32,
+        max: u32,
+    },
+    /// No `quantity` free seats match (best available).
+    NoSeats,
+    /// The idempotency key was used before with another request.
+    IdempotencyMismatch,
+    /// This webhook event was applied before: nothing changed.
+    AlreadyApplied,
     /// The hold ended and some of its tickets went to others: the payment must be refunded.
     HoldLost {
         booking: Booking,

@@ -56,12 +56,23 @@ impl TicketStatus {
 pub enum BookingState {
     /// Tickets held until `Booking::held_until`; after that the booking reads as expired.
     Held,
+    /// A payment was started: the hold still ends at `held_until` (extended once, boundedly, when
+    /// the payment started), and a captured payment confirms the booking even after it.
+    PaymentPending {
+        payment: String,
+        since: Millis,
+    },
     Confirmed {
         payment: String,
         at: Millis,
     },
     /// The fan let the tickets go before the hold ended.
     Released {
+        at: Millis,
+    },
+    /// A payment was captured after the hold ended and the tickets went to others: refunded.
+    Refunded {
+        payment: String,
         at: Millis,
     },
 }
@@ -71,9 +82,11 @@ pub enum BookingState {
 #[serde(rename_all = "camelCase")]
 pub enum BookingStatus {
     Held,
+    PaymentPending,
     Confirmed,
     Released,
     Expired,
+    Refunded,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,24 +98,51 @@ pub struct Booking {
     pub total_cents: u64,
     /// When the hold ends (or ended): kept after a confirmation or release, for the record.
     pub held_until: Millis,
+    /// How long the hold was granted for: bounds how far a payment may extend it.
+    pub hold_ttl_ms: u64,
     pub state: BookingState,
     pub created_at: Millis,
+    /// Why the last payment failed (a declined card), while the booking stays payable.
+    pub last_payment_error: Option<String>,
 }
 
 impl Booking {
     pub fn status_at(&self, now: Millis) -> BookingStatus {
         match self.state {
-            BookingState::Held if now >= self.held_until => BookingStatus::Expired,
+            BookingState::Held | BookingState::PaymentPending { .. } if now >= self.held_until => {
+                BookingStatus::Expired
+            }
             BookingState::Held => BookingStatus::Held,
+            BookingState::PaymentPending { .. } => BookingStatus::PaymentPending,
             BookingState::Confirmed { .. } => BookingStatus::Confirmed,
             BookingState::Released { .. } => BookingStatus::Released,
+            BookingState::Refunded { .. } => BookingStatus::Refunded,
+        }
+    }
+
+    /// Whether the booking still holds or owns its tickets at `at` (for per-fan limits).
+    pub fn is_live_at(&self, at: Millis) -> bool {
+        match self.state {
+            BookingState::Held | BookingState::PaymentPending { .. } => at < self.held_until,
+            BookingState::Confirmed { .. } => true,
+            BookingState::Released { .. } | BookingState::Refunded { .. } => false,
+        }
+    }
+
+    /// The payment in progress or captured, if any.
+    pub fn payment(&self) -> Option<&str> {
+        match &self.state {
+            BookingState::PaymentPending { payment, .. }
+            | BookingState::Confirmed { payment, .. }
+            | BookingState::Refunded { payment, .. } => Some(payment),
+            BookingState::Held | BookingState::Released { .. } => None,
         }
     }
 
     /// When the hold ends, for a booking that is (or was) held.
     pub fn held_until(&self) -> Option<Millis> {
         match self.state {
-            BookingState::Held => Some(self.held_until),
+            BookingState::Held | BookingState::PaymentPending { .. } => Some(self.held_until),
             _ => None,
         }
     }
@@ -133,7 +173,9 @@ mod tests {
             tickets: vec![3],
             total_cents: 10,
             held_until: 100,
+            hold_ttl_ms: 100,
             state: BookingState::Held,
+            last_payment_error: None,
             created_at: 0,
         };
         assert_eq!(booking.status_at(99), BookingStatus::Held);

@@ -31,6 +31,12 @@ pub enum Query {
     EventState(EventId),
     /// A digest of the replica's whole state at its applied index, to compare replicas.
     Digest,
+    /// A fan's bookings in this group, newest last.
+    FanBookings(crate::UserId),
+    /// Bookings waiting for a payment, at most `limit`.
+    PendingPayments {
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +52,7 @@ pub enum QueryResult {
     Placement(Option<Placement>),
     EventState { tickets: Vec<(TicketId, TicketState)>, bookings: Vec<Booking> },
     Digest { applied_index: Option<u64>, digest: String },
+    Bookings(Vec<Booking>),
 }
 
 /// How fresh a read must be.

@@ -44,6 +44,10 @@ impl gateway::Cluster for HostCluster {
         self.host.snapshot(group).await
     }
 
+    fn leads(&self, group: GroupId) -> bool {
+        self.host.leader_of(group) == Some(self.host.node_id())
+    }
+
     fn inject_faults(&self, faults: Faults) {
         tracing::warn!(?faults, "injecting faults");
         if let Some(offset_ms) = faults.clock_offset_ms {

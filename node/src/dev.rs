@@ -10,6 +10,7 @@ use raft::{PeerConfig, RaftConfig};
 
 use crate::config::NodeConfig;
 use crate::demo;
+use crate::sandbox::SandboxConfig;
 use crate::server::{self, RunningNode};
 
 /// Nodes of the dev cluster.
@@ -39,17 +40,38 @@ pub async fn run(options: DevOptions, shutdown: impl std::future::Future<Output 
     std::fs::create_dir_all(&options.data)
         .with_context(|| format!("cannot create data folder {}", options.data.display()))?;
     let data = options.data.canonicalize()?;
-    let gateway = GatewayConfig {
-        admin_token: secret(&data, "admin-token")?,
-        cluster_secret: secret(&data, "cluster-secret")?,
-        hold_ttl_ms: options.hold_ttl_ms,
-        ..GatewayConfig::default()
-    };
     let mut listeners = Vec::new();
     for id in 1..=DEV_NODES {
         let http_addr = if id == 1 { options.http.clone() } else { "127.0.0.1:0".to_string() };
         listeners.push((server::bind("127.0.0.1:0").await?, server::bind(&http_addr).await?));
     }
+    let payments = server::bind("127.0.0.1:0").await?;
+    let payments_url = format!("http://{}", payments.local_addr()?);
+    let gateway = GatewayConfig {
+        admin_token: secret(&data, "admin-token")?,
+        cluster_secret: secret(&data, "cluster-secret")?,
+        hold_ttl_ms: options.hold_ttl_ms,
+        payment_api_url: payments_url.clone(),
+        payment_api_key: secret(&data, "payment-api-key")?,
+        payment_webhook_secret: secret(&data, "payment-webhook-secret")?,
+        ..GatewayConfig::default()
+    };
+    // The sandbox payment provider: its own server, as a real provider would be, sending its
+    // webhooks to every node's gateway.
+    let sandbox = SandboxConfig {
+        api_key: gateway.payment_api_key.clone(),
+        webhook_secret: gateway.payment_webhook_secret.clone(),
+        webhook_urls: listeners
+            .iter()
+            .map(|(_, http)| format!("http://{}/webhooks/payments", http.local_addr().expect("bound")))
+            .collect(),
+        public_url: payments_url.clone(),
+        ..SandboxConfig::default()
+    };
+    let (stop_sandbox, mut sandbox_stopped) = tokio::sync::watch::channel(false);
+    let sandbox_task = tokio::spawn(crate::sandbox::serve(payments, sandbox, async move {
+        let _ = sandbox_stopped.wait_for(|stop| *stop).await;
+    }));
     let peers: Vec<PeerConfig> = listeners
         .iter()
         .zip(1..)
@@ -84,6 +106,8 @@ pub async fn run(options: DevOptions, shutdown: impl std::future::Future<Output 
     for node in nodes {
         node.stop().await;
     }
+    let _ = stop_sandbox.send(true);
+    let _ = sandbox_task.await;
     result
 }
 
@@ -118,6 +142,7 @@ async fn serve(
     println!("  api         {base}/events");
     println!("  admin token {}   (Authorization: Bearer …, e.g. {base}/admin/cluster)", gateway.admin_token);
     println!("  data        {}   (run again with the same --data to keep it)", data.display());
+    println!("  payments    {}   (the sandbox provider: test card 4242 4242 4242 4242)", gateway.payment_api_url);
     println!("  stop        Ctrl-C");
     println!();
     std::future::pending().await

@@ -12,6 +12,7 @@ mod cluster;
 mod config;
 mod demo;
 mod dev;
+mod sandbox;
 mod server;
 
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Run the sandbox payment provider: a Stripe-like API, checkout pages and signed webhooks.
+    Sandbox(sandbox::SandboxArgs),
 }
 
 fn init_logs(format: LogFormat) {
@@ -92,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
             let options = dev::DevOptions { http, data, hold_ttl_ms: hold_ttl, demo: !no_demo };
             dev::run(options, shutdown_signal()).await
         }
+        Command::Sandbox(args) => sandbox::run(args, shutdown_signal()).await,
         Command::Node { config } => {
             let config = config::NodeConfig::load(&config)?;
             let shutdown = shutdown_signal();

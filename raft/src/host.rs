@@ -209,6 +209,11 @@ impl Host {
         self.groups.get(&group).and_then(|g| g.raft.metrics().borrow().current_leader)
     }
 
+    /// The leader of `group` as this node knows it.
+    pub fn leader_of(&self, group: GroupId) -> Option<NodeId> {
+        self.leader_hint(group)
+    }
+
     /// Proposes `command` to `group` wherever its leader is, and returns what apply returned.
     pub async fn write(&self, group: GroupId, command: Command) -> Result<Outcome, ClusterError> {
         let request = |target: NodeId| {

@@ -90,7 +90,9 @@ impl Group {
     /// For a hold, the tickets it could not take as the applied state stands; `None` for other
     /// commands, for holds that look possible, and when the state cannot be read.
     fn taken(&self, command: &Command, at: Millis) -> Option<Vec<model::TicketId>> {
-        let Command::Hold { booking, tickets, .. } = command else { return None };
+        // A hold under an idempotency key may be the retry of one that took these very seats:
+        // only apply knows, so it goes through the log.
+        let Command::Hold { booking, tickets, idempotency: None, .. } = command else { return None };
         self.reader.taken(*booking, tickets, at).ok().filter(|taken| !taken.is_empty())
     }
 }

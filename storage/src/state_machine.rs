@@ -21,13 +21,16 @@ use raft::{StateReader, TypeConfig};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
 
 use crate::db::{self, cf, CF_SM, CF_SNAP};
-use crate::ledger::{self, keys, Fault, Meta, Rows};
+use crate::ledger::{self, keys, Fault, Meta, RawRow, Rows};
 
-/// A row as stored: key (without the group prefix) and value.
-type RawRow = (Vec<u8>, Vec<u8>);
+/// Events whose seat map apply keeps decoded; the cache is dropped whole when full.
+const EVENT_CACHE_EVENTS_MAX: usize = 1_024;
 
-/// Events whose ticket prices apply keeps decoded; the cache is dropped whole when full.
-const PRICE_CACHE_EVENTS_MAX: usize = 4_096;
+/// An event's seat map and the price of each ticket, decoded.
+struct EventInfo {
+    map: Arc<model::SeatMap>,
+    prices: Arc<Vec<u64>>,
+}
 
 /// What the state machine, its snapshot builder and its reader share.
 struct Shared {
@@ -35,8 +38,8 @@ struct Shared {
     db: Arc<DB>,
     /// `Meta::last_at` of the last apply, for the leader's next stamp.
     last_at: AtomicU64,
-    /// Decoded prices of events (events never change once created).
-    prices: Mutex<HashMap<EventId, Arc<Vec<u64>>>>,
+    /// Decoded seat maps and prices of events (events never change once created).
+    events: Mutex<HashMap<EventId, Arc<EventInfo>>>,
     /// Makes snapshot ids unique within a process run.
     snapshots_built: AtomicU64,
 }
@@ -151,7 +154,7 @@ impl StateMachine {
             group,
             db,
             last_at: AtomicU64::new(0),
-            prices: Mutex::new(HashMap::new()),
+            events: Mutex::new(HashMap::new()),
             snapshots_built: AtomicU64::new(0),
         });
         let meta = shared.load_meta().map_err(|e| e.to_string())?;
@@ -184,26 +187,47 @@ impl Rows for Overlay<'_> {
         self.changed.insert(key, None);
     }
 
+    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<RawRow>, Fault> {
+        // The stored rows with this apply's changes laid over them, in key order.
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.shared.scan(prefix, prefix, limit)?.into_iter().collect();
+        for (key, value) in self.changed.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+            match value {
+                Some(value) => merged.insert(key.clone(), value.clone()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().take(limit).collect())
+    }
+
     fn prices(&mut self, event: EventId) -> Result<Option<Arc<Vec<u64>>>, Fault> {
-        if let Some(prices) = self.shared.prices.lock().expect("prices lock").get(&event) {
-            return Ok(Some(prices.clone()));
+        Ok(self.event_info(event)?.map(|info| info.prices.clone()))
+    }
+
+    fn seat_map(&mut self, event: EventId) -> Result<Option<Arc<model::SeatMap>>, Fault> {
+        Ok(self.event_info(event)?.map(|info| info.map.clone()))
+    }
+}
+
+impl Overlay<'_> {
+    /// An event's seat map and prices, decoded once: events never change once created.
+    fn event_info(&mut self, event: EventId) -> Result<Option<Arc<EventInfo>>, Fault> {
+        if let Some(info) = self.shared.events.lock().expect("events lock").get(&event) {
+            return Ok(Some(info.clone()));
         }
         let map: Option<model::SeatMap> = match self.get(&keys::seat_map(event))? {
             Some(bytes) => Some(ledger::decode(&keys::seat_map(event), &bytes)?),
             None => None,
         };
         let Some(map) = map else { return Ok(None) };
-        let prices = Arc::new(map.prices());
-        let mut cache = self.shared.prices.lock().expect("prices lock");
-        if cache.len() >= PRICE_CACHE_EVENTS_MAX {
+        let info = Arc::new(EventInfo { prices: Arc::new(map.prices()), map: Arc::new(map) });
+        let mut cache = self.shared.events.lock().expect("events lock");
+        if cache.len() >= EVENT_CACHE_EVENTS_MAX {
             cache.clear();
         }
-        cache.insert(event, prices.clone());
-        Ok(Some(prices))
+        cache.insert(event, info.clone());
+        Ok(Some(info))
     }
-}
 
-impl Overlay<'_> {
     fn into_batch(self) -> WriteBatch {
         let family = cf(&self.shared.db, CF_SM);
         let mut batch = WriteBatch::default();
@@ -300,7 +324,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut options = WriteOptions::default();
         options.set_sync(true);
         shared.db.write_opt(batch, &options).map_err(|e| sm_error(ErrorVerb::Write, e))?;
-        shared.prices.lock().expect("prices lock").clear();
+        shared.events.lock().expect("events lock").clear();
         shared.last_at.store(installed_meta.last_at, Ordering::Release);
         tracing::info!(group = shared.group, last_log_id = ?meta.last_log_id, rows = rows.len(), "snapshot installed");
         self.meta = installed_meta;
@@ -393,6 +417,28 @@ impl Reader {
                 QueryResult::Tickets(tickets)
             }
             Query::EventState(event) => s.event_state(*event)?,
+            Query::FanBookings(user) => {
+                let mut bookings = Vec::new();
+                for (key, _) in s.scan(&keys::fan_bookings(*user), &keys::fan_bookings(*user), SCAN_ROWS_MAX)? {
+                    let id = keys::booking_of_fan_key(&key)
+                        .ok_or_else(|| Fault { key: key.clone(), reason: "short fan key".into() })?;
+                    bookings.extend(s.read::<model::Booking>(&keys::booking(id))?);
+                }
+                QueryResult::Bookings(bookings)
+            }
+            Query::PendingPayments { limit } => {
+                let mut bookings = Vec::new();
+                for (key, _) in s.scan(
+                    keys::PENDING_PREFIX,
+                    keys::PENDING_PREFIX,
+                    (*limit).min(model::UPCOMING_EVENTS_MAX) as usize,
+                )? {
+                    let id = keys::booking_of_pending_key(&key)
+                        .ok_or_else(|| Fault { key: key.clone(), reason: "short pending key".into() })?;
+                    bookings.extend(s.read::<model::Booking>(&keys::booking(id))?);
+                }
+                QueryResult::Bookings(bookings)
+            }
             Query::Digest => s.digest()?,
             Query::UpcomingEvents { from, limit } => {
                 let limit = (*limit).min(model::UPCOMING_EVENTS_MAX) as usize;

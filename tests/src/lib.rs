@@ -21,6 +21,9 @@ pub use reqwest::StatusCode;
 
 /// Admin token of every test cluster.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The sandbox payment provider's API key and webhook secret in every test cluster.
+pub const PAYMENT_API_KEY: &str = "sk_test_boxoffice";
+pub const WEBHOOK_SECRET: &str = "whsec_test_boxoffice";
 /// How long a cluster may take to elect every group's leader.
 const READY_TIMEOUT_MS: u64 = 60_000;
 /// Timeout of one HTTP request from a test.
@@ -34,11 +37,19 @@ pub struct Settings {
     pub hold_ttl_ms: u64,
     /// Extra lines for the `[raft]` table.
     pub raft_extra: String,
+    /// Extra lines for the `[gateway]` table.
+    pub gateway_extra: String,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { nodes: 3, inventory_groups: 4, hold_ttl_ms: 600_000, raft_extra: String::new() }
+        Settings {
+            nodes: 3,
+            inventory_groups: 4,
+            hold_ttl_ms: 600_000,
+            raft_extra: String::new(),
+            gateway_extra: String::new(),
+        }
     }
 }
 
@@ -55,6 +66,9 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<NodeProc>,
     pub http: reqwest::Client,
+    /// The sandbox payment provider, a process of its own (`boxoffice sandbox`).
+    pub sandbox_url: String,
+    sandbox: Option<Child>,
 }
 
 fn binary() -> PathBuf {
@@ -81,6 +95,8 @@ impl Cluster {
         }
         let dir = tempfile::tempdir()?;
         let addrs: Vec<(u64, String, String)> = (1..=settings.nodes).map(|id| (id, free_addr(), free_addr())).collect();
+        let sandbox_addr = free_addr();
+        let sandbox = spawn_sandbox(&dir, &sandbox_addr, addrs.iter().map(|(_, _, http)| http.as_str()))?;
         let mut peers = String::new();
         for (id, raft, http) in &addrs {
             writeln!(peers, "[[nodes]]\nid = {id}\nraft_addr = \"{raft}\"\nhttp_addr = \"{http}\"\n")?;
@@ -93,10 +109,13 @@ impl Cluster {
                  [raft]\ninventory_groups = {groups}\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\n\
                  election_timeout_max_ms = 1000\n{extra}\n\n\
                  [gateway]\nadmin_token = \"{ADMIN_TOKEN}\"\ncluster_secret = \"test-cluster-secret-0123456789\"\n\
-                 hold_ttl_ms = {ttl}\n",
+                 hold_ttl_ms = {ttl}\npayment_api_url = \"http://{sandbox_addr}\"\npayment_api_key = \"{PAYMENT_API_KEY}\"\n\
+                 payment_webhook_secret = \"{WEBHOOK_SECRET}\"\nreconcile_interval_ms = 1000\nreconcile_after_ms = 2000\n\
+                 {gateway_extra}\n",
                 data = dir.path().join(format!("node{id}")).display(),
                 groups = settings.inventory_groups,
                 extra = settings.raft_extra,
+                gateway_extra = settings.gateway_extra,
                 ttl = settings.hold_ttl_ms,
             );
             std::fs::write(&config, text)?;
@@ -104,11 +123,13 @@ impl Cluster {
             nodes.push(NodeProc { id, raft_addr, http_addr, config, log, child: None });
         }
         let http = reqwest::Client::builder().timeout(Duration::from_millis(REQUEST_TIMEOUT_MS)).build()?;
-        let mut cluster = Cluster { dir, nodes, http };
+        let sandbox_url = format!("http://{sandbox_addr}");
+        let mut cluster = Cluster { dir, nodes, http, sandbox_url, sandbox: Some(sandbox) };
         for id in 1..=settings.nodes {
             cluster.spawn(id)?;
         }
         cluster.wait_ready().await?;
+        cluster.wait_sandbox().await?;
         Ok(cluster)
     }
 
@@ -135,6 +156,30 @@ impl Cluster {
             .context("starting boxoffice node")?;
         node.child = Some(child);
         Ok(())
+    }
+
+    async fn wait_sandbox(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
+        while Instant::now() < deadline {
+            if self.http.get(&self.sandbox_url).send().await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the sandbox payment provider did not start")
+    }
+
+    /// What the sandbox provider knows of a payment (`GET /v1/payment_intents/{id}`).
+    pub async fn payment(&self, id: &str) -> anyhow::Result<Value> {
+        let url = format!("{}/v1/payment_intents/{id}", self.sandbox_url);
+        Ok(self.http.get(url).bearer_auth(PAYMENT_API_KEY).send().await?.json().await?)
+    }
+
+    /// The refunds of a payment at the sandbox provider.
+    pub async fn refunds(&self, payment: &str) -> anyhow::Result<Vec<Value>> {
+        let url = format!("{}/v1/refunds?paymentIntent={payment}", self.sandbox_url);
+        let body: Value = self.http.get(url).bearer_auth(PAYMENT_API_KEY).send().await?.json().await?;
+        Ok(body["data"].as_array().cloned().unwrap_or_default())
     }
 
     /// The base URL of a node's gateway.
@@ -309,6 +354,11 @@ impl Cluster {
     /// The last lines of every node's log, for a failing test's output.
     pub fn log_tails(&self, lines: usize) -> String {
         let mut out = String::new();
+        let sandbox = std::fs::read_to_string(self.dir.path().join("sandbox.log")).unwrap_or_default();
+        let _ = writeln!(out, "----- sandbox -----");
+        for line in sandbox.lines().rev().take(lines).collect::<Vec<_>>().into_iter().rev() {
+            let _ = writeln!(out, "{line}");
+        }
         for node in &self.nodes {
             let text = std::fs::read_to_string(&node.log).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(lines).collect();
@@ -336,7 +386,28 @@ impl Drop for Cluster {
                 let _ = child.wait();
             }
         }
+        if let Some(mut sandbox) = self.sandbox.take() {
+            let _ = sandbox.kill();
+            let _ = sandbox.wait();
+        }
     }
+}
+
+/// Starts the sandbox payment provider, sending webhooks to every node's gateway.
+fn spawn_sandbox<'a>(
+    dir: &tempfile::TempDir,
+    addr: &str,
+    gateways: impl Iterator<Item = &'a str>,
+) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(dir.path().join("sandbox.log"))?;
+    let mut command = Command::new(binary());
+    command.args(["sandbox", "--http", addr, "--api-key", PAYMENT_API_KEY, "--webhook-secret", WEBHOOK_SECRET]);
+    command.args(["--delay-max-ms", "300", "--duplicate-per-mille", "200"]);
+    for gateway in gateways {
+        command.args(["--webhook", &format!("http://{gateway}/webhooks/payments")]);
+    }
+    command.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log));
+    command.spawn().context("starting boxoffice sandbox")
 }
 
 /// An answer: status, content type and JSON body (or null).
@@ -419,4 +490,51 @@ pub async fn ticket_statuses_when(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+impl Fan {
+    /// Starts paying without a card: the answer names the checkout page.
+    pub async fn start_payment(&self, base: &str, booking: &str, key: Option<&str>) -> anyhow::Result<Answer> {
+        let mut request =
+            self.http.post(format!("{base}/bookings/{booking}/payment")).bearer_auth(&self.token).json(&json!({}));
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        answer(request.send().await?).await
+    }
+
+    /// Waits (up to 15 s) until the booking reads `status`; returns it as last read.
+    pub async fn booking_when(&self, base: &str, booking: &str, status: &str) -> anyhow::Result<Answer> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let read = self.booking(base, booking).await?;
+            if read.body["status"] == status || Instant::now() > deadline {
+                return Ok(read);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Pays on the provider's hosted checkout page, as a fan's browser would: a form post.
+pub async fn checkout(http: &reqwest::Client, checkout_url: &str, card: &str) -> anyhow::Result<String> {
+    let page = http.get(checkout_url).send().await?;
+    if !page.status().is_success() {
+        bail!("checkout page: {}", page.status());
+    }
+    let response = http
+        .post(checkout_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("cardNumber={card}"))
+        .send()
+        .await?;
+    Ok(response.text().await?)
+}
+
+/// A webhook body signed as the provider signs it, at `timestamp` (Unix seconds).
+pub fn signed_webhook(secret: &str, timestamp: i64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
 }

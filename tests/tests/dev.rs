@@ -51,6 +51,48 @@ async fn event_ids(http: &reqwest::Client, base: &str, min: usize) -> Vec<u64> {
     }
 }
 
+/// A fan signs up, holds two seats, pays on the sandbox provider's checkout page, and the
+/// provider's webhook confirms the booking.
+async fn buy_through_checkout(http: &reqwest::Client, base: &str, event: u64) {
+    let body = serde_json::json!({"name": "Dev Fan", "email": "dev@fans.test", "password": "dev-fan-password"});
+    assert_eq!(http.post(format!("{base}/users")).json(&body).send().await.unwrap().status(), 201);
+    let login = serde_json::json!({"email": "dev@fans.test", "password": "dev-fan-password"});
+    let session: Value = http.post(format!("{base}/sessions")).json(&login).send().await.unwrap().json().await.unwrap();
+    let token = session["token"].as_str().unwrap();
+    let hold = http
+        .post(format!("{base}/events/{event}/bookings"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"quantity": 2}));
+    let held: Value = hold.send().await.unwrap().json().await.unwrap();
+    let booking = held["bookingId"].as_str().unwrap();
+    let started =
+        http.post(format!("{base}/bookings/{booking}/payment")).bearer_auth(token).json(&serde_json::json!({}));
+    let started: Value = started.send().await.unwrap().json().await.unwrap();
+    let checkout = started["checkoutUrl"].as_str().unwrap();
+    let paid = http
+        .post(checkout)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("cardNumber=4242424242424242");
+    assert!(paid.send().await.unwrap().status().is_success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let read: Value = http
+            .get(format!("{base}/bookings/{booking}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if read["status"] == "confirmed" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the webhook did not confirm the booking: {read}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn stop(mut child: Child) {
     // SAFETY: kill(2) on a child we spawned and have not reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -85,6 +127,7 @@ async fn dev_serves_demo_events_and_the_page_and_keeps_its_data() {
     let tickets: Value =
         http.get(format!("{base}/events/{}/tickets", first[0])).send().await.unwrap().json().await.unwrap();
     assert!(tickets["tickets"].as_array().is_some_and(|t| !t.is_empty()), "demo events have seat maps");
+    buy_through_checkout(&http, &base, first[0]).await;
     stop(child);
 
     let child = start(&addr, &data, &log);

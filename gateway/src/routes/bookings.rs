@@ -5,32 +5,39 @@ use axum::http::header::LOCATION;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use model::{
-    Booking, BookingId, BookingState, BookingStatus, Command, Consistency, EventId, GroupId, Millis, Outcome, Query,
-    QueryResult, TicketId,
-};
+use model::{Booking, BookingId, BookingState, BookingStatus, Command, EventId, GroupId, Millis, Outcome, TicketId};
 use serde::Deserialize;
 
 use crate::auth::Fan;
 use crate::cluster::Cluster;
-use crate::extract::{JsonBody, PathParams};
+use crate::extract::{Keyed, PathParams};
 use crate::metrics::PaymentOutcome;
-use crate::payment::{Card, Charge};
+use crate::payment::{Card, ProviderError};
 use crate::problem::Problem;
+use crate::settle::{captured, Settled};
 use crate::state::{if_not_found, no_booking, no_event, unexpected, AppState, Shared};
 use crate::validate::{self, FieldError};
 use crate::views::BookingView;
 
+/// Chosen seats (`ticketIds`), or the best `quantity` free seats, in a section and under a price
+/// if given.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HoldRequest {
-    ticket_ids: Vec<TicketId>,
+    ticket_ids: Option<Vec<TicketId>>,
+    quantity: Option<u32>,
+    section: Option<String>,
+    max_price: Option<u64>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PaymentRequest {
-    card_number: String,
+    /// Pay at once with this card (the provider's server-side confirmation); without it the
+    /// answer gives the checkout page to send the fan to.
+    card_number: Option<String>,
+    /// Where the checkout page sends the fan back to.
+    return_url: Option<String>,
 }
 
 /// `POST /events/{eventId}/bookings`: hold tickets, all of them or none.
@@ -38,17 +45,45 @@ pub async fn create<C: Cluster>(
     Fan(user): Fan,
     State(state): State<AppState<C>>,
     PathParams(event): PathParams<EventId>,
-    JsonBody(body): JsonBody<HoldRequest>,
+    Keyed { body, idempotency }: Keyed<HoldRequest>,
 ) -> Result<Response, Problem> {
-    validate::ticket_list(&body.ticket_ids, state.config.tickets_per_booking_max)?;
     let group = state.group_of(event).await?;
     let map = state.seat_map(event, group).await?;
-    let unknown = validate::unknown_tickets(&body.ticket_ids, map.seat_count());
-    if !unknown.is_empty() {
-        return Err(Problem::unknown_tickets(&unknown));
-    }
     let booking = BookingId { event, nonce: rand::random() };
-    let command = Command::Hold { booking, user, tickets: body.ticket_ids, ttl_ms: state.config.hold_ttl_ms };
+    let (ttl_ms, fan_tickets_max) = (state.config.hold_ttl_ms, state.config.tickets_per_fan_max);
+    let command = match (body.ticket_ids, body.quantity) {
+        (Some(tickets), None) => {
+            validate::ticket_list(&tickets, state.config.tickets_per_booking_max)?;
+            let unknown = validate::unknown_tickets(&tickets, map.seat_count());
+            if !unknown.is_empty() {
+                return Err(Problem::unknown_tickets(&unknown));
+            }
+            Command::Hold { booking, user, tickets, ttl_ms, fan_tickets_max, idempotency }
+        }
+        (None, Some(quantity)) => {
+            let max = state.config.tickets_per_booking_max as u32;
+            if quantity == 0 || quantity > max {
+                return Err(Problem::invalid(format!("quantity is 1 to {max}")));
+            }
+            if let Some(name) = &body.section {
+                if !map.sections.iter().any(|s| &s.name == name) {
+                    return Err(Problem::invalid(format!("event {event} has no section `{name}`")));
+                }
+            }
+            let (section, max_price_cents) = (body.section, body.max_price);
+            Command::HoldBest {
+                booking,
+                user,
+                quantity,
+                section,
+                max_price_cents,
+                ttl_ms,
+                fan_tickets_max,
+                idempotency,
+            }
+        }
+        _ => return Err(Problem::invalid("give either ticketIds (the seats) or quantity (the best seats)")),
+    };
     match state.write(group, command).await? {
         Outcome::Held(held) => {
             state.metrics.count_hold(true);
@@ -61,8 +96,19 @@ pub async fn create<C: Cluster>(
             state.metrics.count_hold(false);
             Err(Problem::tickets_unavailable(&tickets))
         }
+        Outcome::NoSeats => {
+            state.metrics.count_hold(false);
+            Err(Problem::conflict("no-seats", "No seats", "no free seats match: try fewer, another section or price"))
+        }
+        Outcome::FanLimit { held, max } => Err(Problem::conflict(
+            "fan-limit",
+            "Ticket limit reached",
+            format!("a fan may hold or own {max} tickets of this event and you have {held}"),
+        )
+        .with("ticketsPerFanMax", max)),
         Outcome::UnknownTickets { tickets } => Err(Problem::unknown_tickets(&tickets)),
         Outcome::NoSuchEvent => Err(no_event(event)),
+        Outcome::IdempotencyMismatch => Err(idempotency_mismatch()),
         // Two random 64-bit nonces met: vanishingly rare, and a retry draws a new one.
         Outcome::BookingIdTaken => {
             Err(Problem::conflict("booking-id-taken", "Booking id taken", "the booking id clashed; please retry"))
@@ -70,6 +116,10 @@ pub async fn create<C: Cluster>(
         Outcome::Rejected(reason) => Err(Problem::invalid(reason)),
         other => Err(unexpected("hold", &other)),
     }
+}
+
+fn idempotency_mismatch() -> Problem {
+    Problem::invalid("this Idempotency-Key was used with another request: use a new key for a new request")
 }
 
 /// `GET /bookings/{bookingId}`: one of the fan's bookings.
@@ -107,18 +157,18 @@ pub async fn release<C: Cluster>(
     }
 }
 
-/// `POST /bookings/{bookingId}/payment`: pay for a held booking and confirm it.
-///
-/// The order matters for design rule 6: charge only when the booking can still be confirmed,
-/// confirm with the charge's id, and refund whenever the confirmation does not take.
+/// `POST /bookings/{bookingId}/payment`: start paying for a held booking. Without a card the
+/// answer (202) says where the fan's checkout page is, and the provider's webhook confirms the
+/// booking later; with a card the gateway confirms at the provider at once and answers with the
+/// booking confirmed (200), declined (402, still payable), or lost (409, refunded).
 pub async fn pay<C: Cluster>(
     Fan(user): Fan,
     State(state): State<AppState<C>>,
     PathParams(raw): PathParams<String>,
-    JsonBody(body): JsonBody<PaymentRequest>,
-) -> Result<Json<BookingView>, Problem> {
+    Keyed { body, idempotency }: Keyed<PaymentRequest>,
+) -> Result<Response, Problem> {
     let id = parse_booking_id(&raw)?;
-    let card = Card::parse(&body.card_number).map_err(|error| {
+    let card = body.card_number.as_deref().map(Card::parse).transpose().map_err(|error| {
         Problem::invalid(error.to_string()).with("errors", [FieldError::new("cardNumber", error.to_string())])
     })?;
     let (group, booking) = state.booking(id).await?;
@@ -128,106 +178,99 @@ pub async fn pay<C: Cluster>(
     let now = state.now();
     match booking.status_at(now) {
         // Paid already: answer as is, never charge twice.
-        BookingStatus::Confirmed => return Ok(Json(view(&state, group, &booking).await?)),
-        BookingStatus::Released => return Err(wrong_state(&booking, now)),
-        BookingStatus::Expired => ensure_tickets_free(&state, group, &booking, now).await?,
-        BookingStatus::Held => {}
+        BookingStatus::Confirmed => return ok(&state, group, &booking, StatusCode::OK, None).await,
+        // An ended hold may still be paid for while nobody else took its seats (rule 6).
+        BookingStatus::Held | BookingStatus::PaymentPending | BookingStatus::Expired => {}
+        _ => return Err(wrong_state(&booking, now)),
     }
-    let charge = match state.payments.charge(id, booking.total_cents, &card).await {
-        Ok(charge) => charge,
-        Err(declined) => {
+    let return_url = body.return_url.as_deref();
+    let intent = state.payments.create_intent(id, booking.total_cents, return_url).await.map_err(provider_problem)?;
+    if intent.succeeded() {
+        // Paid on the checkout page already; the webhook may not be here yet.
+        return settled(&state, group, captured(&state, group, id, &intent.id, None).await?).await;
+    }
+    let extension_ms = state.config.payment_hold_extension_ms;
+    let start = Command::StartPayment { booking: id, user, payment: intent.id.clone(), extension_ms, idempotency };
+    let pending = match state.write(group, start).await? {
+        Outcome::PaymentPending(b) => b,
+        Outcome::WrongState(b) if matches!(b.state, BookingState::Confirmed { .. }) => {
+            return ok(&state, group, &b, StatusCode::OK, None).await
+        }
+        Outcome::WrongState(b) => return Err(wrong_state(&b, state.now())),
+        Outcome::HoldLost { tickets, .. } => return Err(Problem::tickets_unavailable(&tickets)),
+        Outcome::IdempotencyMismatch => return Err(idempotency_mismatch()),
+        Outcome::NotYours => return Err(not_yours(id)),
+        Outcome::NoSuchBooking => return Err(no_booking(id)),
+        other => return Err(unexpected("start payment", &other)),
+    };
+    let Some(card) = card else {
+        tracing::info!(booking = %id, payment = %intent.id, "payment started");
+        return ok(&state, group, &pending, StatusCode::ACCEPTED, Some(intent.checkout_url)).await;
+    };
+    match state.payments.confirm(&intent.id, &card).await {
+        Ok(intent) if intent.succeeded() => {
+            state.metrics.count_payment(PaymentOutcome::Charged);
+            settled(&state, group, captured(&state, group, id, &intent.id, None).await?).await
+        }
+        Ok(_) => Err(Problem::unavailable("the payment provider did not settle the payment; ask again")),
+        Err(ProviderError::Declined(reason)) => {
             state.metrics.count_payment(PaymentOutcome::Declined);
-            tracing::info!(booking = %id, user, reason = %declined.reason, "payment declined");
-            return Err(Problem::payment_declined(declined.reason));
+            tracing::info!(booking = %id, user, %reason, "payment declined");
+            let failed =
+                Command::PaymentFailed { booking: id, payment: intent.id, reason: reason.clone(), event: None };
+            state.write(group, failed).await?;
+            Err(Problem::payment_declined(reason))
         }
-    };
-    state.metrics.count_payment(PaymentOutcome::Charged);
-    let confirmed = confirm(&state, group, id, user, &charge).await?;
-    tracing::info!(booking = %id, user, charge = %charge.id, "booking confirmed");
-    Ok(Json(view(&state, group, &confirmed).await?))
-}
-
-/// Confirms a charged booking; refunds the charge unless the booking ends paid with it.
-async fn confirm<C: Cluster>(
-    state: &Shared<C>,
-    group: GroupId,
-    id: BookingId,
-    user: u64,
-    charge: &Charge,
-) -> Result<Booking, Problem> {
-    let command = Command::Confirm { booking: id, user, payment: charge.id.clone() };
-    let outcome = match state.write(group, command).await {
-        Ok(outcome) => outcome,
-        Err(problem) => {
-            // The command may still apply, so refunding now could refund a sold booking. A retry
-            // by the fan reads the booking first, and the provider hands back the same charge.
-            tracing::warn!(booking = %id, charge = %charge.id, "confirmation unknown after charging");
-            return Err(problem);
+        // Confirmed before (a retry): what the provider has is what counts.
+        Err(ProviderError::Refused(_)) => {
+            let intent = state.payments.intent(&intent.id).await.map_err(provider_problem)?;
+            if !intent.succeeded() {
+                return Err(Problem::conflict(
+                    "payment-state",
+                    "Payment not possible",
+                    "the payment cannot be confirmed",
+                ));
+            }
+            settled(&state, group, captured(&state, group, id, &intent.id, None).await?).await
         }
-    };
-    let problem = match outcome {
-        Outcome::Confirmed(booking) => return Ok(settle(state, booking, charge).await),
-        Outcome::WrongState(booking) if is_confirmed(&booking) => return Ok(settle(state, booking, charge).await),
-        Outcome::HoldLost { tickets, .. } => Problem::tickets_unavailable(&tickets),
-        Outcome::WrongState(booking) => wrong_state(&booking, state.now()),
-        Outcome::NotYours => not_yours(id),
-        Outcome::NoSuchBooking => no_booking(id),
-        Outcome::Rejected(reason) => Problem::invalid(reason),
-        other => unexpected("confirm", &other),
-    };
-    refund(state, id, charge).await;
-    Err(problem)
-}
-
-/// A booking that ended confirmed: if it was confirmed with another charge (a concurrent
-/// payment won), ours is surplus and goes back.
-async fn settle<C: Cluster>(state: &Shared<C>, booking: Booking, charge: &Charge) -> Booking {
-    let paid_with_ours = matches!(&booking.state, BookingState::Confirmed { payment, .. } if *payment == charge.id);
-    if !paid_with_ours {
-        refund(state, booking.id, charge).await;
-    }
-    booking
-}
-
-fn is_confirmed(booking: &Booking) -> bool {
-    matches!(booking.state, BookingState::Confirmed { .. })
-}
-
-/// Refunds a charge. A failure leaves money taken without a booking, which an operator must
-/// settle by hand: it is logged at error with everything needed.
-async fn refund<C: Cluster>(state: &Shared<C>, booking: BookingId, charge: &Charge) {
-    match state.payments.refund(&charge.id).await {
-        Ok(()) => {
-            state.metrics.count_payment(PaymentOutcome::Refunded);
-            tracing::info!(%booking, charge = %charge.id, "charge refunded");
-        }
-        Err(error) => {
-            tracing::error!(%booking, charge = %charge.id, %error, "refund failed: settle by hand")
-        }
+        Err(error) => Err(provider_problem(error)),
     }
 }
 
-/// Before charging for an expired hold: its tickets must not have gone to someone else since.
-async fn ensure_tickets_free<C: Cluster>(
+fn provider_problem(error: ProviderError) -> Problem {
+    match error {
+        ProviderError::Declined(reason) => Problem::payment_declined(reason),
+        ProviderError::Refused(reason) => Problem::conflict("payment-refused", "Payment refused", reason),
+        ProviderError::Unavailable(reason) => Problem::unavailable(reason),
+    }
+}
+
+/// The answer for a settled payment: the confirmed booking, or 409 with the money refunded.
+async fn settled<C: Cluster>(state: &Shared<C>, group: GroupId, settled: Settled) -> Result<Response, Problem> {
+    match settled {
+        Settled::Confirmed(booking) => ok(state, group, &booking, StatusCode::OK, None).await,
+        Settled::Refunded { tickets, .. } if !tickets.is_empty() => {
+            Err(Problem::tickets_unavailable(&tickets).with("refunded", true))
+        }
+        Settled::Refunded { .. } => Err(Problem::conflict(
+            "booking-state",
+            "Booking no longer payable",
+            "the booking could not be paid for; the payment was refunded",
+        )
+        .with("refunded", true)),
+    }
+}
+
+async fn ok<C: Cluster>(
     state: &Shared<C>,
     group: GroupId,
     booking: &Booking,
-    now: Millis,
-) -> Result<(), Problem> {
-    let rows = match state.read(group, Query::Tickets(booking.event), Consistency::Linearizable).await? {
-        QueryResult::Tickets(rows) => rows,
-        other => return Err(unexpected("tickets", &other)),
-    };
-    let taken: Vec<TicketId> = rows
-        .iter()
-        .filter(|(ticket, s)| booking.tickets.contains(ticket) && s.booking() != booking.id && !s.is_free_at(now))
-        .map(|(ticket, _)| *ticket)
-        .collect();
-    if taken.is_empty() {
-        Ok(())
-    } else {
-        Err(Problem::tickets_unavailable(&taken))
-    }
+    status: StatusCode,
+    checkout_url: Option<String>,
+) -> Result<Response, Problem> {
+    let mut view = view(state, group, booking).await?;
+    view.checkout_url = checkout_url;
+    Ok((status, Json(view)).into_response())
 }
 
 async fn view<C: Cluster>(state: &Shared<C>, group: GroupId, booking: &Booking) -> Result<BookingView, Problem> {
@@ -253,9 +296,11 @@ fn wrong_state(booking: &Booking, now: Millis) -> Problem {
 fn status_name(status: BookingStatus) -> &'static str {
     match status {
         BookingStatus::Held => "held",
+        BookingStatus::PaymentPending => "paymentPending",
         BookingStatus::Confirmed => "confirmed",
         BookingStatus::Released => "released",
         BookingStatus::Expired => "expired",
+        BookingStatus::Refunded => "refunded",
     }
 }
 
@@ -265,7 +310,18 @@ mod tests {
 
     fn booking(state: BookingState) -> Booking {
         let id = BookingId { event: 3, nonce: 0xab };
-        Booking { id, event: 3, user: 1, tickets: vec![0], total_cents: 5, held_until: 5, state, created_at: 0 }
+        Booking {
+            id,
+            event: 3,
+            user: 1,
+            tickets: vec![0],
+            total_cents: 5,
+            held_until: 5,
+            hold_ttl_ms: 5,
+            state,
+            created_at: 0,
+            last_payment_error: None,
+        }
     }
 
     #[test]
@@ -280,7 +336,14 @@ mod tests {
 
     #[test]
     fn status_names_match_the_json_of_the_status() {
-        for status in [BookingStatus::Held, BookingStatus::Confirmed, BookingStatus::Released, BookingStatus::Expired] {
+        for status in [
+            BookingStatus::Held,
+            BookingStatus::PaymentPending,
+            BookingStatus::Confirmed,
+            BookingStatus::Released,
+            BookingStatus::Expired,
+            BookingStatus::Refunded,
+        ] {
             assert_eq!(serde_json::to_value(status).unwrap(), status_name(status));
         }
     }

@@ -6,8 +6,10 @@
 pub mod admin;
 pub mod bookings;
 pub mod events;
+pub mod me;
 pub mod users;
 pub mod web;
+pub mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
@@ -31,6 +33,8 @@ pub fn build<C: Cluster>(state: AppState<C>) -> Router {
         .route("/events/{eventId}/bookings", post(bookings::create::<C>))
         .route("/bookings/{bookingId}", get(bookings::get_booking::<C>).delete(bookings::release::<C>))
         .route("/bookings/{bookingId}/payment", post(bookings::pay::<C>))
+        .route("/me/bookings", get(me::my_bookings::<C>))
+        .route("/webhooks/payments", post(webhooks::payment_event::<C>))
         .layer(DefaultBodyLimit::max(state.config.body_bytes_max));
     let admin = Router::new()
         .route("/admin/venues", post(admin::create_venue::<C>))
