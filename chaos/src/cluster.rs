@@ -37,6 +37,8 @@ pub struct ClusterSpec {
     pub proxies: bool,
     /// Extra lines for the `[raft]` table.
     pub raft_extra: String,
+    /// Extra lines for the `[gateway]` table.
+    pub gateway_extra: String,
 }
 
 pub struct Node {
@@ -129,7 +131,7 @@ impl Cluster {
              [gateway]\nadmin_token = \"{ADMIN_TOKEN}\"\ncluster_secret = \"chaos-cluster-secret-0123456789\"\n\
              hold_ttl_ms = {ttl}\nfault_injection_enabled = true\npayment_api_url = \"{sandbox}\"\n\
              payment_api_key = \"{PAYMENT_API_KEY}\"\npayment_webhook_secret = \"{WEBHOOK_SECRET}\"\n\
-             reconcile_interval_ms = 1000\nreconcile_after_ms = 3000\n",
+             reconcile_interval_ms = 1000\nreconcile_after_ms = 3000\n{gateway_extra}\n",
             data = spec.dir.join(format!("node{id}")).display(),
             raft = me.raft_addr,
             http = me.http_addr,
@@ -137,6 +139,7 @@ impl Cluster {
             extra = spec.raft_extra,
             ttl = spec.hold_ttl_ms,
             sandbox = self.sandbox_url,
+            gateway_extra = spec.gateway_extra,
         );
         std::fs::write(&me.config, text)?;
         Ok(())

@@ -64,6 +64,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Outcome> {
         hold_ttl_ms: options.hold_ttl_ms,
         proxies: true,
         raft_extra: "snapshot_logs_since_last = 300\nsnapshot_logs_kept_max = 50\n".into(),
+        gateway_extra: String::new(),
     };
     let mut cluster = Cluster::start(spec).await.context("starting the cluster")?;
     println!("chaos: {} nodes up", options.nodes);

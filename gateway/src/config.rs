@@ -38,7 +38,7 @@ pub struct GatewayConfig {
     /// Offers `PUT /admin/faults` (clock skew, slow or full disk) to the admin: for chaos tests
     /// only, never in production.
     pub fault_injection_enabled: bool,
-    /// Most tickets of one event a fan may hold or own at once.
+    /// Most tickets of one event a fan may hold or own at once; 0 for no limit.
     pub tickets_per_fan_max: u32,
     /// The payment provider's API (e.g. `boxoffice sandbox`); empty: payments are unavailable.
     pub payment_api_url: String,

@@ -96,6 +96,8 @@ async fn wait_applied(cluster: &Cluster, id: u64, group: u64, target: u64) {
 async fn killing_a_leader_under_load_loses_nothing_and_it_catches_up_from_a_snapshot() {
     let settings = Settings {
         raft_extra: "snapshot_logs_since_last = 100\nsnapshot_logs_kept_max = 10\n".into(),
+        // Each loader holds thousands of seats: no per-fan limit here.
+        gateway_extra: "tickets_per_fan_max = 0".into(),
         ..Settings::default()
     };
     let mut cluster = Cluster::start(settings.clone()).await.unwrap();

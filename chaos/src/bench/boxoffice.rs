@@ -42,6 +42,8 @@ impl Boxoffice {
             hold_ttl_ms,
             proxies: false,
             raft_extra: String::new(),
+            // Each benchmark client holds thousands of seats: no per-fan limit.
+            gateway_extra: "tickets_per_fan_max = 0".into(),
         };
         let cluster = Cluster::start(spec).await?;
         let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
