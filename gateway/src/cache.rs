@@ -18,6 +18,8 @@ pub struct Caches {
     pub seat_maps: Cache<EventId, Arc<SeatMap>>,
     /// The serialized body of `GET /events/{id}`.
     pub events: Cache<EventId, Arc<CachedBody>>,
+    /// Search answers by normalized query, briefly (`search_cache_ttl_ms`).
+    pub searches: Cache<String, bytes::Bytes>,
 }
 
 impl Caches {
@@ -32,6 +34,10 @@ impl Caches {
             events: Cache::builder()
                 .max_capacity(config.event_cache_entries_max)
                 .time_to_live(Duration::from_millis(config.event_cache_ttl_ms))
+                .build(),
+            searches: Cache::builder()
+                .max_capacity(config.search_cache_entries_max)
+                .time_to_live(Duration::from_millis(config.search_cache_ttl_ms.max(1)))
                 .build(),
         }
     }

@@ -7,6 +7,7 @@ use std::future::Future;
 
 use model::{
     ClusterError, ClusterStatus, Command, Consistency, Faults, GroupId, Millis, NodeId, Outcome, Query, QueryResult,
+    SearchQuery, SearchResult,
 };
 
 pub trait Cluster: Send + Sync + 'static {
@@ -39,6 +40,10 @@ pub trait Cluster: Send + Sync + 'static {
     /// Ask every replica of `group` on this node to build a snapshot now and purge its log
     /// up to it (an operator action; raft also does it on its own by policy).
     fn snapshot(&self, group: GroupId) -> impl Future<Output = Result<(), ClusterError>> + Send;
+
+    /// Searches the events of every inventory group, each answered by a replica whose search
+    /// index has caught up (this node's first).
+    fn search(&self, query: SearchQuery) -> impl Future<Output = Result<SearchResult, ClusterError>> + Send;
 
     /// Whether this node leads `group` now (background work that one node should do per group).
     fn leads(&self, group: GroupId) -> bool;

@@ -53,6 +53,9 @@ pub struct GatewayConfig {
     pub reconcile_interval_ms: u64,
     /// A payment pending this long is asked about.
     pub reconcile_after_ms: u64,
+    /// How long a search answer is reused; 0 turns the search cache off.
+    pub search_cache_ttl_ms: u64,
+    pub search_cache_entries_max: u64,
     /// A payment pending this long after its hold ended is given up on (it is refunded if it is
     /// ever captured and the seats are gone).
     pub payment_abandon_after_ms: u64,
@@ -83,6 +86,8 @@ impl Default for GatewayConfig {
             reconcile_interval_ms: 10_000,
             reconcile_after_ms: 30_000,
             payment_abandon_after_ms: 3_600_000,
+            search_cache_ttl_ms: 2_000,
+            search_cache_entries_max: 10_000,
         }
     }
 }
@@ -120,6 +125,8 @@ impl fmt::Debug for GatewayConfig {
             .field("reconcile_interval_ms", &self.reconcile_interval_ms)
             .field("reconcile_after_ms", &self.reconcile_after_ms)
             .field("payment_abandon_after_ms", &self.payment_abandon_after_ms)
+            .field("search_cache_ttl_ms", &self.search_cache_ttl_ms)
+            .field("search_cache_entries_max", &self.search_cache_entries_max)
             .finish()
     }
 }

@@ -115,6 +115,8 @@ impl<C: Cluster> Shared<C> {
     /// Remembers what the gateway just created for an event, so that the first reads of it
     /// (the admin usually opens the page next) skip group 0 and the event's group.
     pub async fn remember_new_event(&self, placement: Placement, map: SeatMap, page: Arc<CachedBody>) {
+        // The catalog changed: cached searches may now be missing this event.
+        self.caches.searches.invalidate_all();
         let event = placement.event;
         self.caches.placements.insert(event, placement.group).await;
         self.caches.seat_maps.insert(event, Arc::new(map)).await;

@@ -12,6 +12,7 @@
 //! - [`inventory`]: ticket states and bookings, and how a state reads at a given time;
 //! - [`command`]: the commands a raft group applies and the outcome each returns;
 //! - [`query`]: the reads a group answers;
+//! - [`search`]: event search queries and results;
 //! - [`cluster`]: cluster status and the errors of cluster calls;
 //! - [`duration`]: durations as people write them in settings and flags (`10m`, `90s`).
 
@@ -22,6 +23,7 @@ pub mod duration;
 pub mod ids;
 pub mod inventory;
 pub mod query;
+pub mod search;
 
 pub use catalog::*;
 pub use cluster::*;
@@ -29,6 +31,7 @@ pub use command::*;
 pub use ids::*;
 pub use inventory::*;
 pub use query::*;
+pub use search::*;
 
 /// Hard ceiling on the tickets one booking may hold, whatever the settings say. Settings pick a
 /// lower per-event limit; this one bounds the work one command can make apply do.

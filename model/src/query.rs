@@ -37,6 +37,14 @@ pub enum Query {
     PendingPayments {
         limit: u32,
     },
+    /// Events with ids above `after`, in id order, at most `limit`, with their sold counts: for
+    /// (re)building a search index.
+    EventsAfter {
+        after: EventId,
+        limit: u32,
+    },
+    /// These events with their sold counts (those that exist).
+    IndexEntries(Vec<EventId>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,9 +58,17 @@ pub enum QueryResult {
     Venue(Option<Venue>),
     Performer(Option<Performer>),
     Placement(Option<Placement>),
-    EventState { tickets: Vec<(TicketId, TicketState)>, bookings: Vec<Booking> },
-    Digest { applied_index: Option<u64>, digest: String },
+    EventState {
+        tickets: Vec<(TicketId, TicketState)>,
+        bookings: Vec<Booking>,
+    },
+    Digest {
+        applied_index: Option<u64>,
+        digest: String,
+    },
     Bookings(Vec<Booking>),
+    /// Events and how many of their tickets are sold.
+    IndexEntries(Vec<(Event, u32)>),
 }
 
 /// How fresh a read must be.

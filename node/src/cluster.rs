@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use model::{
     ClusterError, ClusterStatus, Command, Consistency, Faults, GroupId, Millis, NodeId, Outcome, Query, QueryResult,
+    SearchQuery, SearchResult,
 };
 use raft::Host;
 use storage::DiskFaults;
@@ -42,6 +43,10 @@ impl gateway::Cluster for HostCluster {
 
     async fn snapshot(&self, group: GroupId) -> Result<(), ClusterError> {
         self.host.snapshot(group).await
+    }
+
+    async fn search(&self, query: SearchQuery) -> Result<SearchResult, ClusterError> {
+        self.host.search(query).await
     }
 
     fn leads(&self, group: GroupId) -> bool {

@@ -13,6 +13,7 @@ mod config;
 mod demo;
 mod dev;
 mod sandbox;
+mod search;
 mod server;
 
 use std::path::PathBuf;

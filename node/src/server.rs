@@ -12,6 +12,8 @@ use tokio::task::JoinHandle;
 
 use crate::cluster::HostCluster;
 use crate::config::NodeConfig;
+use crate::search::indexer::Indexer;
+use crate::search::SearchShard;
 
 pub struct RunningNode {
     pub id: u64,
@@ -22,6 +24,9 @@ pub struct RunningNode {
     gateway: JoinHandle<std::io::Result<()>>,
     /// Raft's own runtime: consensus work never waits behind HTTP work on a worker's queue.
     raft_runtime: Option<tokio::runtime::Runtime>,
+    /// Stops the search indexer, which runs on a thread of its own (tantivy's work is blocking).
+    stop_indexer: watch::Sender<bool>,
+    indexer: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Starts a node on listeners the caller has bound (so that tests and `dev` can use port 0).
@@ -38,12 +43,26 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
         .build()
         .context("cannot start raft's runtime")?;
     let (host_config, listener, disk) = (config.host(), raft.into_std()?, storage.faults());
+    let (changes, change_stream) =
+        (storage.changes(), storage.take_changes().expect("the change stream is taken once"));
+    let search_dir = config.data_dir.join("search");
+    let shard =
+        Arc::new(SearchShard::open(&search_dir).with_context(|| format!("cannot open {}", search_dir.display()))?);
     let host = raft_runtime
         .spawn(async move {
             let listener = TcpListener::from_std(listener)?;
             Host::start(host_config, listener, &storage).await.context("cannot start raft")
         })
         .await??;
+    host.set_searcher(shard.clone());
+    let (stop_indexer, stopped) = watch::channel(false);
+    let indexer = Indexer { shard, host: host.clone(), changes };
+    let indexer = std::thread::Builder::new().name("search-indexer".into()).spawn(move || {
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(indexer.run(change_stream, stopped)),
+            Err(error) => tracing::error!(%error, "the search indexer could not start"),
+        }
+    })?;
     let http_addr = http.local_addr()?;
     let cluster = HostCluster { host: host.clone(), disk };
     let router = gateway::router(Arc::new(cluster), config.gateway.clone());
@@ -52,7 +71,16 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
         let _ = stopped.wait_for(|stop| *stop).await;
     }));
     tracing::info!(node = config.id, %http_addr, raft_addr = %config.raft_addr, "node started");
-    Ok(RunningNode { id: config.id, host, http_addr, stop_gateway, gateway, raft_runtime: Some(raft_runtime) })
+    Ok(RunningNode {
+        id: config.id,
+        host,
+        http_addr,
+        stop_gateway,
+        gateway,
+        raft_runtime: Some(raft_runtime),
+        stop_indexer,
+        indexer: Some(indexer),
+    })
 }
 
 impl RunningNode {
@@ -63,6 +91,10 @@ impl RunningNode {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(node = self.id, %error, "gateway stopped with an error"),
             Err(error) => tracing::warn!(node = self.id, %error, "gateway task failed"),
+        }
+        let _ = self.stop_indexer.send(true);
+        if let Some(indexer) = self.indexer.take() {
+            let _ = tokio::task::spawn_blocking(move || indexer.join()).await;
         }
         self.host.shutdown().await;
         if let Some(runtime) = self.raft_runtime.take() {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use model::{
     BookingId, ClusterError, ClusterStatus, Command, Consistency, GroupId, Millis, NodeId, NodeStatus, Outcome, Query,
-    QueryResult, ReplicaStatus, Role, TicketId,
+    QueryResult, ReplicaStatus, Role, SearchQuery, SearchResult, TicketId,
 };
 use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
@@ -45,6 +45,13 @@ pub struct GroupParts<L, S> {
     pub log: L,
     pub state_machine: S,
     pub reader: Arc<dyn StateReader>,
+}
+
+/// A node's search shard, as the host needs it. Implemented by the node.
+pub trait Searcher: Send + Sync + 'static {
+    /// Answers `query` for those of `groups` this node's index has caught up with; the result
+    /// names the groups it covers.
+    fn search(&self, groups: &[GroupId], query: &SearchQuery) -> Result<SearchResult, String>;
 }
 
 /// Opens the parts of one group. Implemented by the storage crate.
@@ -87,6 +94,8 @@ struct Group {
 
 pub struct Host {
     config: HostConfig,
+    /// The node's search shard, once the node has opened it.
+    searcher: std::sync::OnceLock<Arc<dyn Searcher>>,
     /// The wall clock with its offset: starts at `clock_offset_ms`, changed by fault injection.
     clock: Arc<Clock>,
     groups: BTreeMap<GroupId, Group>,
@@ -135,7 +144,8 @@ impl Host {
                 Proposer::start(raft.clone(), reader.clone(), Arc::new(GroupClock::default()), clock.clone(), limits);
             groups.insert(group, Group { raft, reader, proposer });
         }
-        let host = Arc::new(Host { config, clock, groups, peers: peers.clone(), shutdown });
+        let searcher = std::sync::OnceLock::new();
+        let host = Arc::new(Host { config, searcher, clock, groups, peers: peers.clone(), shutdown });
         peers.start(listener, handler(Arc::downgrade(&host)));
         host.initialize().await;
         Ok(host)
@@ -380,7 +390,57 @@ impl Host {
                 Response::Read(self.read_local(group, query, consistency).await)
             }
             Request::Status => Response::Status(self.local_status()),
+            Request::Search { groups, query } => Response::Search(self.search_local(groups, query).await),
         }
+    }
+
+    /// Gives the host the node's search shard (once).
+    pub fn set_searcher(&self, searcher: Arc<dyn Searcher>) {
+        let _ = self.searcher.set(searcher);
+    }
+
+    fn search_local(
+        &self,
+        groups: Vec<GroupId>,
+        query: SearchQuery,
+    ) -> impl std::future::Future<Output = Result<SearchResult, Refusal>> {
+        let searcher = self.searcher.get().cloned();
+        async move {
+            let Some(searcher) = searcher else { return Ok(SearchResult::default()) };
+            tokio::task::spawn_blocking(move || searcher.search(&groups, &query))
+                .await
+                .map_err(|e| Refusal::Unavailable(e.to_string()))?
+                .map_err(Refusal::Unavailable)
+        }
+    }
+
+    /// Searches every inventory group: this node's shard answers for the groups it has caught up
+    /// with, and the other nodes, in turn, for the rest. Fails if some group has no replica able
+    /// to answer: a result silently missing a group's events would look complete.
+    pub async fn search(&self, query: SearchQuery) -> Result<SearchResult, ClusterError> {
+        let wanted: Vec<GroupId> = (1..=self.inventory_groups()).collect();
+        let keep = (query.offset + query.limit).min(model::SEARCH_HITS_MAX) as usize;
+        let mut answers = Vec::new();
+        let mut missing = wanted.clone();
+        let local = self.search_local(missing.clone(), query.clone()).await.unwrap_or_default();
+        missing.retain(|g| !local.groups.contains(g));
+        answers.push(local);
+        let timeout = Duration::from_millis(self.config.raft.rpc_timeout_ms);
+        for peer in self.peers.peer_ids().collect::<Vec<_>>() {
+            if missing.is_empty() {
+                break;
+            }
+            let request = Request::Search { groups: missing.clone(), query: query.clone() };
+            if let Ok(Response::Search(Ok(answer))) = self.peers.call(peer, request, timeout).await {
+                missing.retain(|g| !answer.groups.contains(g));
+                answers.push(answer);
+            }
+        }
+        if let Some(&group) = missing.first() {
+            let reason = "no reachable replica has its search index caught up".to_string();
+            return Err(ClusterError::Unavailable { group, reason });
+        }
+        Ok(SearchResult::merge(answers, query.sort, keep))
     }
 
     /// This node's replicas as their metrics show them.

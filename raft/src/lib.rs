@@ -24,5 +24,5 @@ pub mod types;
 pub mod wire;
 
 pub use config::{HostConfig, PeerConfig, RaftConfig};
-pub use host::{GroupParts, GroupStorage, Host, HostError, StateReader};
+pub use host::{GroupParts, GroupStorage, Host, HostError, Searcher, StateReader};
 pub use types::TypeConfig;

@@ -48,6 +48,11 @@ pub enum Request {
         consistency: Consistency,
     },
     Status,
+    /// Search this node's shard for these groups.
+    Search {
+        groups: Vec<GroupId>,
+        query: model::SearchQuery,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -61,6 +66,7 @@ pub enum Response {
     Write(Result<Outcome, Refusal>),
     Read(Result<QueryResult, Refusal>),
     Status(Vec<ReplicaStatus>),
+    Search(Result<model::SearchResult, Refusal>),
     /// The request named a group this node does not host, or came before the node was ready.
     Refused(Refusal),
 }

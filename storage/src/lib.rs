@@ -28,7 +28,7 @@ use raft::{GroupParts, GroupStorage};
 use rocksdb::DB;
 
 pub use log_store::LogStore;
-pub use state_machine::StateMachine;
+pub use state_machine::{Change, Changes, StateMachine};
 pub use writer::{DiskFaults, LogWriter};
 
 /// A node's storage: its database and its log writer.
@@ -36,14 +36,36 @@ pub struct Storage {
     db: Arc<DB>,
     writer: LogWriter,
     faults: Arc<DiskFaults>,
+    changes: Arc<Changes>,
+    /// The receiving end of the change stream, until the search index takes it.
+    change_stream: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Change>>>,
 }
+
+/// Changes waiting for the search index before a group is marked for a rebuild instead.
+const CHANGES_QUEUED_MAX: usize = 65_536;
 
 impl Storage {
     pub fn open(path: &Path) -> Result<Storage, rocksdb::Error> {
         let db = db::open(path)?;
         let faults = Arc::new(DiskFaults::default());
         let writer = LogWriter::start(db.clone(), faults.clone());
-        Ok(Storage { db, writer, faults })
+        let (sender, receiver) = tokio::sync::mpsc::channel(CHANGES_QUEUED_MAX);
+        let changes = Arc::new(Changes {
+            sender,
+            dirty: std::sync::Mutex::new(Default::default()),
+            opened: std::sync::Mutex::new(Default::default()),
+        });
+        Ok(Storage { db, writer, faults, changes, change_stream: std::sync::Mutex::new(Some(receiver)) })
+    }
+
+    /// The stream of searchable changes, once (the search index takes it).
+    pub fn take_changes(&self) -> Option<tokio::sync::mpsc::Receiver<Change>> {
+        self.change_stream.lock().expect("change stream lock").take()
+    }
+
+    /// The change stream's sender side, with the groups to rebuild.
+    pub fn changes(&self) -> Arc<Changes> {
+        self.changes.clone()
     }
 
     /// The switches that inject disk faults into this node's log writes.
@@ -58,7 +80,7 @@ impl GroupStorage for Storage {
 
     fn open(&self, group: GroupId) -> Result<GroupParts<LogStore, StateMachine>, String> {
         let log = LogStore::new(group, self.db.clone(), self.writer.clone());
-        let (state_machine, reader) = StateMachine::open(group, self.db.clone())?;
+        let (state_machine, reader) = StateMachine::open(group, self.db.clone(), self.changes.clone())?;
         Ok(GroupParts { log, state_machine, reader })
     }
 }

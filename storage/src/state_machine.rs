@@ -23,6 +23,18 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB
 use crate::db::{self, cf, CF_SM, CF_SNAP};
 use crate::ledger::{self, keys, Fault, Meta, RawRow, Rows};
 
+/// The event whose searchable facts an outcome changed, if any.
+fn searchable_change(outcome: &model::Outcome) -> Option<EventId> {
+    match outcome {
+        model::Outcome::EventCreated(event) => Some(event.id),
+        model::Outcome::Confirmed(booking) => Some(booking.event),
+        model::Outcome::Updated(booking) if matches!(booking.state, model::BookingState::Refunded { .. }) => {
+            Some(booking.event)
+        }
+        _ => None,
+    }
+}
+
 /// Events whose seat map apply keeps decoded; the cache is dropped whole when full.
 const EVENT_CACHE_EVENTS_MAX: usize = 1_024;
 
@@ -30,6 +42,35 @@ const EVENT_CACHE_EVENTS_MAX: usize = 1_024;
 struct EventInfo {
     map: Arc<model::SeatMap>,
     prices: Arc<Vec<u64>>,
+}
+
+/// Events whose searchable facts changed in a group: created, or tickets sold or refunded. The
+/// node's search index follows this stream (the apply stream); when it overflows, the group is
+/// marked in [`Changes::dirty`] and the index rebuilds it from the state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub group: u32,
+    /// The applied log index after this apply: every apply sends one, with or without events.
+    pub applied: u64,
+    pub events: Vec<EventId>,
+}
+
+/// The way changes leave the node's state machines.
+pub struct Changes {
+    pub sender: tokio::sync::mpsc::Sender<Change>,
+    /// Groups whose changes were dropped (or replaced by a snapshot): rebuild them whole.
+    pub dirty: Mutex<std::collections::BTreeSet<u32>>,
+    /// Each group's applied index when its state machine opened: every change after it comes
+    /// through the stream, so an index recorded at exactly this point is current.
+    pub opened: Mutex<std::collections::BTreeMap<u32, u64>>,
+}
+
+impl Changes {
+    fn publish(&self, group: u32, applied: u64, events: Vec<EventId>) {
+        if self.sender.try_send(Change { group, applied, events }).is_err() {
+            self.dirty.lock().expect("dirty lock").insert(group);
+        }
+    }
 }
 
 /// What the state machine, its snapshot builder and its reader share.
@@ -42,6 +83,7 @@ struct Shared {
     events: Mutex<HashMap<EventId, Arc<EventInfo>>>,
     /// Makes snapshot ids unique within a process run.
     snapshots_built: AtomicU64,
+    changes: Arc<Changes>,
 }
 
 pub struct StateMachine {
@@ -149,16 +191,23 @@ impl Shared {
 }
 
 impl StateMachine {
-    pub fn open(group: u32, db: Arc<DB>) -> Result<(StateMachine, Arc<dyn StateReader>), String> {
+    pub fn open(
+        group: u32,
+        db: Arc<DB>,
+        changes: Arc<Changes>,
+    ) -> Result<(StateMachine, Arc<dyn StateReader>), String> {
         let shared = Arc::new(Shared {
             group,
             db,
             last_at: AtomicU64::new(0),
             events: Mutex::new(HashMap::new()),
             snapshots_built: AtomicU64::new(0),
+            changes,
         });
         let meta = shared.load_meta().map_err(|e| e.to_string())?;
         shared.last_at.store(meta.last_at, Ordering::Release);
+        let applied = meta.last_applied.map(|l| l.index).unwrap_or(0);
+        shared.changes.opened.lock().expect("opened lock").insert(group, applied);
         let reader: Arc<dyn StateReader> = Arc::new(Reader { shared: shared.clone() });
         Ok((StateMachine { shared, meta }, reader))
     }
@@ -258,6 +307,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut overlay = Overlay { shared: &shared, changed: BTreeMap::new() };
         let mut meta = self.meta.clone();
         let mut replies = Vec::new();
+        let mut changed = Vec::new();
         for entry in entries {
             assert!(
                 meta.last_applied.is_none_or(|last| entry.log_id.index > last.index),
@@ -274,8 +324,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     meta.last_at = at;
                     let mut outcomes = Vec::with_capacity(batch.commands.len());
                     for command in &batch.commands {
-                        outcomes
-                            .push(ledger::apply(command, at, &mut overlay).map_err(|e| sm_error(ErrorVerb::Read, e))?);
+                        let outcome =
+                            ledger::apply(command, at, &mut overlay).map_err(|e| sm_error(ErrorVerb::Read, e))?;
+                        changed.extend(searchable_change(&outcome));
+                        outcomes.push(outcome);
                     }
                     Outcomes(outcomes)
                 }
@@ -293,6 +345,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         shared.db.write_opt(batch, &options).map_err(|e| sm_error(ErrorVerb::Write, e))?;
         shared.last_at.store(meta.last_at, Ordering::Release);
         self.meta = meta;
+        changed.sort_unstable();
+        changed.dedup();
+        let applied = self.meta.last_applied.map(|l| l.index).unwrap_or(0);
+        shared.changes.publish(shared.group, applied, changed);
         Ok(replies)
     }
 
@@ -326,6 +382,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         shared.db.write_opt(batch, &options).map_err(|e| sm_error(ErrorVerb::Write, e))?;
         shared.events.lock().expect("events lock").clear();
         shared.last_at.store(installed_meta.last_at, Ordering::Release);
+        shared.changes.dirty.lock().expect("dirty lock").insert(shared.group);
         tracing::info!(group = shared.group, last_log_id = ?meta.last_log_id, rows = rows.len(), "snapshot installed");
         self.meta = installed_meta;
         Ok(())
@@ -425,6 +482,27 @@ impl Reader {
                     bookings.extend(s.read::<model::Booking>(&keys::booking(id))?);
                 }
                 QueryResult::Bookings(bookings)
+            }
+            Query::EventsAfter { after, limit } => {
+                let from = keys::event(after.saturating_add(1));
+                let mut entries = Vec::new();
+                for (key, value) in
+                    s.scan(keys::EVENTS_PREFIX, &from, (*limit).min(model::UPCOMING_EVENTS_MAX) as usize)?
+                {
+                    let event: model::Event = ledger::decode(&key, &value)?;
+                    let sold = s.read::<u32>(&keys::sold(event.id))?.unwrap_or(0);
+                    entries.push((event, sold));
+                }
+                QueryResult::IndexEntries(entries)
+            }
+            Query::IndexEntries(ids) => {
+                let mut entries = Vec::new();
+                for &id in ids.iter().take(model::UPCOMING_EVENTS_MAX as usize) {
+                    if let Some(event) = s.read::<model::Event>(&keys::event(id))? {
+                        entries.push((event, s.read::<u32>(&keys::sold(id))?.unwrap_or(0)));
+                    }
+                }
+                QueryResult::IndexEntries(entries)
             }
             Query::PendingPayments { limit } => {
                 let mut bookings = Vec::new();

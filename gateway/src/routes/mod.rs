@@ -7,6 +7,7 @@ pub mod admin;
 pub mod bookings;
 pub mod events;
 pub mod me;
+pub mod search;
 pub mod users;
 pub mod web;
 pub mod webhooks;
@@ -28,6 +29,7 @@ pub fn build<C: Cluster>(state: AppState<C>) -> Router {
         .route("/users", post(users::create_user::<C>))
         .route("/sessions", post(users::create_session::<C>))
         .route("/events", get(events::list::<C>))
+        .route("/events/search", get(search::search::<C>))
         .route("/events/{eventId}", get(events::get_event::<C>))
         .route("/events/{eventId}/tickets", get(events::tickets::<C>))
         .route("/events/{eventId}/bookings", post(bookings::create::<C>))

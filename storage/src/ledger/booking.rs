@@ -390,6 +390,7 @@ pub fn payment_succeeded(
     booking.state = BookingState::Confirmed { payment: payment.into(), at };
     booking.last_payment_error = None;
     save(rows, &booking);
+    count_sold(rows, booking.event, booking.tickets.len() as i64)?;
     Ok(Outcome::Confirmed(booking))
 }
 
@@ -437,6 +438,7 @@ pub fn payment_refunded(
                     rows.delete(key);
                 }
             }
+            count_sold(rows, booking.event, -(booking.tickets.len() as i64))?;
         }
         BookingState::Held | BookingState::PaymentPending { .. } => free_own_holds(rows, &booking)?,
         BookingState::Released { .. } => {}
@@ -445,4 +447,12 @@ pub fn payment_refunded(
     booking.state = BookingState::Refunded { payment: payment.into(), at };
     save(rows, &booking);
     Ok(Outcome::Updated(booking))
+}
+
+/// Keeps the count of an event's sold tickets (for search's "has tickets left").
+fn count_sold(rows: &mut impl Rows, event: u64, change: i64) -> Result<(), Fault> {
+    let sold: u32 = read(rows, &keys::sold(event))?.unwrap_or(0);
+    let sold = (i64::from(sold) + change).max(0) as u32;
+    write(rows, keys::sold(event), &sold);
+    Ok(())
 }

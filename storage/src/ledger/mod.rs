@@ -142,6 +142,14 @@ pub mod keys {
     pub fn idempotency(user: u64, key: &str) -> Vec<u8> {
         tagged(b'k', &[&user.to_be_bytes(), key.as_bytes()])
     }
+    /// How many tickets of an event are sold: `n{event}` → u32.
+    pub fn sold(event: EventId) -> Vec<u8> {
+        tagged(b'n', &[&event.to_be_bytes()])
+    }
+    pub const EVENTS_PREFIX: &[u8] = b"e";
+    pub fn event_of_key(key: &[u8]) -> Option<EventId> {
+        key.get(1..9).map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
+    }
     /// A webhook event applied: `w{event id}` → when.
     pub fn webhook(event: &str) -> Vec<u8> {
         tagged(b'w', &[event.as_bytes()])

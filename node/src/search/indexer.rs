@@ -1,0 +1,152 @@
+//! Keeps the search shard in step with this node's state machines.
+//!
+//! On start, a group whose index was committed at exactly the applied index its state machine
+//! opened with is current (every later change comes through the change stream); any other group
+//! is rebuilt from its state machine. Then the indexer follows the stream: it gathers the events
+//! that changed, reads them from the local replica, and commits at most every
+//! `COMMIT_INTERVAL_MS`, so that an event created or sold out is searchable within a second.
+//! A group whose changes were dropped, or that installed a snapshot, is rebuilt.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use model::{Consistency, EventId, GroupId, Query, QueryResult};
+use raft::Host;
+use storage::{Change, Changes};
+use tokio::sync::{mpsc, watch};
+
+use super::SearchShard;
+
+/// Longest a change waits before it is searchable.
+const COMMIT_INTERVAL_MS: u64 = 200;
+/// Events read from the state machine per request while rebuilding a group.
+const REBUILD_PAGE_EVENTS: u32 = 5_000;
+/// Changes taken from the stream before a commit is forced.
+const CHANGES_PER_COMMIT_MAX: usize = 10_000;
+
+pub struct Indexer {
+    pub shard: Arc<SearchShard>,
+    pub host: Arc<Host>,
+    pub changes: Arc<Changes>,
+}
+
+impl Indexer {
+    /// Runs until `stop` flips.
+    pub async fn run(self, mut stream: mpsc::Receiver<Change>, mut stop: watch::Receiver<bool>) {
+        self.catch_up().await;
+        let mut pending: BTreeMap<GroupId, (u64, BTreeSet<EventId>)> = BTreeMap::new();
+        let mut taken = 0usize;
+        loop {
+            let tick = tokio::time::sleep(Duration::from_millis(COMMIT_INTERVAL_MS));
+            tokio::select! {
+                change = stream.recv() => match change {
+                    Some(change) => {
+                        let slot = pending.entry(change.group).or_default();
+                        slot.0 = slot.0.max(change.applied);
+                        slot.1.extend(change.events);
+                        taken += 1;
+                        if taken < CHANGES_PER_COMMIT_MAX {
+                            continue;
+                        }
+                    }
+                    None => return,
+                },
+                _ = tick => {}
+                _ = stop.wait_for(|s| *s) => {
+                    self.flush(&mut pending).await;
+                    return;
+                }
+            }
+            taken = 0;
+            self.flush(&mut pending).await;
+            self.rebuild_dirty().await;
+        }
+    }
+
+    /// Groups not current since the last run are rebuilt; the others are served at once.
+    async fn catch_up(&self) {
+        let opened = self.changes.opened.lock().expect("opened lock").clone();
+        for group in 1..=self.host.inventory_groups() {
+            let current = opened.get(&group).is_some_and(|applied| self.shard.indexed(group) == Some(*applied));
+            if current {
+                self.shard.set_caught_up(group, true);
+            } else {
+                self.rebuild(group, opened.get(&group).copied().unwrap_or(0)).await;
+            }
+        }
+    }
+
+    async fn rebuild_dirty(&self) {
+        let dirty: Vec<GroupId> =
+            std::mem::take(&mut *self.changes.dirty.lock().expect("dirty lock")).into_iter().collect();
+        for group in dirty {
+            let applied = self.host.local_status().iter().find(|r| r.group == group).and_then(|r| r.applied_index);
+            self.rebuild(group, applied.unwrap_or(0)).await;
+        }
+    }
+
+    /// Reindexes every event of `group` from the local replica. The group is not served
+    /// meanwhile; changes that arrive during the rebuild are applied after it.
+    async fn rebuild(&self, group: GroupId, applied: u64) {
+        self.shard.set_caught_up(group, false);
+        self.shard.clear(group);
+        let mut after = 0;
+        let mut indexed = 0usize;
+        loop {
+            let query = Query::EventsAfter { after, limit: REBUILD_PAGE_EVENTS };
+            let entries = match self.host.read(group, query, Consistency::Stale).await {
+                Ok(QueryResult::IndexEntries(entries)) => entries,
+                other => {
+                    tracing::warn!(group, ?other, "cannot read events to index; the group stays unserved");
+                    return;
+                }
+            };
+            let Some(last) = entries.last().map(|(e, _)| e.id) else { break };
+            if let Err(error) = self.shard.upsert(group, &entries) {
+                tracing::error!(group, %error, "indexing failed");
+                return;
+            }
+            indexed += entries.len();
+            after = last;
+        }
+        match self.shard.commit(&BTreeMap::from([(group, applied)])) {
+            Ok(()) => {
+                self.shard.set_caught_up(group, true);
+                tracing::info!(group, events = indexed, "search index rebuilt");
+            }
+            Err(error) => tracing::error!(group, %error, "search index commit failed"),
+        }
+    }
+
+    /// Indexes the events that changed and commits.
+    async fn flush(&self, pending: &mut BTreeMap<GroupId, (u64, BTreeSet<EventId>)>) {
+        if pending.is_empty() {
+            return;
+        }
+        let mut applied = BTreeMap::new();
+        for (group, (index, events)) in std::mem::take(pending) {
+            if !events.is_empty() {
+                let ids: Vec<EventId> = events.into_iter().collect();
+                match self.host.read(group, Query::IndexEntries(ids), Consistency::Stale).await {
+                    Ok(QueryResult::IndexEntries(entries)) => {
+                        if let Err(error) = self.shard.upsert(group, &entries) {
+                            tracing::error!(group, %error, "indexing failed; rebuilding the group");
+                            self.changes.dirty.lock().expect("dirty lock").insert(group);
+                            continue;
+                        }
+                    }
+                    other => {
+                        tracing::warn!(group, ?other, "cannot read changed events; rebuilding the group");
+                        self.changes.dirty.lock().expect("dirty lock").insert(group);
+                        continue;
+                    }
+                }
+            }
+            applied.insert(group, index);
+        }
+        if let Err(error) = self.shard.commit(&applied) {
+            tracing::error!(%error, "search index commit failed");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! A fan's search as a tantivy query, and its answer.
+//!
+//! Every keyword must match somewhere: exactly (BM25, in the name most, then performers, venue,
+//! description), within one or two typos (in names, performers and venues), or, for the last
+//! word, as a prefix (the fan is still typing). Filters and the date range must all hold.
+
+use std::ops::Bound;
+
+use model::{GroupId, SearchHit, SearchQuery, SearchResult, SearchSort};
+use serde_json::json;
+use tantivy::aggregation::agg_req::Aggregations;
+use tantivy::aggregation::{AggregationCollector, AggregationLimitsGuard};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{
+    AllQuery, BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
+};
+use tantivy::schema::{Field, IndexRecordOption, Value};
+use tantivy::{DocAddress, Order, Searcher, TantivyDocument, Term};
+
+use super::{Fields, SearchError};
+
+/// Most keywords a search looks at.
+const KEYWORDS_MAX: usize = 8;
+/// Facet values returned per facet.
+const FACET_VALUES_MAX: u32 = 20;
+
+/// Splits keywords as the index's default tokenizer does: lowercase runs of letters and digits.
+pub fn words(keyword: &str) -> Vec<String> {
+    keyword
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .take(KEYWORDS_MAX)
+        .collect()
+}
+
+/// Typos forgiven in a word: none in short ones, one from four letters, two from eight.
+fn typos(word: &str) -> u8 {
+    match word.chars().count() {
+        0..=3 => 0,
+        4..=7 => 1,
+        _ => 2,
+    }
+}
+
+fn boosted(query: Box<dyn Query>, boost: f32) -> Box<dyn Query> {
+    Box::new(BoostQuery::new(query, boost))
+}
+
+/// The clause one word adds: it must match in at least one way.
+fn word_clause(f: &Fields, word: &str, last: bool) -> Box<dyn Query> {
+    let mut ways: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    let weighted = [(f.name, 3.0), (f.performers, 2.5), (f.venue, 1.5), (f.description, 0.5)];
+    for (field, weight) in weighted {
+        let term = Term::from_field_text(field, word);
+        ways.push((Occur::Should, boosted(Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)), weight)));
+    }
+    let fuzzy_fields = [(f.name, 1.0), (f.performers, 1.0), (f.venue, 0.5)];
+    let distance = typos(word);
+    for (field, weight) in fuzzy_fields {
+        if distance > 0 {
+            let fuzzy = FuzzyTermQuery::new(Term::from_field_text(field, word), distance, true);
+            ways.push((Occur::Should, boosted(Box::new(fuzzy), weight)));
+        }
+        if last {
+            let prefix = FuzzyTermQuery::new_prefix(Term::from_field_text(field, word), 0, true);
+            ways.push((Occur::Should, boosted(Box::new(prefix), weight * 0.8)));
+        }
+    }
+    Box::new(BooleanQuery::new(ways))
+}
+
+fn exact(field: Field, value: &str) -> Box<dyn Query> {
+    Box::new(TermQuery::new(Term::from_field_text(field, &value.trim().to_lowercase()), IndexRecordOption::Basic))
+}
+
+/// The whole query: keywords, filters, date range, groups.
+pub fn build(f: &Fields, query: &SearchQuery, groups: Option<&[GroupId]>) -> Box<dyn Query> {
+    let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    if let Some(keyword) = &query.keyword {
+        let words = words(keyword);
+        let count = words.len();
+        for (n, word) in words.iter().enumerate() {
+            must.push((Occur::Must, word_clause(f, word, n + 1 == count)));
+        }
+    }
+    let filters = [
+        (f.city_key, &query.city),
+        (f.category_key, &query.category),
+        (f.performer_key, &query.performer),
+        (f.venue_key, &query.venue),
+    ];
+    for (field, value) in filters {
+        if let Some(value) = value {
+            must.push((Occur::Must, exact(field, value)));
+        }
+    }
+    if query.start.is_some() || query.end.is_some() {
+        let bound = |at: Option<u64>, include: bool| match at {
+            Some(at) if include => Bound::Included(Term::from_field_i64(f.starts_at, at as i64)),
+            Some(at) => Bound::Excluded(Term::from_field_i64(f.starts_at, at as i64)),
+            None => Bound::Unbounded,
+        };
+        must.push((Occur::Must, Box::new(RangeQuery::new(bound(query.start, true), bound(query.end, false)))));
+    }
+    if let Some(available) = query.available {
+        let term = Term::from_field_u64(f.available, u64::from(available));
+        must.push((Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
+    }
+    if let Some(groups) = groups {
+        let terms = groups.iter().map(|g| Term::from_field_u64(f.group, u64::from(*g)));
+        must.push((Occur::Must, Box::new(TermSetQuery::new(terms))));
+    }
+    if must.is_empty() {
+        return Box::new(AllQuery);
+    }
+    Box::new(BooleanQuery::new(must))
+}
+
+fn facets() -> Aggregations {
+    serde_json::from_value(json!({
+        "categories": {"terms": {"field": "category", "size": FACET_VALUES_MAX}},
+        "cities": {"terms": {"field": "city", "size": FACET_VALUES_MAX}},
+    }))
+    .expect("the facet aggregations are well formed")
+}
+
+fn buckets(results: &serde_json::Value, name: &str) -> Vec<(String, u64)> {
+    results[name]["buckets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| Some((b["key"].as_str()?.to_string(), b["doc_count"].as_u64()?)))
+        .collect()
+}
+
+/// Runs a search on one searcher; `groups` limits it to some groups (all when `None`), and
+/// `covered` is what the answer says it covers.
+pub fn run(
+    searcher: &Searcher,
+    f: &Fields,
+    query: &SearchQuery,
+    groups: Option<&[GroupId]>,
+    covered: Vec<GroupId>,
+) -> Result<SearchResult, SearchError> {
+    let tantivy_query = build(f, query, groups);
+    let wanted = (query.offset + query.limit).clamp(1, model::SEARCH_HITS_MAX) as usize;
+    let by_date = query.sort == SearchSort::Date || query.keyword.is_none();
+    let facet_collector = AggregationCollector::from_aggs(facets(), AggregationLimitsGuard::default());
+    let (addresses, total, aggregations) = if by_date {
+        let top = TopDocs::with_limit(wanted).order_by_fast_field::<i64>("starts_at", Order::Asc);
+        let (top, total, aggs) = searcher.search(&tantivy_query, &(top, Count, facet_collector))?;
+        (top.into_iter().map(|(_, a)| (0.0, a)).collect::<Vec<(f32, DocAddress)>>(), total, aggs)
+    } else {
+        searcher.search(&tantivy_query, &(TopDocs::with_limit(wanted), Count, facet_collector))?
+    };
+    let mut hits = Vec::with_capacity(addresses.len());
+    for (score, address) in addresses {
+        let document: TantivyDocument = searcher.doc(address)?;
+        let id = document.get_first(f.id).and_then(|v| v.as_u64()).unwrap_or_default();
+        let starts_at = document.get_first(f.starts_at).and_then(|v| v.as_i64()).unwrap_or_default().max(0) as u64;
+        let group = searcher.segment_reader(address.segment_ord).fast_fields().u64("group")?.first(address.doc_id);
+        hits.push(SearchHit { event: id, group: group.unwrap_or_default() as GroupId, score, starts_at });
+    }
+    let aggregations = serde_json::to_value(aggregations).map_err(|e| SearchError(e.to_string()))?;
+    Ok(SearchResult {
+        hits,
+        total: total as u64,
+        categories: buckets(&aggregations, "categories"),
+        cities: buckets(&aggregations, "cities"),
+        groups: covered,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_split_like_the_index() {
+        assert_eq!(words("Tayler  SWIFT!"), vec!["tayler", "swift"]);
+        assert_eq!(words("AC/DC 2027"), vec!["ac", "dc", "2027"]);
+        assert!(words(" -- ").is_empty());
+    }
+
+    #[test]
+    fn longer_words_forgive_more_typos() {
+        assert_eq!((typos("ab"), typos("swift"), typos("philharmonic")), (0, 1, 2));
+    }
+}
