@@ -86,7 +86,7 @@ impl Default for GatewayConfig {
             reconcile_interval_ms: 10_000,
             reconcile_after_ms: 30_000,
             payment_abandon_after_ms: 3_600_000,
-            search_cache_ttl_ms: 2_000,
+            search_cache_ttl_ms: 500,
             search_cache_entries_max: 10_000,
         }
     }

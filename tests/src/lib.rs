@@ -312,6 +312,11 @@ impl Cluster {
         .await
     }
 
+    /// An admin POST through node `id`, expecting 201.
+    pub async fn admin(&self, id: u64, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.admin_post(&self.url(id), path, body).await
+    }
+
     async fn admin_post(&self, base: &str, path: &str, body: Value) -> anyhow::Result<Value> {
         let response = self.http.post(format!("{base}{path}")).bearer_auth(ADMIN_TOKEN).json(&body).send().await?;
         let status = response.status();
