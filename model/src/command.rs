@@ -44,12 +44,21 @@ pub enum Command {
     PlaceEvent {
         groups: u32,
     },
+    /// Give `count` new events their ids and groups at once (a bulk import).
+    PlaceEvents {
+        groups: u32,
+        count: u32,
+    },
 
     // Inventory groups (1..).
     /// Create an event with its tickets, one per seat of the copied seat map, all available.
     CreateEvent {
         event: Event,
         seat_map: SeatMap,
+    },
+    /// Create many events at once (a bulk import); existing ones are left as they are.
+    CreateEvents {
+        events: Vec<(Event, SeatMap)>,
     },
     /// Hold every one of `tickets` for `ttl_ms`, or none of them (rule 5), if the fan then holds
     /// or owns at most `fan_tickets_max` tickets of the event.
@@ -130,6 +139,7 @@ impl Command {
                 | Command::CreatePerformer { .. }
                 | Command::CreateUser { .. }
                 | Command::PlaceEvent { .. }
+                | Command::PlaceEvents { .. }
         )
     }
 
@@ -140,6 +150,8 @@ impl Command {
             Command::CreatePerformer { .. } => "create_performer",
             Command::CreateUser { .. } => "create_user",
             Command::PlaceEvent { .. } => "place_event",
+            Command::PlaceEvents { .. } => "place_events",
+            Command::CreateEvents { .. } => "create_events",
             Command::CreateEvent { .. } => "create_event",
             Command::Hold { .. } => "hold",
             Command::HoldBest { .. } => "hold_best",
@@ -159,6 +171,9 @@ pub enum Outcome {
     UserCreated(UserId),
     EmailTaken,
     EventPlaced(Placement),
+    EventsPlaced(Vec<Placement>),
+    /// How many of a bulk import's events were new.
+    EventsCreated(u32),
     EventCreated(Event),
     /// The event already exists: creating it again changes nothing.
     EventExists(Event),
@@ -206,6 +221,9 @@ pub enum Outcome {
     /// The command was malformed; the gateway should have refused it first.
     Rejected(String),
 }
+
+/// Most events one bulk command places or creates.
+pub const BULK_EVENTS_MAX: u32 = 10_000;
 
 /// The group a placement picks for the `n`-th event (ids start at 1): round robin over the
 /// inventory groups 1..=groups.

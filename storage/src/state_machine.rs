@@ -326,6 +326,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     for command in &batch.commands {
                         let outcome =
                             ledger::apply(command, at, &mut overlay).map_err(|e| sm_error(ErrorVerb::Read, e))?;
+                        if let model::Command::CreateEvents { events } = command {
+                            changed.extend(events.iter().map(|(e, _)| e.id));
+                        }
                         changed.extend(searchable_change(&outcome));
                         outcomes.push(outcome);
                     }

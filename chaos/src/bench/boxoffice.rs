@@ -33,6 +33,7 @@ impl Boxoffice {
         nodes: u64,
         seats: u32,
         hold_ttl_ms: u64,
+        gateway_extra: &str,
     ) -> anyhow::Result<Boxoffice> {
         let spec = ClusterSpec {
             bin,
@@ -43,7 +44,7 @@ impl Boxoffice {
             proxies: false,
             raft_extra: String::new(),
             // Each benchmark client holds thousands of seats: no per-fan limit.
-            gateway_extra: "tickets_per_fan_max = 0".into(),
+            gateway_extra: format!("tickets_per_fan_max = 0\n{gateway_extra}"),
         };
         let cluster = Cluster::start(spec).await?;
         let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;

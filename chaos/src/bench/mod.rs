@@ -8,7 +8,9 @@
 //!   and `appendfsync always`) and nginx, each started on loopback, and their clients.
 
 pub mod boxoffice;
+pub mod catalog;
 pub mod http;
 pub mod load;
 pub mod peers;
 pub mod report;
+pub mod search;

@@ -29,17 +29,19 @@ impl Row {
     }
 }
 
-pub const SCENARIOS: [(&str, &str); 4] = [
+pub const SCENARIOS: [(&str, &str); 5] = [
     ("a1", "a1: sell-out of a hot event (one random ticket per hold, holds never expire)"),
     ("a2", "a2: churn (holds end after 2 s, the event never sells out)"),
     ("b", "b: the event page (Boxoffice's gateway, warm cache, against nginx serving the same JSON)"),
     ("c", "c: a mixed on-sale, 100 reads of the event page for every hold"),
+    ("s", "search: the same mix of 24 fan searches (names, typos, prefixes, cities, categories, dates)"),
 ];
 
 fn unit(scenario: &str) -> &'static str {
     match scenario {
         "a1" => "decisions/s",
         "a2" => "granted holds/s",
+        "s" => "searches/s",
         _ => "requests/s",
     }
 }

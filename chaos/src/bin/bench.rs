@@ -58,6 +58,18 @@ struct Options {
     /// The `boxoffice` binary; the one beside this binary if not given.
     #[arg(long)]
     bin: Option<PathBuf>,
+    /// Events in the search benchmark's catalog.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// How long each system answers the search mix.
+    #[arg(long, default_value = "20s", value_parser = model::duration::parse_ms)]
+    search: u64,
+    /// Clients of the search benchmark.
+    #[arg(long, default_value_t = 8)]
+    search_clients: usize,
+    /// The name of the result files (`<name>.md`, `<name>.json`, `<name>.svg`).
+    #[arg(long, default_value = "results")]
+    name: String,
 }
 
 /// How long a hold lasts in the churn scenario.
@@ -109,6 +121,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     postgres(&options, &work, &mut rows, "postgres-3", 2).await?;
     redis(&options, &work, &mut rows, "redis", false).await?;
     redis(&options, &work, &mut rows, "redis-aof", true).await?;
+    search(&options, &work, &mut rows).await?;
     write_results(&options, &rows, &stamp)
 }
 
@@ -137,7 +150,7 @@ async fn boxoffice(options: &Options, work: &Path, rows: &mut Vec<Row>) -> anyho
         || options.runs("b", "nginx")
     {
         println!("starting boxoffice ({NODES} nodes, holds never expire)");
-        let bo = Boxoffice::start(bin.clone(), work.join("boxoffice-a1"), NODES, n, NEVER_MS).await?;
+        let bo = Boxoffice::start(bin.clone(), work.join("boxoffice-a1"), NODES, n, NEVER_MS, "").await?;
         let tokens = bo.fans(options.clients).await?;
         if options.runs("a1", "boxoffice") {
             let event = bo.new_event("sell-out").await?;
@@ -167,7 +180,7 @@ async fn boxoffice(options: &Options, work: &Path, rows: &mut Vec<Row>) -> anyho
     }
     if options.runs("a2", "boxoffice") {
         println!("starting boxoffice ({NODES} nodes, holds end after {CHURN_TTL_MS} ms)");
-        let bo = Boxoffice::start(bin, work.join("boxoffice-a2"), NODES, n, CHURN_TTL_MS).await?;
+        let bo = Boxoffice::start(bin, work.join("boxoffice-a2"), NODES, n, CHURN_TTL_MS, "").await?;
         let tokens = bo.fans(options.clients).await?;
         let event = bo.new_event("churn").await?;
         let result =
@@ -427,13 +440,66 @@ fn write_results(options: &Options, rows: &[Row], stamp: &str) -> anyhow::Result
          every system alone on the machine in turn. Boxoffice is a 3-node cluster on loopback, every node syncing its log.",
         options.tickets, options.clients
     );
-    std::fs::write(options.out.join("results.json"), serde_json::to_vec_pretty(rows)?)?;
-    std::fs::write(options.out.join("results.md"), report::markdown(rows, &header))?;
+    std::fs::write(options.out.join(format!("{}.json", options.name)), serde_json::to_vec_pretty(rows)?)?;
+    std::fs::write(options.out.join(format!("{}.md", options.name)), report::markdown(rows, &header))?;
     std::fs::write(
-        options.out.join("throughput.svg"),
+        options.out.join(format!("{}.svg", options.name)),
         report::svg(rows, "Boxoffice against PostgreSQL, Redis and nginx"),
     )?;
     println!("\n{}", report::markdown(rows, &header));
     println!("results written to {}", options.out.display());
+    Ok(())
+}
+
+/// The search benchmark: one catalog in Boxoffice and PostgreSQL, the same mix against each.
+async fn search(options: &Options, work: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    use chaos::bench::search::{self as s, GatewaySearch, PostgresSearch};
+    if !options.scenarios.iter().any(|x| x == "s") {
+        return Ok(());
+    }
+    const SEED: u64 = 2026;
+    let from_ms = chrono::Utc::now().timestamp_millis() as u64;
+    let mix = s::mix(&s::catalog(SEED, options.events, from_ms), from_ms);
+    let spec = |label: &str| LoadSpec {
+        label: label.into(),
+        duration: Some(Duration::from_millis(options.search)),
+        granted_target: None,
+        rate_per_s: None,
+        progress: true,
+    };
+    if options.runs("s", "boxoffice") {
+        println!("starting boxoffice ({NODES} nodes, search cache off) and loading {} events", options.events);
+        let bin = options.bin.clone().unwrap_or_else(sibling_binary);
+        let bo =
+            Boxoffice::start(bin, work.join("boxoffice-search"), NODES, 1, NEVER_MS, "search_cache_ttl_ms = 0").await?;
+        s::load_boxoffice(&bo, SEED, options.events, from_ms).await?;
+        s::wait_indexed(&bo, options.events).await?;
+        let bases = bo.bases();
+        let paths: Vec<String> = mix.iter().map(|q| q.path()).collect();
+        let workers: Vec<_> = (0..options.search_clients)
+            .map(|n| GatewaySearch {
+                conn: chaos::bench::http::Conn::new(&bases[n % bases.len()]),
+                paths: paths.clone(),
+                turn: n * 5,
+            })
+            .collect();
+        let result = load::run(spec("search boxoffice"), workers).await;
+        rows.push(row("s", "boxoffice (search shards, cache off)", result, format!("{} events", options.events)));
+    }
+    if options.runs("s", "postgres") {
+        println!("starting postgres 15 and loading {} events", options.events);
+        let pg = Postgres::start(&work.join("postgres-search"), 0).await?;
+        let (client, connection) = tokio_postgres::connect(&pg.dsn, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        s::load_postgres(&client, SEED, options.events, from_ms).await?;
+        for (like, label) in [(false, "postgres 15 (tsvector, GIN)"), (true, "postgres 15 (LIKE)")] {
+            let mut workers = Vec::new();
+            for n in 0..options.search_clients {
+                workers.push(PostgresSearch::connect(&pg.dsn, &mix, like, n * 5).await?);
+            }
+            let result = load::run(spec(&format!("search {label}")), workers).await;
+            rows.push(row("s", label, result, format!("{} events", options.events)));
+        }
+    }
     Ok(())
 }

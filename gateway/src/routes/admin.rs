@@ -311,3 +311,75 @@ pub async fn inject_faults<C: Cluster>(
     state.cluster.inject_faults(faults);
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BulkEvents {
+    events: Vec<NewEvent>,
+}
+
+/// `POST /admin/events/bulk {events: [...]}`: a bulk import of up to `BULK_EVENTS_MAX` events
+/// (the catalog generator uses it): placed at once, then created with one command per group.
+pub async fn create_events<C: Cluster>(
+    _: Admin,
+    State(state): State<AppState<C>>,
+    JsonBody(body): JsonBody<BulkEvents>,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let count = body.events.len();
+    if count == 0 || count > model::BULK_EVENTS_MAX as usize {
+        return Err(Problem::invalid(format!("a bulk import has 1 to {} events", model::BULK_EVENTS_MAX)));
+    }
+    let mut starts = Vec::with_capacity(count);
+    for event in &body.events {
+        starts.push(check_new_event(event)?);
+    }
+    // Venues and performers are read once each, however many events name them.
+    let mut venues: BTreeMap<VenueId, Venue> = BTreeMap::new();
+    let mut known: BTreeMap<PerformerId, Performer> = BTreeMap::new();
+    for event in &body.events {
+        if let std::collections::btree_map::Entry::Vacant(slot) = venues.entry(event.venue_id) {
+            slot.insert(venue(&state, event.venue_id).await?);
+        }
+        let missing: Vec<PerformerId> =
+            event.performer_ids.iter().copied().filter(|p| !known.contains_key(p)).collect();
+        for performer in performers(&state, &missing).await? {
+            known.insert(performer.id, performer);
+        }
+    }
+    let groups = state.cluster.inventory_groups();
+    let placements = match state.write(PLACEMENT_GROUP, Command::PlaceEvents { groups, count: count as u32 }).await? {
+        Outcome::EventsPlaced(placements) => placements,
+        Outcome::Rejected(reason) => return Err(Problem::invalid(reason)),
+        other => return Err(unexpected("place events", &other)),
+    };
+    let now = state.now();
+    let mut by_group: BTreeMap<GroupId, Vec<(Event, SeatMap)>> = BTreeMap::new();
+    for ((body, starts_at), placement) in body.events.iter().zip(starts).zip(&placements) {
+        let venue = &venues[&body.venue_id];
+        let seat_map = venue.seat_map.with_prices(&body.price_cents);
+        let event = Event {
+            id: placement.event,
+            name: body.name.trim().to_owned(),
+            description: body.description.trim().to_owned(),
+            category: body.category.trim().to_owned(),
+            starts_at,
+            venue: venue.summary(),
+            performers: body.performer_ids.iter().filter_map(|p| known.get(p).cloned()).collect(),
+            ticket_count: seat_map.seat_count() as u32,
+            created_at: now,
+        };
+        by_group.entry(placement.group).or_default().push((event, seat_map));
+    }
+    let mut created = 0;
+    for (group, events) in by_group {
+        match state.write(group, Command::CreateEvents { events }).await? {
+            Outcome::EventsCreated(n) => created += n,
+            Outcome::Rejected(reason) => return Err(Problem::invalid(reason)),
+            other => return Err(unexpected("create events", &other)),
+        }
+    }
+    state.caches.searches.invalidate_all();
+    let ids: Vec<u64> = placements.iter().map(|p| p.event).collect();
+    tracing::info!(created, "events imported");
+    Ok((StatusCode::CREATED, Json(json!({"created": created, "ids": ids}))))
+}

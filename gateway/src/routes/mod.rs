@@ -42,6 +42,7 @@ pub fn build<C: Cluster>(state: AppState<C>) -> Router {
         .route("/admin/venues", post(admin::create_venue::<C>))
         .route("/admin/performers", post(admin::create_performer::<C>))
         .route("/admin/events", post(admin::create_event::<C>))
+        .route("/admin/events/bulk", post(admin::create_events::<C>))
         .route("/admin/cluster", get(admin::cluster_status::<C>))
         .route("/admin/groups/{group}/snapshot", post(admin::snapshot::<C>))
         .route("/admin/groups/{group}/digest", get(admin::digest::<C>))

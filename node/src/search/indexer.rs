@@ -119,6 +119,18 @@ impl Indexer {
         }
     }
 
+    /// Reads events from the local replica and indexes them, a page at a time.
+    async fn index(&self, group: GroupId, ids: &[EventId]) -> Result<(), String> {
+        for page in ids.chunks(REBUILD_PAGE_EVENTS as usize) {
+            let entries = match self.host.read(group, Query::IndexEntries(page.to_vec()), Consistency::Stale).await {
+                Ok(QueryResult::IndexEntries(entries)) => entries,
+                other => return Err(format!("cannot read changed events: {other:?}")),
+            };
+            self.shard.upsert(group, &entries).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// Indexes the events that changed and commits.
     async fn flush(&self, pending: &mut BTreeMap<GroupId, (u64, BTreeSet<EventId>)>) {
         if pending.is_empty() {
@@ -126,22 +138,11 @@ impl Indexer {
         }
         let mut applied = BTreeMap::new();
         for (group, (index, events)) in std::mem::take(pending) {
-            if !events.is_empty() {
-                let ids: Vec<EventId> = events.into_iter().collect();
-                match self.host.read(group, Query::IndexEntries(ids), Consistency::Stale).await {
-                    Ok(QueryResult::IndexEntries(entries)) => {
-                        if let Err(error) = self.shard.upsert(group, &entries) {
-                            tracing::error!(group, %error, "indexing failed; rebuilding the group");
-                            self.changes.dirty.lock().expect("dirty lock").insert(group);
-                            continue;
-                        }
-                    }
-                    other => {
-                        tracing::warn!(group, ?other, "cannot read changed events; rebuilding the group");
-                        self.changes.dirty.lock().expect("dirty lock").insert(group);
-                        continue;
-                    }
-                }
+            let ids: Vec<EventId> = events.into_iter().collect();
+            if let Err(reason) = self.index(group, &ids).await {
+                tracing::warn!(group, %reason, "changed events not indexed; rebuilding the group");
+                self.changes.dirty.lock().expect("dirty lock").insert(group);
+                continue;
             }
             applied.insert(group, index);
         }

@@ -188,6 +188,8 @@ pub fn apply(command: &Command, at: Millis, rows: &mut impl Rows) -> Result<Outc
         Command::CreatePerformer { name, description, genre } => create_performer(rows, name, description, genre),
         Command::CreateUser { name, email, password_hash } => create_user(rows, name, email, password_hash),
         Command::PlaceEvent { groups } => place_event(rows, *groups),
+        Command::PlaceEvents { groups, count } => place_events(rows, *groups, *count),
+        Command::CreateEvents { events } => create_events(rows, events),
         Command::CreateEvent { event, seat_map } => create_event(rows, event, seat_map),
         Command::Hold { booking, user, tickets, ttl_ms, fan_tickets_max, idempotency } => {
             let request = HoldRequest {
@@ -285,6 +287,41 @@ fn place_event(rows: &mut impl Rows, groups: u32) -> Result<Outcome, Fault> {
     let placement = Placement { event, group: group_for_new_event(event, groups) };
     write(rows, keys::placement(event), &placement);
     Ok(Outcome::EventPlaced(placement))
+}
+
+fn place_events(rows: &mut impl Rows, groups: u32, count: u32) -> Result<Outcome, Fault> {
+    if groups == 0 || count == 0 || count > model::BULK_EVENTS_MAX {
+        return Ok(Outcome::Rejected(format!("a bulk import places 1 to {} events", model::BULK_EVENTS_MAX)));
+    }
+    let mut placed = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        match place_event(rows, groups)? {
+            Outcome::EventPlaced(placement) => placed.push(placement),
+            other => return Ok(other),
+        }
+    }
+    Ok(Outcome::EventsPlaced(placed))
+}
+
+fn create_events(rows: &mut impl Rows, events: &[(Event, SeatMap)]) -> Result<Outcome, Fault> {
+    if events.len() > model::BULK_EVENTS_MAX as usize {
+        return Ok(Outcome::Rejected(format!("a bulk import creates at most {} events", model::BULK_EVENTS_MAX)));
+    }
+    // Checked whole before anything is written: all or nothing, like any command.
+    if let Some(problem) = events.iter().find_map(|(e, map)| {
+        map.problem().or_else(|| {
+            (map.seat_count() != e.ticket_count as usize).then(|| "a ticket count is not its seat map's".into())
+        })
+    }) {
+        return Ok(Outcome::Rejected(problem));
+    }
+    let mut created = 0;
+    for (event, map) in events {
+        if let Outcome::EventCreated(_) = create_event(rows, event, map)? {
+            created += 1;
+        }
+    }
+    Ok(Outcome::EventsCreated(created))
 }
 
 fn create_event(rows: &mut impl Rows, event: &Event, map: &SeatMap) -> Result<Outcome, Fault> {
