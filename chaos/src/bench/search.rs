@@ -390,6 +390,6 @@ mod tests {
                 && browse.path().contains("pageSize=20")
         );
         assert_eq!(encode("Tayler Swift"), "Tayler%20Swift");
-        assert_eq!(typo("Swift"), "Swaft");
+        assert_eq!(typo("Swift"), "Sweft");
     }
 }
