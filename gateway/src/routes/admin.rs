@@ -338,12 +338,12 @@ pub async fn create_events<C: Cluster>(
     let mut known: BTreeMap<PerformerId, Performer> = BTreeMap::new();
     for event in &body.events {
         if let std::collections::btree_map::Entry::Vacant(slot) = venues.entry(event.venue_id) {
-            slot.insert(venue(&state, event.venue_id).await?);
+            slot.insert(existing_venue(&state, event.venue_id).await?);
         }
-        let missing: Vec<PerformerId> =
-            event.performer_ids.iter().copied().filter(|p| !known.contains_key(p)).collect();
-        for performer in performers(&state, &missing).await? {
-            known.insert(performer.id, performer);
+        for &id in &event.performer_ids {
+            if let std::collections::btree_map::Entry::Vacant(slot) = known.entry(id) {
+                slot.insert(existing_performer(&state, id).await?);
+            }
         }
     }
     let groups = state.cluster.inventory_groups();
@@ -382,4 +382,20 @@ pub async fn create_events<C: Cluster>(
     let ids: Vec<u64> = placements.iter().map(|p| p.event).collect();
     tracing::info!(created, "events imported");
     Ok((StatusCode::CREATED, Json(json!({"created": created, "ids": ids}))))
+}
+
+/// A venue for a bulk import: from this node's replica when it has it (venues never change), from
+/// the leader otherwise.
+async fn existing_venue<C: Cluster>(state: &Shared<C>, id: VenueId) -> Result<Venue, Problem> {
+    if let QueryResult::Venue(Some(venue)) = state.read(PLACEMENT_GROUP, Query::Venue(id), Consistency::Stale).await? {
+        return Ok(venue);
+    }
+    venue(state, id).await
+}
+
+async fn existing_performer<C: Cluster>(state: &Shared<C>, id: PerformerId) -> Result<Performer, Problem> {
+    if let QueryResult::Performer(Some(p)) = state.read(PLACEMENT_GROUP, Query::Performer(id), Consistency::Stale).await? {
+        return Ok(p);
+    }
+    performers(state, &[id]).await?.pop().ok_or_else(|| Problem::invalid(format!("there is no performer {id}")))
 }
