@@ -51,4 +51,10 @@ pub trait Cluster: Send + Sync + 'static {
     /// Injects faults into this node (chaos tests only: the gateway offers it only when
     /// `fault_injection_enabled`).
     fn inject_faults(&self, faults: Faults);
+
+    /// Prometheus text lines about the node itself (its search shard, say), appended to the
+    /// gateway's own metrics.
+    fn node_metrics(&self) -> String {
+        String::new()
+    }
 }

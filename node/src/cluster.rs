@@ -10,10 +10,14 @@ use model::{
 use raft::Host;
 use storage::DiskFaults;
 
+use crate::search::SearchShard;
+
 pub struct HostCluster {
     pub host: Arc<Host>,
     /// This node's disk fault switches, for `inject_faults`.
     pub disk: Arc<DiskFaults>,
+    /// This node's search shard, for its metrics.
+    pub shard: Arc<SearchShard>,
 }
 
 impl gateway::Cluster for HostCluster {
@@ -64,5 +68,9 @@ impl gateway::Cluster for HostCluster {
         if let Some(fail) = faults.log_write_fail {
             self.disk.write_fail.store(fail, Ordering::Relaxed);
         }
+    }
+
+    fn node_metrics(&self) -> String {
+        self.shard.metrics()
     }
 }

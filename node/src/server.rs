@@ -56,7 +56,7 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
         .await??;
     host.set_searcher(shard.clone());
     let (stop_indexer, stopped) = watch::channel(false);
-    let indexer = Indexer { shard, host: host.clone(), changes };
+    let indexer = Indexer { shard: shard.clone(), host: host.clone(), changes };
     let indexer = std::thread::Builder::new().name("search-indexer".into()).spawn(move || {
         match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime.block_on(indexer.run(change_stream, stopped)),
@@ -64,7 +64,7 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
         }
     })?;
     let http_addr = http.local_addr()?;
-    let cluster = HostCluster { host: host.clone(), disk };
+    let cluster = HostCluster { host: host.clone(), disk, shard };
     let router = gateway::router(Arc::new(cluster), config.gateway.clone());
     let (stop_gateway, mut stopped) = watch::channel(false);
     let gateway = tokio::spawn(gateway::serve(http, router, async move {

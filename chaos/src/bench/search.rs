@@ -241,6 +241,9 @@ pub async fn load_boxoffice(bo: &Boxoffice, seed: u64, events: usize, from_ms: u
 }
 
 /// Waits until every node's search finds all `events` events, with a progress line.
+/// Longest the benchmark waits for the nodes to merge their search segments.
+const MERGE_WAIT_MS: u64 = 15 * 60_000;
+
 pub async fn wait_indexed(bo: &Boxoffice, events: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     for base in bo.bases() {
@@ -260,6 +263,34 @@ pub async fn wait_indexed(bo: &Boxoffice, events: usize) -> anyhow::Result<()> {
                 bail!("search on {base} found {total} of {events} events after 30 minutes");
             }
             tokio::time::sleep(Duration::from_millis(1_000)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every node has merged its search index into one segment (each node does once its
+/// indexer is idle), so that the run measures the index a settled catalog has. Gives up after
+/// `MERGE_WAIT_MS`, saying so.
+pub async fn wait_merged(bo: &Boxoffice) -> anyhow::Result<()> {
+    let started = Instant::now();
+    for base in bo.bases() {
+        let mut conn = Conn::new(&base);
+        loop {
+            let (_, body) = conn.send(Method::GET, "/metrics", None, None).await?;
+            let text = String::from_utf8_lossy(&body);
+            let segments = text
+                .lines()
+                .find_map(|l| l.strip_prefix("boxoffice_search_segments ")?.trim().parse::<u64>().ok())
+                .unwrap_or(u64::MAX);
+            if segments <= 1 {
+                break;
+            }
+            if started.elapsed() > Duration::from_millis(MERGE_WAIT_MS) {
+                println!("search index on {base} still has {segments} segments; measuring anyway");
+                break;
+            }
+            println!("search index on {base}: {segments} segments, merging ({:.0} s)", started.elapsed().as_secs_f64());
+            tokio::time::sleep(Duration::from_secs(5)).await;
         }
     }
     Ok(())

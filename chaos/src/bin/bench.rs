@@ -474,6 +474,7 @@ async fn search(options: &Options, work: &Path, rows: &mut Vec<Row>) -> anyhow::
             Boxoffice::start(bin, work.join("boxoffice-search"), NODES, 1, NEVER_MS, "search_cache_ttl_ms = 0").await?;
         s::load_boxoffice(&bo, SEED, options.events, from_ms).await?;
         s::wait_indexed(&bo, options.events).await?;
+        s::wait_merged(&bo).await?;
         if let Ok(minutes) = std::env::var("BOXOFFICE_BENCH_PAUSE_MINUTES") {
             println!("paused for {minutes} minutes: gateways {:?}", bo.bases());
             tokio::time::sleep(Duration::from_secs(60 * minutes.parse::<u64>().unwrap_or(10))).await;

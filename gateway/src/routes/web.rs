@@ -23,5 +23,7 @@ pub async fn healthz<C: Cluster>(State(state): State<AppState<C>>) -> Json<Value
 }
 
 pub async fn metrics<C: Cluster>(State(state): State<AppState<C>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], state.metrics.render())
+    let mut text = state.metrics.render();
+    text.push_str(&state.cluster.node_metrics());
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text)
 }

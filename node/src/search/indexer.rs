@@ -5,11 +5,12 @@
 //! is rebuilt from its state machine. Then the indexer follows the stream: it gathers the events
 //! that changed, reads them from the local replica, and commits at most every
 //! `COMMIT_INTERVAL_MS`, so that an event created or sold out is searchable within a second.
-//! A group whose changes were dropped, or that installed a snapshot, is rebuilt.
+//! A group whose changes were dropped, or that installed a snapshot, is rebuilt. Once changes
+//! stop coming for `MERGE_IDLE_MS`, the shard's segments are merged into one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use model::{Consistency, EventId, GroupId, Query, QueryResult};
 use raft::Host;
@@ -24,6 +25,9 @@ const COMMIT_INTERVAL_MS: u64 = 200;
 const REBUILD_PAGE_EVENTS: u32 = 5_000;
 /// Changes taken from the stream before a commit is forced.
 const CHANGES_PER_COMMIT_MAX: usize = 10_000;
+/// How long the stream must be quiet before the segments are merged: a bulk import or a rebuild
+/// leaves many, and every search walks each one.
+const MERGE_IDLE_MS: u64 = 3_000;
 
 pub struct Indexer {
     pub shard: Arc<SearchShard>,
@@ -37,11 +41,13 @@ impl Indexer {
         self.catch_up().await;
         let mut pending: BTreeMap<GroupId, (u64, BTreeSet<EventId>)> = BTreeMap::new();
         let mut taken = 0usize;
+        let (mut last_change, mut last_merge) = (Instant::now(), Instant::now());
         loop {
             let tick = tokio::time::sleep(Duration::from_millis(COMMIT_INTERVAL_MS));
             tokio::select! {
                 change = stream.recv() => match change {
                     Some(change) => {
+                        last_change = Instant::now();
                         let slot = pending.entry(change.group).or_default();
                         slot.0 = slot.0.max(change.applied);
                         slot.1.extend(change.events);
@@ -61,6 +67,15 @@ impl Indexer {
             taken = 0;
             self.flush(&mut pending).await;
             self.rebuild_dirty().await;
+            let idle = Duration::from_millis(MERGE_IDLE_MS);
+            if last_change.elapsed() >= idle && last_merge.elapsed() >= idle {
+                // Tried again while idle: a merge can fail when tantivy's own policy holds some
+                // of the segments.
+                last_merge = Instant::now();
+                if let Err(error) = self.shard.merge_all() {
+                    tracing::warn!(%error, "search segments not merged");
+                }
+            }
         }
     }
 

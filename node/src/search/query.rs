@@ -3,26 +3,32 @@
 //! Every keyword must match somewhere: exactly (BM25, in the name most, then performers, venue,
 //! description), within one or two typos (in names, performers and venues), or, for the last
 //! word, as a prefix (the fan is still typing). Filters and the date range must all hold.
+//!
+//! Typos are looked for only when a word is in no name, performer or venue as typed: walking the
+//! term dictionary with a Levenshtein automaton is the dearest part of a search, and a word that
+//! exists is almost always the word meant. Prefixes are terms of their own (see
+//! [`super::PREFIX_CHARS_MAX`]), so the last word costs one lookup too.
 
 use std::ops::Bound;
 
 use model::{GroupId, SearchHit, SearchQuery, SearchResult, SearchSort};
-use serde_json::json;
-use tantivy::aggregation::agg_req::Aggregations;
-use tantivy::aggregation::{AggregationCollector, AggregationLimitsGuard};
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::TopDocs;
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery,
+    TermSetQuery,
 };
-use tantivy::schema::{Field, IndexRecordOption, Value};
-use tantivy::{DocAddress, Order, Searcher, TantivyDocument, Term};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DocAddress, Order, Searcher, Term};
 
-use super::{Fields, SearchError};
+use super::tally::{Tally, TallyCollector};
+use super::{Fields, SearchError, PREFIX_CHARS_MAX};
 
 /// Most keywords a search looks at.
 const KEYWORDS_MAX: usize = 8;
 /// Facet values returned per facet.
-const FACET_VALUES_MAX: u32 = 20;
+const FACET_VALUES_MAX: usize = 20;
+/// The score of a match by prefix only: below a whole word in a name.
+const PREFIX_SCORE: f32 = 1.0;
 
 /// Splits keywords as the index's default tokenizer does: lowercase runs of letters and digits.
 pub fn words(keyword: &str) -> Vec<String> {
@@ -48,24 +54,27 @@ fn boosted(query: Box<dyn Query>, boost: f32) -> Box<dyn Query> {
 }
 
 /// The clause one word adds: it must match in at least one way.
-fn word_clause(f: &Fields, word: &str, last: bool) -> Box<dyn Query> {
+fn word_clause(searcher: &Searcher, f: &Fields, word: &str, last: bool) -> Box<dyn Query> {
     let mut ways: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     let weighted = [(f.name, 3.0), (f.performers, 2.5), (f.venue, 1.5), (f.description, 0.5)];
     for (field, weight) in weighted {
         let term = Term::from_field_text(field, word);
         ways.push((Occur::Should, boosted(Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)), weight)));
     }
-    let fuzzy_fields = [(f.name, 1.0), (f.performers, 1.0), (f.venue, 0.5)];
     let distance = typos(word);
-    for (field, weight) in fuzzy_fields {
-        if distance > 0 {
-            let fuzzy = FuzzyTermQuery::new(Term::from_field_text(field, word), distance, true);
-            ways.push((Occur::Should, boosted(Box::new(fuzzy), weight)));
-        }
-        if last {
-            let prefix = FuzzyTermQuery::new_prefix(Term::from_field_text(field, word), 0, true);
-            ways.push((Occur::Should, boosted(Box::new(prefix), weight * 0.8)));
-        }
+    let as_typed = Term::from_field_text(f.words, word);
+    // A failed lookup counts as a missing word: the search is then broader, never narrower.
+    if distance > 0 && searcher.doc_freq(&as_typed).unwrap_or(0) == 0 {
+        ways.push((Occur::Should, Box::new(FuzzyTermQuery::new(as_typed.clone(), distance, true))));
+    }
+    if last {
+        let prefix: Box<dyn Query> = if word.chars().count() <= PREFIX_CHARS_MAX {
+            let term = Term::from_field_text(f.prefixes, word);
+            Box::new(TermQuery::new(term, IndexRecordOption::Basic))
+        } else {
+            Box::new(FuzzyTermQuery::new_prefix(as_typed, 0, false))
+        };
+        ways.push((Occur::Should, Box::new(ConstScoreQuery::new(prefix, PREFIX_SCORE))));
     }
     Box::new(BooleanQuery::new(ways))
 }
@@ -75,13 +84,13 @@ fn exact(field: Field, value: &str) -> Box<dyn Query> {
 }
 
 /// The whole query: keywords, filters, date range, groups.
-pub fn build(f: &Fields, query: &SearchQuery, groups: Option<&[GroupId]>) -> Box<dyn Query> {
+pub fn build(searcher: &Searcher, f: &Fields, query: &SearchQuery, groups: Option<&[GroupId]>) -> Box<dyn Query> {
     let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     if let Some(keyword) = &query.keyword {
         let words = words(keyword);
         let count = words.len();
         for (n, word) in words.iter().enumerate() {
-            must.push((Occur::Must, word_clause(f, word, n + 1 == count)));
+            must.push((Occur::Must, word_clause(searcher, f, word, n + 1 == count)));
         }
     }
     let filters = [
@@ -117,23 +126,6 @@ pub fn build(f: &Fields, query: &SearchQuery, groups: Option<&[GroupId]>) -> Box
     Box::new(BooleanQuery::new(must))
 }
 
-fn facets() -> Aggregations {
-    serde_json::from_value(json!({
-        "categories": {"terms": {"field": "category", "size": FACET_VALUES_MAX}},
-        "cities": {"terms": {"field": "city", "size": FACET_VALUES_MAX}},
-    }))
-    .expect("the facet aggregations are well formed")
-}
-
-fn buckets(results: &serde_json::Value, name: &str) -> Vec<(String, u64)> {
-    results[name]["buckets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|b| Some((b["key"].as_str()?.to_string(), b["doc_count"].as_u64()?)))
-        .collect()
-}
-
 /// Runs a search on one searcher; `groups` limits it to some groups (all when `None`), and
 /// `covered` is what the answer says it covers.
 pub fn run(
@@ -143,31 +135,30 @@ pub fn run(
     groups: Option<&[GroupId]>,
     covered: Vec<GroupId>,
 ) -> Result<SearchResult, SearchError> {
-    let tantivy_query = build(f, query, groups);
+    let tantivy_query = build(searcher, f, query, groups);
     let wanted = (query.offset + query.limit).clamp(1, model::SEARCH_HITS_MAX) as usize;
     let by_date = query.sort == SearchSort::Date || query.keyword.is_none();
-    let facet_collector = AggregationCollector::from_aggs(facets(), AggregationLimitsGuard::default());
-    let (addresses, total, aggregations) = if by_date {
+    let (addresses, tally): (Vec<(f32, DocAddress)>, Tally) = if by_date {
         let top = TopDocs::with_limit(wanted).order_by_fast_field::<i64>("starts_at", Order::Asc);
-        let (top, total, aggs) = searcher.search(&tantivy_query, &(top, Count, facet_collector))?;
-        (top.into_iter().map(|(_, a)| (0.0, a)).collect::<Vec<(f32, DocAddress)>>(), total, aggs)
+        let (top, tally) = searcher.search(&tantivy_query, &(top, TallyCollector))?;
+        (top.into_iter().map(|(_, a)| (0.0, a)).collect(), tally)
     } else {
-        searcher.search(&tantivy_query, &(TopDocs::with_limit(wanted), Count, facet_collector))?
+        searcher.search(&tantivy_query, &(TopDocs::with_limit(wanted), TallyCollector))?
     };
     let mut hits = Vec::with_capacity(addresses.len());
     for (score, address) in addresses {
-        let document: TantivyDocument = searcher.doc(address)?;
-        let id = document.get_first(f.id).and_then(|v| v.as_u64()).unwrap_or_default();
-        let starts_at = document.get_first(f.starts_at).and_then(|v| v.as_i64()).unwrap_or_default().max(0) as u64;
-        let group = searcher.segment_reader(address.segment_ord).fast_fields().u64("group")?.first(address.doc_id);
-        hits.push(SearchHit { event: id, group: group.unwrap_or_default() as GroupId, score, starts_at });
+        // Read from the columns, not the document store: no block to decompress per hit.
+        let columns = searcher.segment_reader(address.segment_ord).fast_fields();
+        let id = columns.u64("id")?.first(address.doc_id).unwrap_or_default();
+        let starts_at = columns.i64("starts_at")?.first(address.doc_id).unwrap_or_default().max(0) as u64;
+        let group = columns.u64("group")?.first(address.doc_id).unwrap_or_default();
+        hits.push(SearchHit { event: id, group: group as GroupId, score, starts_at });
     }
-    let aggregations = serde_json::to_value(aggregations).map_err(|e| SearchError(e.to_string()))?;
     Ok(SearchResult {
         hits,
-        total: total as u64,
-        categories: buckets(&aggregations, "categories"),
-        cities: buckets(&aggregations, "cities"),
+        total: tally.total,
+        categories: Tally::top(tally.categories, FACET_VALUES_MAX),
+        cities: Tally::top(tally.cities, FACET_VALUES_MAX),
         groups: covered,
     })
 }
