@@ -394,7 +394,9 @@ async fn existing_venue<C: Cluster>(state: &Shared<C>, id: VenueId) -> Result<Ve
 }
 
 async fn existing_performer<C: Cluster>(state: &Shared<C>, id: PerformerId) -> Result<Performer, Problem> {
-    if let QueryResult::Performer(Some(p)) = state.read(PLACEMENT_GROUP, Query::Performer(id), Consistency::Stale).await? {
+    if let QueryResult::Performer(Some(p)) =
+        state.read(PLACEMENT_GROUP, Query::Performer(id), Consistency::Stale).await?
+    {
         return Ok(p);
     }
     performers(state, &[id]).await?.pop().ok_or_else(|| Problem::invalid(format!("there is no performer {id}")))

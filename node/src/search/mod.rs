@@ -142,7 +142,8 @@ impl SearchShard {
             Err(TantivyError::SchemaError(_)) => {
                 // The index is derived: one of an older layout is dropped and rebuilt.
                 tracing::warn!(dir = %dir.display(), "the search index has an older schema; rebuilding it");
-                std::fs::remove_dir_all(dir).map_err(|e| SearchError(format!("cannot clear {}: {e}", dir.display())))?;
+                std::fs::remove_dir_all(dir)
+                    .map_err(|e| SearchError(format!("cannot clear {}: {e}", dir.display())))?;
                 std::fs::create_dir_all(dir)
                     .map_err(|e| SearchError(format!("cannot create {}: {e}", dir.display())))?;
                 Index::open_or_create(Self::directory(dir)?, schema)?
@@ -285,7 +286,9 @@ impl SearchShard {
         ];
         let mut text = String::new();
         for (name, help, value) in gauges {
-            text.push_str(&format!("# HELP boxoffice_{name} {help}\n# TYPE boxoffice_{name} gauge\nboxoffice_{name} {value}\n"));
+            text.push_str(&format!(
+                "# HELP boxoffice_{name} {help}\n# TYPE boxoffice_{name} gauge\nboxoffice_{name} {value}\n"
+            ));
         }
         text
     }
