@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use futures::SinkExt;
-use hyper::Method;
+use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio_postgres::types::ToSql;
 
@@ -163,12 +163,28 @@ pub fn mix(catalog: &Catalog, from_ms: u64) -> Vec<MixQuery> {
     queries
 }
 
+/// Times a POST the cluster answered 503 (no leader right now, say after an election under the
+/// import's load) is tried again, a second apart, before the benchmark gives up.
+const UNAVAILABLE_RETRIES_MAX: u32 = 30;
+
+/// Posts `body` as the admin; a 503 is tried again. (A 503 can, rarely, follow a command that
+/// did commit as its leader was lost: a retried import then adds its events twice, which only
+/// makes the catalog a little bigger than asked.)
 async fn admin_post(conn: &mut Conn, path: &str, body: &Value) -> anyhow::Result<Value> {
-    let (status, answer) = conn.send(Method::POST, path, Some(ADMIN_TOKEN), Some(body.to_string())).await?;
-    if !status.is_success() {
-        bail!("POST {path}: {status} {}", String::from_utf8_lossy(&answer));
+    let body = body.to_string();
+    let mut attempts = 0;
+    loop {
+        let (status, answer) = conn.send(Method::POST, path, Some(ADMIN_TOKEN), Some(body.clone())).await?;
+        attempts += 1;
+        if status == StatusCode::SERVICE_UNAVAILABLE && attempts <= UNAVAILABLE_RETRIES_MAX {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        if !status.is_success() {
+            bail!("POST {path}: {status} {}", String::from_utf8_lossy(&answer));
+        }
+        return Ok(serde_json::from_slice(&answer)?);
     }
-    Ok(serde_json::from_slice(&answer)?)
 }
 
 /// Posts `bodies` to `path`, `CATALOG_IN_FLIGHT` at a time; returns the ids in order.

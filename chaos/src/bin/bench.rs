@@ -70,6 +70,10 @@ struct Options {
     /// The name of the result files (`<name>.md`, `<name>.json`, `<name>.svg`).
     #[arg(long, default_value = "results")]
     name: String,
+    /// Keep the systems' data and logs after a run that succeeded (a failed run always keeps
+    /// them, to read its logs): a million-event run leaves gigabytes.
+    #[arg(long)]
+    keep_data: bool,
 }
 
 /// How long a hold lasts in the churn scenario.
@@ -116,13 +120,23 @@ async fn run(options: Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.work)?;
     let work = std::path::absolute(&options.work)?.join(&stamp);
     let mut rows = Vec::new();
-    boxoffice(&options, &work, &mut rows).await?;
-    postgres(&options, &work, &mut rows, "postgres", 0).await?;
-    postgres(&options, &work, &mut rows, "postgres-3", 2).await?;
-    redis(&options, &work, &mut rows, "redis", false).await?;
-    redis(&options, &work, &mut rows, "redis-aof", true).await?;
-    search(&options, &work, &mut rows).await?;
-    write_results(&options, &rows, &stamp)
+    let measured = async {
+        boxoffice(&options, &work, &mut rows).await?;
+        postgres(&options, &work, &mut rows, "postgres", 0).await?;
+        postgres(&options, &work, &mut rows, "postgres-3", 2).await?;
+        redis(&options, &work, &mut rows, "redis", false).await?;
+        redis(&options, &work, &mut rows, "redis-aof", true).await?;
+        search(&options, &work, &mut rows).await
+    }
+    .await;
+    if let Err(error) = measured {
+        return Err(error.context(format!("the systems' data and logs are kept in {}", work.display())));
+    }
+    write_results(&options, &rows, &stamp)?;
+    if !options.keep_data && work.exists() {
+        std::fs::remove_dir_all(&work).with_context(|| format!("cannot remove {}", work.display()))?;
+    }
+    Ok(())
 }
 
 fn sibling_binary() -> PathBuf {
