@@ -32,6 +32,10 @@ pub struct RaftConfig {
     pub snapshot_logs_kept_max: u64,
     /// Most entries in one append-entries message.
     pub append_entries_max: u64,
+    /// Most bytes of entries in one append-entries message (at least one entry goes whatever
+    /// its size): openraft gives such a message one heartbeat interval, and a lagging follower
+    /// sent too much at once would never catch up. Halved while messages time out.
+    pub append_entries_bytes_max: u64,
     /// How long one message between nodes may take before it counts as lost.
     pub rpc_timeout_ms: u64,
     /// How long a snapshot transfer may take.
@@ -63,6 +67,7 @@ impl Default for RaftConfig {
             snapshot_logs_since_last: 5_000,
             snapshot_logs_kept_max: 1_000,
             append_entries_max: 300,
+            append_entries_bytes_max: 1 << 20,
             rpc_timeout_ms: 2_000,
             snapshot_timeout_ms: 60_000,
             write_timeout_ms: 10_000,

@@ -136,7 +136,8 @@ impl Host {
         for group in 0..=config.raft.inventory_groups {
             let parts = storage.open(group).map_err(|reason| HostError::Open { group, reason })?;
             let (log, sm, reader) = (parts.log, parts.state_machine, parts.reader);
-            let network = NetworkFactory { group, peers: peers.clone() };
+            let network =
+                NetworkFactory { group, peers: peers.clone(), entries_bytes_max: config.raft.append_entries_bytes_max };
             let raft = Raft::new(me, raft_config.clone(), network, log, sm)
                 .await
                 .map_err(|e| HostError::Open { group, reason: e.to_string() })?;

@@ -10,7 +10,8 @@ use crate::bench::load::LoadResult;
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {
-    /// `a1` sell-out, `a2` churn, `b` event page, `c` mixed on-sale.
+    /// `a1` sell-out, `a2` churn, `b` event page, `c` mixed on-sale, `s` search throughput,
+    /// `sl` search latency at a fixed rate.
     pub scenario: String,
     pub system: String,
     pub result: LoadResult,
@@ -20,21 +21,39 @@ pub struct Row {
 
 impl Row {
     /// The figure a scenario is judged by: decisions per second for a sell-out, granted holds
-    /// per second for churn, answered requests per second otherwise.
+    /// per second for churn, the p99 latency for search at a fixed rate, answered requests per
+    /// second otherwise.
     pub fn headline(&self) -> f64 {
         match self.scenario.as_str() {
             "a2" => self.result.granted_per_s,
+            "sl" => self.result.p99_ms,
             _ => self.result.per_s,
+        }
+    }
+
+    /// How many times better Boxoffice's headline (`ours`) is than this row's: a rate divided
+    /// by a rate, or a latency by Boxoffice's.
+    fn ratio(&self, ours: f64) -> f64 {
+        let tiny = f64::MIN_POSITIVE;
+        if lower_is_better(&self.scenario) {
+            self.headline() / ours.max(tiny)
+        } else {
+            ours / self.headline().max(tiny)
         }
     }
 }
 
-pub const SCENARIOS: [(&str, &str); 5] = [
+fn lower_is_better(scenario: &str) -> bool {
+    scenario == "sl"
+}
+
+pub const SCENARIOS: [(&str, &str); 6] = [
     ("a1", "a1: sell-out of a hot event (one random ticket per hold, holds never expire)"),
     ("a2", "a2: churn (holds end after 2 s, the event never sells out)"),
     ("b", "b: the event page (Boxoffice's gateway, warm cache, against nginx serving the same JSON)"),
     ("c", "c: a mixed on-sale, 100 reads of the event page for every hold"),
-    ("s", "search: the same mix of 24 fan searches (names, typos, prefixes, cities, categories, dates)"),
+    ("s", "search: the same mix of 24 fan searches (names, typos, prefixes, cities, categories, dates), as fast as they go"),
+    ("sl", "search latency: the same mix at a fixed rate (open loop, latency from when each search was due)"),
 ];
 
 fn unit(scenario: &str) -> &'static str {
@@ -42,6 +61,7 @@ fn unit(scenario: &str) -> &'static str {
         "a1" => "decisions/s",
         "a2" => "granted holds/s",
         "s" => "searches/s",
+        "sl" => "p99 ms",
         _ => "requests/s",
     }
 }
@@ -57,27 +77,25 @@ pub fn markdown(rows: &[Row], header: &str) -> String {
         }
         let ours = rows.iter().find(|r| r.system.starts_with("boxoffice")).map(|r| r.headline());
         let _ = writeln!(out, "\n### {title}\n");
+        let better = if lower_is_better(scenario) { "system ÷ Boxoffice" } else { "Boxoffice ÷ system" };
         let _ = writeln!(
             out,
-            "| system | {} | Boxoffice ÷ system | time (s) | granted | refused | p50 ms | p99 ms | errors | checked |",
+            "| system | {} | {better} | time (s) | answered/s | granted | refused | p50 ms | p99 ms | errors | checked |",
             unit(scenario)
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         for row in rows {
             let r = &row.result;
-            let ratio = ours.map(|o| format!("{:.2}", o / row.headline().max(f64::MIN_POSITIVE))).unwrap_or_default();
+            let ratio = ours.map(|o| format!("{:.2}", row.ratio(o))).unwrap_or_default();
+            let headline = if lower_is_better(scenario) {
+                format!("{:.2}", row.headline())
+            } else {
+                format!("{:.0}", row.headline())
+            };
             let _ = writeln!(
                 out,
-                "| {} | {:.0} | {ratio} | {:.1} | {} | {} | {:.2} | {:.2} | {} | {} |",
-                row.system,
-                row.headline(),
-                r.elapsed_s,
-                r.granted,
-                r.refused,
-                r.p50_ms,
-                r.p99_ms,
-                r.errors,
-                row.checked
+                "| {} | {headline} | {ratio} | {:.1} | {:.0} | {} | {} | {:.2} | {:.2} | {} | {} |",
+                row.system, r.elapsed_s, r.per_s, r.granted, r.refused, r.p50_ms, r.p99_ms, r.errors, row.checked
             );
         }
     }
@@ -115,15 +133,12 @@ pub fn svg(rows: &[Row], title: &str) -> String {
             let color = if row.system.starts_with("boxoffice") { "#5b21b6" } else { "#9ca3af" };
             let _ = writeln!(out, r#"<text x="10" y="{}">{}</text>"#, y + 15.0, escape(&row.system));
             let _ = writeln!(out, r#"<rect x="{LABEL}" y="{y}" width="{w:.1}" height="{BAR}" fill="{color}"/>"#);
-            let _ = writeln!(
-                out,
-                r#"<text x="{:.1}" y="{}">{:.0} {} · p99 {:.1} ms</text>"#,
-                LABEL + w + 6.0,
-                y + 15.0,
-                row.headline(),
-                unit(&row.scenario),
-                row.result.p99_ms
-            );
+            let figure = if lower_is_better(&row.scenario) {
+                format!("p99 {:.1} ms (shorter is better)", row.result.p99_ms)
+            } else {
+                format!("{:.0} {} · p99 {:.1} ms", row.headline(), unit(&row.scenario), row.result.p99_ms)
+            };
+            let _ = writeln!(out, r#"<text x="{:.1}" y="{}">{}</text>"#, LABEL + w + 6.0, y + 15.0, escape(&figure));
             y += BAR + 6.0;
         }
         y += 16.0;
@@ -168,6 +183,17 @@ mod tests {
         assert!(table.contains("| postgres | 1000 | 3.00 |"), "{table}");
         assert!(table.contains("| boxoffice (3 nodes) | 3000 | 1.00 |"), "{table}");
         assert!(!table.contains("### b:"), "scenarios without rows are left out");
+    }
+
+    #[test]
+    fn a_latency_ratio_says_how_many_times_slower_the_peer_is() {
+        let mut ours = row("sl", "boxoffice", 100.0);
+        ours.result.p99_ms = 4.0;
+        let mut peer = row("sl", "postgres", 100.0);
+        peer.result.p99_ms = 40.0;
+        let table = markdown(&[ours, peer], "# results");
+        assert!(table.contains("system ÷ Boxoffice"), "{table}");
+        assert!(table.contains("| postgres | 40.00 | 10.00 |"), "{table}");
     }
 
     #[test]

@@ -67,6 +67,10 @@ struct Options {
     /// Clients of the search benchmark.
     #[arg(long, default_value_t = 8)]
     search_clients: usize,
+    /// Searches per second, in all, of the search latency run (open loop: latency counts from
+    /// when each search was due, so a system that falls behind shows it).
+    #[arg(long, default_value_t = 100)]
+    search_rate: u64,
     /// The name of the result files (`<name>.md`, `<name>.json`, `<name>.svg`).
     #[arg(long, default_value = "results")]
     name: String,
@@ -474,13 +478,15 @@ async fn search(options: &Options, work: &Path, rows: &mut Vec<Row>) -> anyhow::
     const SEED: u64 = 2026;
     let from_ms = chrono::Utc::now().timestamp_millis() as u64;
     let mix = s::mix(&s::catalog(SEED, options.events, from_ms), from_ms);
-    let spec = |label: &str| LoadSpec {
+    // Each system answers the mix twice: at a fixed rate for latency, then as fast as it goes.
+    let spec = |label: &str, rate_per_s: Option<u64>| LoadSpec {
         label: label.into(),
         duration: Some(Duration::from_millis(options.search)),
         granted_target: None,
-        rate_per_s: None,
+        rate_per_s,
         progress: true,
     };
+    let runs = [("sl", Some(options.search_rate)), ("s", None)];
     if options.runs("s", "boxoffice") {
         println!("starting boxoffice ({NODES} nodes, search cache off) and loading {} events", options.events);
         let bin = options.bin.clone().unwrap_or_else(sibling_binary);
@@ -495,15 +501,18 @@ async fn search(options: &Options, work: &Path, rows: &mut Vec<Row>) -> anyhow::
         }
         let bases = bo.bases();
         let paths: Vec<String> = mix.iter().map(|q| q.path()).collect();
-        let workers: Vec<_> = (0..options.search_clients)
-            .map(|n| GatewaySearch {
-                conn: chaos::bench::http::Conn::new(&bases[n % bases.len()]),
-                paths: paths.clone(),
-                turn: n * 5,
-            })
-            .collect();
-        let result = load::run(spec("search boxoffice"), workers).await;
-        rows.push(row("s", "boxoffice (search shards, cache off)", result, format!("{} events", options.events)));
+        for (scenario, rate) in runs {
+            let workers: Vec<_> = (0..options.search_clients)
+                .map(|n| GatewaySearch {
+                    conn: chaos::bench::http::Conn::new(&bases[n % bases.len()]),
+                    paths: paths.clone(),
+                    turn: n * 5,
+                })
+                .collect();
+            let result = load::run(spec(&format!("{scenario} boxoffice"), rate), workers).await;
+            let system = "boxoffice (search shards, cache off)";
+            rows.push(row(scenario, system, result, format!("{} events", options.events)));
+        }
     }
     if options.runs("s", "postgres") {
         println!("starting postgres 15 and loading {} events", options.events);
@@ -512,12 +521,14 @@ async fn search(options: &Options, work: &Path, rows: &mut Vec<Row>) -> anyhow::
         tokio::spawn(connection);
         s::load_postgres(&client, SEED, options.events, from_ms).await?;
         for (like, label) in [(false, "postgres 15 (tsvector, GIN)"), (true, "postgres 15 (LIKE)")] {
-            let mut workers = Vec::new();
-            for n in 0..options.search_clients {
-                workers.push(PostgresSearch::connect(&pg.dsn, &mix, like, n * 5).await?);
+            for (scenario, rate) in runs {
+                let mut workers = Vec::new();
+                for n in 0..options.search_clients {
+                    workers.push(PostgresSearch::connect(&pg.dsn, &mix, like, n * 5).await?);
+                }
+                let result = load::run(spec(&format!("{scenario} {label}"), rate), workers).await;
+                rows.push(row(scenario, label, result, format!("{} events", options.events)));
             }
-            let result = load::run(spec(&format!("search {label}")), workers).await;
-            rows.push(row("s", label, result, format!("{} events", options.events)));
         }
     }
     Ok(())

@@ -11,6 +11,7 @@
 //! The index lives in `<data_dir>/search`; its commit payload records, per group, the applied
 //! log index it reflects.
 
+pub mod columns;
 pub mod indexer;
 pub mod query;
 pub mod tally;
@@ -20,6 +21,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use columns::ColumnCache;
 use model::{Event, GroupId, SearchQuery, SearchResult};
 use serde::{Deserialize, Serialize};
 use tantivy::directory::MmapDirectory;
@@ -115,6 +117,8 @@ pub struct SearchShard {
     reader: IndexReader,
     /// Set while a merge of every segment runs (one at a time).
     merging: Arc<AtomicBool>,
+    /// The columns searches read, opened once per segment.
+    columns: Arc<ColumnCache>,
     writer: Mutex<IndexWriter>,
     fields: Fields,
     /// Groups whose documents are complete and current: the only ones this shard answers for.
@@ -158,6 +162,7 @@ impl SearchShard {
             index,
             reader,
             merging: Arc::new(AtomicBool::new(false)),
+            columns: Arc::new(ColumnCache::default()),
             writer: Mutex::new(writer),
             fields,
             caught_up: Mutex::new(BTreeSet::new()),
@@ -243,6 +248,7 @@ impl SearchShard {
         commit.commit()?;
         drop(writer);
         self.reader.reload()?;
+        self.columns.retain_live(&self.reader.searcher());
         Ok(())
     }
 
@@ -255,15 +261,16 @@ impl SearchShard {
             return Ok(());
         }
         let merge = self.writer.lock().expect("writer lock").merge(&segments);
-        let (reader, merging) = (self.reader.clone(), self.merging.clone());
+        let (reader, merging, columns) = (self.reader.clone(), self.merging.clone(), self.columns.clone());
         // The merge runs on tantivy's merge threads; this thread only waits for it.
         let waiter = std::thread::Builder::new().name("search-merge".into()).spawn(move || {
             match merge.wait() {
                 Ok(_) => tracing::info!(segments = segments.len(), "search segments merged"),
                 Err(error) => tracing::debug!(%error, "search segments not merged"),
             }
-            if let Err(error) = reader.reload() {
-                tracing::warn!(%error, "search reader reload failed");
+            match reader.reload() {
+                Ok(()) => columns.retain_live(&reader.searcher()),
+                Err(error) => tracing::warn!(%error, "search reader reload failed"),
             }
             merging.store(false, Ordering::Release);
         });
@@ -306,7 +313,7 @@ impl SearchShard {
         let all =
             covered.len() == groups.len() && covered.len() == self.caught_up.lock().expect("caught up lock").len();
         let limit = if all { None } else { Some(covered.as_slice()) };
-        query::run(&searcher, &self.fields, query, limit, covered.clone())
+        query::run(&searcher, &self.fields, &self.columns, query, limit, covered.clone())
     }
 }
 

@@ -9,17 +9,20 @@
 //! exists is almost always the word meant. Prefixes are terms of their own (see
 //! [`super::PREFIX_CHARS_MAX`]), so the last word costs one lookup too.
 
+use std::cmp::Reverse;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use model::{GroupId, SearchHit, SearchQuery, SearchResult, SearchSort};
-use tantivy::collector::TopDocs;
+use tantivy::collector::{Collector, TopDocs};
 use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery,
     TermSetQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DocAddress, Order, Searcher, Term};
+use tantivy::{DocAddress, DocId, Searcher, SegmentReader, Term};
 
+use super::columns::ColumnCache;
 use super::tally::{Tally, TallyCollector};
 use super::{Fields, SearchError, PREFIX_CHARS_MAX};
 
@@ -131,6 +134,7 @@ pub fn build(searcher: &Searcher, f: &Fields, query: &SearchQuery, groups: Optio
 pub fn run(
     searcher: &Searcher,
     f: &Fields,
+    columns: &Arc<ColumnCache>,
     query: &SearchQuery,
     groups: Option<&[GroupId]>,
     covered: Vec<GroupId>,
@@ -138,21 +142,20 @@ pub fn run(
     let tantivy_query = build(searcher, f, query, groups);
     let wanted = (query.offset + query.limit).clamp(1, model::SEARCH_HITS_MAX) as usize;
     let by_date = query.sort == SearchSort::Date || query.keyword.is_none();
+    let tally = TallyCollector { columns };
     let (addresses, tally): (Vec<(f32, DocAddress)>, Tally) = if by_date {
-        let top = TopDocs::with_limit(wanted).order_by_fast_field::<i64>("starts_at", Order::Asc);
-        let (top, tally) = searcher.search(&tantivy_query, &(top, TallyCollector))?;
+        let (top, tally) = searcher.search(&tantivy_query, &(earliest_first(columns.clone(), wanted), tally))?;
         (top.into_iter().map(|(_, a)| (0.0, a)).collect(), tally)
     } else {
-        searcher.search(&tantivy_query, &(TopDocs::with_limit(wanted), TallyCollector))?
+        searcher.search(&tantivy_query, &(TopDocs::with_limit(wanted), tally))?
     };
     let mut hits = Vec::with_capacity(addresses.len());
     for (score, address) in addresses {
         // Read from the columns, not the document store: no block to decompress per hit.
-        let columns = searcher.segment_reader(address.segment_ord).fast_fields();
-        let id = columns.u64("id")?.first(address.doc_id).unwrap_or_default();
-        let starts_at = columns.i64("starts_at")?.first(address.doc_id).unwrap_or_default().max(0) as u64;
-        let group = columns.u64("group")?.first(address.doc_id).unwrap_or_default();
-        hits.push(SearchHit { event: id, group: group as GroupId, score, starts_at });
+        let segment = columns.get(searcher.segment_reader(address.segment_ord))?;
+        let doc = address.doc_id;
+        let starts_at = segment.starts_at(doc).max(0) as u64;
+        hits.push(SearchHit { event: segment.id(doc), group: segment.group(doc) as GroupId, score, starts_at });
     }
     Ok(SearchResult {
         hits,
@@ -160,6 +163,18 @@ pub fn run(
         categories: Tally::top(tally.categories, FACET_VALUES_MAX),
         cities: Tally::top(tally.cities, FACET_VALUES_MAX),
         groups: covered,
+    })
+}
+
+/// The `wanted` earliest matches, by the start time in the shard's opened columns.
+fn earliest_first(columns: Arc<ColumnCache>, wanted: usize) -> impl Collector<Fruit = Vec<(Reverse<i64>, DocAddress)>> {
+    TopDocs::with_limit(wanted).custom_score(move |segment: &SegmentReader| {
+        let opened = columns.get(segment);
+        if let Err(error) = &opened {
+            // Cannot happen with this index's schema; the segment's order is then arbitrary.
+            tracing::warn!(%error, "no start time column in a search segment");
+        }
+        move |doc: DocId| Reverse(opened.as_ref().map_or(i64::MAX, |c| c.starts_at(doc)))
     })
 }
 

@@ -8,6 +8,8 @@ use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::StrColumn;
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 
+use super::columns::ColumnCache;
+
 /// Matching events, and how many of them are in each category and city.
 #[derive(Debug, Default)]
 pub struct Tally {
@@ -26,8 +28,11 @@ impl Tally {
     }
 }
 
-/// Counts matches and tallies the string fast fields `category` and `city`.
-pub struct TallyCollector;
+/// Counts matches and tallies the string fast fields `category` and `city`, read from the
+/// shard's opened columns.
+pub struct TallyCollector<'a> {
+    pub columns: &'a ColumnCache,
+}
 
 /// One string column and a counter per term ordinal in it.
 struct Facet {
@@ -36,10 +41,9 @@ struct Facet {
 }
 
 impl Facet {
-    fn open(segment: &SegmentReader, field: &str) -> tantivy::Result<Facet> {
-        let column = segment.fast_fields().str(field)?;
+    fn new(column: Option<StrColumn>) -> Facet {
         let counts = vec![0; column.as_ref().map_or(0, |c| c.num_terms())];
-        Ok(Facet { column, counts })
+        Facet { column, counts }
     }
 
     fn count(&mut self, doc: DocId) {
@@ -69,15 +73,16 @@ pub struct SegmentTally {
     cities: Facet,
 }
 
-impl Collector for TallyCollector {
+impl Collector for TallyCollector<'_> {
     type Fruit = Tally;
     type Child = SegmentTally;
 
     fn for_segment(&self, _: SegmentOrdinal, segment: &SegmentReader) -> tantivy::Result<SegmentTally> {
+        let columns = self.columns.get(segment)?;
         Ok(SegmentTally {
             total: 0,
-            categories: Facet::open(segment, "category")?,
-            cities: Facet::open(segment, "city")?,
+            categories: Facet::new(columns.category.clone()),
+            cities: Facet::new(columns.city.clone()),
         })
     }
 
