@@ -32,6 +32,10 @@ const KEYWORDS_MAX: usize = 8;
 const FACET_VALUES_MAX: usize = 20;
 /// The score of a match by prefix only: below a whole word in a name.
 const PREFIX_SCORE: f32 = 1.0;
+/// A word in more than this share of the events ("the", "live") is left out of a search that
+/// has rarer words: it narrows nothing, ranks almost nothing (BM25 gives it a tiny weight), and
+/// walking its postings costs more than the rest of the search.
+const COMMON_WORD_SHARE: f64 = 0.2;
 
 /// Splits keywords as the index's default tokenizer does: lowercase runs of letters and digits.
 pub fn words(keyword: &str) -> Vec<String> {
@@ -86,11 +90,34 @@ fn exact(field: Field, value: &str) -> Box<dyn Query> {
     Box::new(TermQuery::new(Term::from_field_text(field, &value.trim().to_lowercase()), IndexRecordOption::Basic))
 }
 
+/// In how many events `word` is, at most, as a whole word in any field.
+fn events_with(searcher: &Searcher, f: &Fields, word: &str) -> u64 {
+    [f.words, f.description]
+        .iter()
+        .map(|&field| searcher.doc_freq(&Term::from_field_text(field, word)).unwrap_or(0))
+        .max()
+        .unwrap_or(0)
+}
+
+/// The words a search looks for: all of them, less the common ones when a rare word remains
+/// ("the midnight rivers" looks for "midnight rivers"; "rock festival", both common, for both).
+/// The last word stays whatever it is: the fan may still be typing it.
+fn telling_words(searcher: &Searcher, f: &Fields, words: Vec<String>) -> Vec<String> {
+    let common = (searcher.num_docs() as f64 * COMMON_WORD_SHARE) as u64;
+    let is_common: Vec<bool> = words.iter().map(|w| events_with(searcher, f, w) > common).collect();
+    if is_common.iter().all(|&c| c) {
+        return words;
+    }
+    let last = words.len() - 1;
+    let keep = |(n, common): &(usize, bool)| !common || *n == last;
+    words.into_iter().zip(is_common.into_iter().enumerate()).filter(|(_, c)| keep(c)).map(|(w, _)| w).collect()
+}
+
 /// The whole query: keywords, filters, date range, groups.
 pub fn build(searcher: &Searcher, f: &Fields, query: &SearchQuery, groups: Option<&[GroupId]>) -> Box<dyn Query> {
     let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     if let Some(keyword) = &query.keyword {
-        let words = words(keyword);
+        let words = telling_words(searcher, f, words(keyword));
         let count = words.len();
         for (n, word) in words.iter().enumerate() {
             must.push((Occur::Must, word_clause(searcher, f, word, n + 1 == count)));
@@ -187,6 +214,27 @@ mod tests {
         assert_eq!(words("Tayler  SWIFT!"), vec!["tayler", "swift"]);
         assert_eq!(words("AC/DC 2027"), vec!["ac", "dc", "2027"]);
         assert!(words(" -- ").is_empty());
+    }
+
+    #[test]
+    fn common_words_are_left_out_when_rarer_ones_remain() {
+        let (schema, f) = super::super::schema();
+        let index = tantivy::Index::create_in_ram(schema);
+        let mut writer: tantivy::IndexWriter = index.writer_with_num_threads(1, 15_000_000).unwrap();
+        for n in 0..10 {
+            let name = if n == 0 { "The Midnight Rivers" } else { "The Paper Wolves" };
+            let document: tantivy::TantivyDocument =
+                tantivy::doc!(f.words => name, f.description => "live at the hall");
+            writer.add_document(document).unwrap();
+        }
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let telling = |text: &str| telling_words(&searcher, &f, words(text));
+        assert_eq!(telling("the midnight rivers"), vec!["midnight", "rivers"]);
+        assert_eq!(telling("the hall"), vec!["the", "hall"], "all common: all kept");
+        assert_eq!(telling("midnight the"), vec!["midnight", "the"], "the last word may be a prefix: kept");
+        assert_eq!(telling("paper wolves"), vec!["paper", "wolves"], "both common: both kept");
+        assert_eq!(telling("the paper midnight"), vec!["midnight"]);
     }
 
     #[test]
