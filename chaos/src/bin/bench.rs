@@ -453,10 +453,21 @@ async fn redis(
 }
 
 fn write_results(options: &Options, rows: &[Row], stamp: &str) -> anyhow::Result<()> {
+    let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let mut setup = Vec::new();
+    if options.scenarios.iter().any(|s| s != "s") {
+        setup.push(format!("{} tickets, {} clients", options.tickets, options.clients));
+    }
+    if options.scenarios.iter().any(|s| s == "s") {
+        setup.push(format!(
+            "{} events, {} search clients, {} searches/s in the latency run",
+            options.events, options.search_clients, options.search_rate
+        ));
+    }
     let header = format!(
-        "# Benchmark results\n\nOne run of `scripts/bench` on this machine ({stamp} UTC): {} tickets, {} clients, \
-         every system alone on the machine in turn. Boxoffice is a 3-node cluster on loopback, every node syncing its log.",
-        options.tickets, options.clients
+        "# Benchmark results\n\nOne run of `scripts/bench {command}` on this machine ({stamp} UTC): {}; every \
+         system alone on the machine in turn. Boxoffice is a 3-node cluster on loopback, every node syncing its log.",
+        setup.join("; ")
     );
     std::fs::write(options.out.join(format!("{}.json", options.name)), serde_json::to_vec_pretty(rows)?)?;
     std::fs::write(options.out.join(format!("{}.md", options.name)), report::markdown(rows, &header))?;
