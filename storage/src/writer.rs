@@ -38,17 +38,39 @@ enum Waiter {
 pub struct LogWriter {
     db: Arc<DB>,
     queue: std::sync::mpsc::SyncSender<Waiter>,
+    /// Dropped with the last writer: ends the sync thread and waits for it.
+    _thread: Arc<SyncThread>,
+}
+
+/// The log sync thread, stopped and joined when the last writer goes: the thread holds the
+/// database, and a process that exited while it was closing it (or still syncing) would abort
+/// in RocksDB's teardown ("pthread lock: invalid argument").
+struct SyncThread {
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for SyncThread {
+    fn drop(&mut self) {
+        // Every writer's sender is gone (a writer drops its `queue` before this, its last
+        // shared part), so the thread sees its queue close and ends.
+        if let Some(handle) = self.handle.take() {
+            if handle.join().is_err() {
+                tracing::error!("the log sync thread panicked");
+            }
+        }
+    }
 }
 
 impl LogWriter {
     pub fn start(db: Arc<DB>, faults: Arc<DiskFaults>) -> LogWriter {
         let (queue, waiters) = std::sync::mpsc::sync_channel::<Waiter>(LOG_QUEUE_SYNCS_MAX);
         let syncing = db.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("log-sync".into())
             .spawn(move || run(syncing, waiters, faults))
             .expect("the log sync thread starts");
-        LogWriter { db, queue }
+        let thread = SyncThread { handle: Some(handle) };
+        LogWriter { db, queue, _thread: Arc::new(thread) }
     }
 
     /// Writes `batch` without waiting for the disk: readable at once, durable at the next sync.
