@@ -9,7 +9,7 @@
 //! - c, a mixed on-sale: 100 reads of the event page for every hold.
 //!
 //! Each system runs alone (the others are stopped), and the results go to `--out` as
-//! `results.json`, `results.md` and `throughput.svg`.
+//! `results.json`, `results.md` and `results.svg`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,7 +26,7 @@ use clap::Parser;
 #[derive(Parser, Clone)]
 #[command(name = "boxoffice-bench", about = "Boxoffice against PostgreSQL, Redis and nginx, in one run")]
 struct Options {
-    /// Where results.json, results.md and throughput.svg go.
+    /// Where results.json, results.md and results.svg go (named after `--name`).
     #[arg(long, default_value = "docs/benchmarks")]
     out: PathBuf,
     /// Where the systems keep their data while they run (PostgreSQL's server user must be able
@@ -453,7 +453,7 @@ async fn redis(
 }
 
 fn write_results(options: &Options, rows: &[Row], stamp: &str) -> anyhow::Result<()> {
-    let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let command: String = std::env::args().skip(1).map(|a| format!(" {a}")).collect();
     let mut setup = Vec::new();
     if options.scenarios.iter().any(|s| s != "s") {
         setup.push(format!("{} tickets, {} clients", options.tickets, options.clients));
@@ -465,7 +465,7 @@ fn write_results(options: &Options, rows: &[Row], stamp: &str) -> anyhow::Result
         ));
     }
     let header = format!(
-        "# Benchmark results\n\nOne run of `scripts/bench {command}` on this machine ({stamp} UTC): {}; every \
+        "# Benchmark results\n\nOne run of `scripts/bench{command}` on this machine ({stamp} UTC): {}; every \
          system alone on the machine in turn. Boxoffice is a 3-node cluster on loopback, every node syncing its log.",
         setup.join("; ")
     );
