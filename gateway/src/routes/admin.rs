@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use model::{
-    ClusterError, ClusterStatus, Command, Consistency, Event, GroupId, Outcome, Performer, PerformerId, Query,
-    QueryResult, SeatMap, Venue, VenueId, VenueSummary, PLACEMENT_GROUP,
+    ClusterError, ClusterStatus, Command, Consistency, Event, EventId, GroupId, Millis, Outcome, Performer,
+    PerformerId, Query, QueryResult, SeatMap, Venue, VenueId, VenueSummary, PLACEMENT_GROUP,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -160,18 +160,7 @@ pub async fn create_event<C: Cluster>(
         Outcome::EventPlaced(placement) => placement,
         other => return Err(unexpected("place event", &other)),
     };
-    let seat_map = venue.seat_map.with_prices(&body.price_cents);
-    let event = Event {
-        id: placement.event,
-        name: body.name.trim().to_owned(),
-        description: body.description.trim().to_owned(),
-        category: body.category.trim().to_owned(),
-        starts_at,
-        venue: venue.summary(),
-        performers,
-        ticket_count: seat_map.seat_count() as u32,
-        created_at: state.now(),
-    };
+    let (event, seat_map) = new_event(&body, placement.event, starts_at, &venue, performers, state.now());
     let event = match state.write(placement.group, Command::CreateEvent { event, seat_map: seat_map.clone() }).await? {
         Outcome::EventCreated(event) | Outcome::EventExists(event) => event,
         Outcome::Rejected(reason) => return Err(Problem::invalid(reason)),
@@ -183,6 +172,30 @@ pub async fn create_event<C: Cluster>(
     let location = format!("/events/{}", event.id);
     let headers = [(LOCATION, location), (CONTENT_TYPE, "application/json".to_owned())];
     Ok((StatusCode::CREATED, headers, page.body.clone()).into_response())
+}
+
+/// The event `body` asks for, with id `id`, and its seat map: the venue's, priced.
+fn new_event(
+    body: &NewEvent,
+    id: EventId,
+    starts_at: u64,
+    venue: &Venue,
+    performers: Vec<Performer>,
+    now: Millis,
+) -> (Event, SeatMap) {
+    let seat_map = venue.seat_map.with_prices(&body.price_cents);
+    let event = Event {
+        id,
+        name: body.name.trim().to_owned(),
+        description: body.description.trim().to_owned(),
+        category: body.category.trim().to_owned(),
+        starts_at,
+        venue: venue.summary(),
+        performers,
+        ticket_count: seat_map.seat_count() as u32,
+        created_at: now,
+    };
+    (event, seat_map)
 }
 
 /// Checks the fields of a new event that need no reads; returns its start time.
@@ -355,20 +368,9 @@ pub async fn create_events<C: Cluster>(
     let now = state.now();
     let mut by_group: BTreeMap<GroupId, Vec<(Event, SeatMap)>> = BTreeMap::new();
     for ((body, starts_at), placement) in body.events.iter().zip(starts).zip(&placements) {
-        let venue = &venues[&body.venue_id];
-        let seat_map = venue.seat_map.with_prices(&body.price_cents);
-        let event = Event {
-            id: placement.event,
-            name: body.name.trim().to_owned(),
-            description: body.description.trim().to_owned(),
-            category: body.category.trim().to_owned(),
-            starts_at,
-            venue: venue.summary(),
-            performers: body.performer_ids.iter().filter_map(|p| known.get(p).cloned()).collect(),
-            ticket_count: seat_map.seat_count() as u32,
-            created_at: now,
-        };
-        by_group.entry(placement.group).or_default().push((event, seat_map));
+        let performers = body.performer_ids.iter().filter_map(|p| known.get(p).cloned()).collect();
+        let made = new_event(body, placement.event, starts_at, &venues[&body.venue_id], performers, now);
+        by_group.entry(placement.group).or_default().push(made);
     }
     let mut created = 0;
     for (group, events) in by_group {

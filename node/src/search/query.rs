@@ -61,7 +61,8 @@ fn boosted(query: Box<dyn Query>, boost: f32) -> Box<dyn Query> {
 }
 
 /// The clause one word adds: it must match in at least one way.
-fn word_clause(searcher: &Searcher, f: &Fields, word: &str, last: bool) -> Box<dyn Query> {
+fn word_clause(f: &Fields, word: &Word, last: bool) -> Box<dyn Query> {
+    let (known, word) = (word.in_names > 0, word.text.as_str());
     let mut ways: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     let weighted = [(f.name, 3.0), (f.performers, 2.5), (f.venue, 1.5), (f.description, 0.5)];
     for (field, weight) in weighted {
@@ -70,8 +71,7 @@ fn word_clause(searcher: &Searcher, f: &Fields, word: &str, last: bool) -> Box<d
     }
     let distance = typos(word);
     let as_typed = Term::from_field_text(f.words, word);
-    // A failed lookup counts as a missing word: the search is then broader, never narrower.
-    if distance > 0 && searcher.doc_freq(&as_typed).unwrap_or(0) == 0 {
+    if distance > 0 && !known {
         ways.push((Occur::Should, Box::new(FuzzyTermQuery::new(as_typed.clone(), distance, true))));
     }
     if last {
@@ -90,21 +90,34 @@ fn exact(field: Field, value: &str) -> Box<dyn Query> {
     Box::new(TermQuery::new(Term::from_field_text(field, &value.trim().to_lowercase()), IndexRecordOption::Basic))
 }
 
-/// In how many events `word` is, at most, as a whole word in any field.
-fn events_with(searcher: &Searcher, f: &Fields, word: &str) -> u64 {
-    [f.words, f.description]
-        .iter()
-        .map(|&field| searcher.doc_freq(&Term::from_field_text(field, word)).unwrap_or(0))
-        .max()
-        .unwrap_or(0)
+/// A keyword, and in how many events it is as a whole word, looked up once.
+struct Word {
+    text: String,
+    /// In names, performers or venues (`words`): none means it may be a typo.
+    in_names: u64,
+    in_descriptions: u64,
+}
+
+impl Word {
+    fn look_up(searcher: &Searcher, f: &Fields, text: String) -> Word {
+        // A failed lookup counts as a missing word: the search is then broader, never narrower.
+        let events = |field| searcher.doc_freq(&Term::from_field_text(field, &text)).unwrap_or(0);
+        let (in_names, in_descriptions) = (events(f.words), events(f.description));
+        Word { text, in_names, in_descriptions }
+    }
+
+    /// In how many events the word is, at most, in any one field.
+    fn events(&self) -> u64 {
+        self.in_names.max(self.in_descriptions)
+    }
 }
 
 /// The words a search looks for: all of them, less the common ones when a rare word remains
 /// ("the midnight rivers" looks for "midnight rivers"; "rock festival", both common, for both).
 /// The last word stays whatever it is: the fan may still be typing it.
-fn telling_words(searcher: &Searcher, f: &Fields, words: Vec<String>) -> Vec<String> {
+fn telling_words(searcher: &Searcher, words: Vec<Word>) -> Vec<Word> {
     let common = (searcher.num_docs() as f64 * COMMON_WORD_SHARE) as u64;
-    let is_common: Vec<bool> = words.iter().map(|w| events_with(searcher, f, w) > common).collect();
+    let is_common: Vec<bool> = words.iter().map(|w| w.events() > common).collect();
     if is_common.iter().all(|&c| c) {
         return words;
     }
@@ -117,10 +130,11 @@ fn telling_words(searcher: &Searcher, f: &Fields, words: Vec<String>) -> Vec<Str
 pub fn build(searcher: &Searcher, f: &Fields, query: &SearchQuery, groups: Option<&[GroupId]>) -> Box<dyn Query> {
     let mut must: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     if let Some(keyword) = &query.keyword {
-        let words = telling_words(searcher, f, words(keyword));
+        let looked_up = words(keyword).into_iter().map(|w| Word::look_up(searcher, f, w)).collect();
+        let words = telling_words(searcher, looked_up);
         let count = words.len();
         for (n, word) in words.iter().enumerate() {
-            must.push((Occur::Must, word_clause(searcher, f, word, n + 1 == count)));
+            must.push((Occur::Must, word_clause(f, word, n + 1 == count)));
         }
     }
     let filters = [
@@ -229,7 +243,10 @@ mod tests {
         }
         writer.commit().unwrap();
         let searcher = index.reader().unwrap().searcher();
-        let telling = |text: &str| telling_words(&searcher, &f, words(text));
+        let telling = |text: &str| -> Vec<String> {
+            let looked_up = words(text).into_iter().map(|w| Word::look_up(&searcher, &f, w)).collect();
+            telling_words(&searcher, looked_up).into_iter().map(|w| w.text).collect()
+        };
         assert_eq!(telling("the midnight rivers"), vec!["midnight", "rivers"]);
         assert_eq!(telling("the hall"), vec!["the", "hall"], "all common: all kept");
         assert_eq!(telling("midnight the"), vec!["midnight", "the"], "the last word may be a prefix: kept");
