@@ -64,7 +64,7 @@ impl Default for RaftConfig {
             heartbeat_interval_ms: 150,
             election_timeout_min_ms: 750,
             election_timeout_max_ms: 1500,
-            snapshot_logs_since_last: 5_000,
+            snapshot_logs_since_last: 20_000,
             snapshot_logs_kept_max: 1_000,
             append_entries_max: 300,
             append_entries_bytes_max: 1 << 20,

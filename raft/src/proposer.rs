@@ -9,16 +9,17 @@
 //! Apply answers each command of an entry in order, and each waiting caller gets its own answer.
 //!
 //! A hold whose tickets are plainly taken does not need the log: like a read, its refusal only
-//! has to reflect every write acknowledged before it. The proposer sets such holds aside,
-//! confirms its leadership and catches up with one read-index round (`ensure_linearizable`) for
-//! all of them, and refuses those still taken; the others join the next entry. Under a hot
-//! on-sale most holds are for taken seats, and this keeps them off the disks.
+//! has to reflect every write acknowledged before it. The proposer sets such holds aside as they
+//! come, confirms its leadership and catches up with one read-index round
+//! (`ensure_linearizable`) for all of them, and refuses those still taken; the others join the
+//! next entry. A refusal waits for a read-index round, never for the entry in flight. Under a
+//! hot on-sale most holds are for taken seats, and this keeps them off the disks.
 
 use std::sync::Arc;
 
 use model::{Batch, Command, Millis, Outcome};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::{Clock, GroupClock};
 use crate::host::StateReader;
@@ -45,7 +46,7 @@ pub struct Proposer {
 }
 
 /// Read-index rounds (confirmations of refusals) a group keeps in flight.
-const REFUSAL_ROUNDS_IN_FLIGHT_MAX: usize = 2;
+const REFUSAL_ROUNDS_IN_FLIGHT_MAX: usize = 4;
 
 /// What the proposer task of a group works with.
 #[derive(Clone)]
@@ -100,41 +101,75 @@ impl Group {
 async fn run(group: Group, mut pending: mpsc::Receiver<Pending>, requeue: mpsc::Sender<Pending>, limits: BatchLimits) {
     let slots = Arc::new(Semaphore::new(limits.batches_in_flight_max));
     let rounds = Arc::new(Semaphore::new(REFUSAL_ROUNDS_IN_FLIGHT_MAX));
-    while let Some(first) = pending.recv().await {
-        // While every slot is busy, commands keep queueing: they join this batch.
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let mut batch = vec![first];
-        while batch.len() < limits.batch_commands_max {
-            match pending.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+    // Commands sorted out of the queue: those for the next entry, and holds that look refused.
+    // Each side waits for its own kind of room, so a refusal never waits for a raft round.
+    let (mut ready, mut doubtful) = (Vec::new(), Vec::new());
+    let max = limits.batch_commands_max;
+    loop {
+        tokio::select! {
+            biased;
+            Ok(slot) = slots.clone().acquire_owned(), if !ready.is_empty() => {
+                // Whatever queued meanwhile joins this entry.
+                sort_out(&group, &mut pending, &mut ready, &mut doubtful, max);
+                propose(&group, std::mem::take(&mut ready), slot).await;
+            }
+            Ok(round) = rounds.clone().acquire_owned(), if !doubtful.is_empty() => {
+                sort_out(&group, &mut pending, &mut ready, &mut doubtful, max);
+                let refusals = std::mem::take(&mut doubtful);
+                tokio::spawn(confirm_refusals(group.clone(), refusals, requeue.clone(), round));
+            }
+            next = pending.recv(), if ready.len() < max && doubtful.len() < max => {
+                let Some(next) = next else { return };
+                sort(&group, next, group.floor(), &mut ready, &mut doubtful);
+                sort_out(&group, &mut pending, &mut ready, &mut doubtful, max);
             }
         }
-        let floor = group.floor();
-        let (doubtful, batch): (Vec<Pending>, Vec<Pending>) =
-            batch.into_iter().partition(|p| group.taken(&p.command, floor).is_some());
-        if !doubtful.is_empty() {
-            tokio::spawn(confirm_refusals(group.clone(), doubtful, requeue.clone(), rounds.clone()));
+    }
+}
+
+/// Puts a command with the next entry's, or, for a hold whose tickets look taken, with the
+/// refusals to confirm.
+fn sort(group: &Group, next: Pending, floor: Millis, ready: &mut Vec<Pending>, doubtful: &mut Vec<Pending>) {
+    match group.taken(&next.command, floor) {
+        Some(_) => doubtful.push(next),
+        None => ready.push(next),
+    }
+}
+
+/// Takes what is queued, while both sides have room.
+fn sort_out(
+    group: &Group,
+    pending: &mut mpsc::Receiver<Pending>,
+    ready: &mut Vec<Pending>,
+    doubtful: &mut Vec<Pending>,
+    max: usize,
+) {
+    let floor = group.floor();
+    while ready.len() < max && doubtful.len() < max {
+        match pending.try_recv() {
+            Ok(next) => sort(group, next, floor, ready, doubtful),
+            Err(_) => break,
         }
-        if batch.is_empty() {
-            continue;
-        }
-        let at: Millis = group.stamps.stamp(group.clock.now_ms(), group.reader.last_applied_at());
-        let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply)).unzip();
-        match group.raft.client_write_ff(Batch { at, commands }).await {
-            Ok(applied) => {
-                tokio::spawn(async move {
-                    let result = applied.await;
-                    drop(slot);
-                    answer(replies, result);
-                });
-            }
-            Err(fatal) => {
+    }
+}
+
+/// Proposes `batch` as one entry, stamped once; a task answers each command once it applied.
+async fn propose(group: &Group, batch: Vec<Pending>, slot: OwnedSemaphorePermit) {
+    let at: Millis = group.stamps.stamp(group.clock.now_ms(), group.reader.last_applied_at());
+    let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+    match group.raft.client_write_ff(Batch { at, commands }).await {
+        Ok(applied) => {
+            tokio::spawn(async move {
+                let result = applied.await;
                 drop(slot);
-                replies.into_iter().for_each(|r| {
-                    let _ = r.send(Err(Refusal::Unavailable(fatal.to_string())));
-                });
-            }
+                answer(replies, result);
+            });
+        }
+        Err(fatal) => {
+            drop(slot);
+            replies.into_iter().for_each(|r| {
+                let _ = r.send(Err(Refusal::Unavailable(fatal.to_string())));
+            });
         }
     }
 }
@@ -145,9 +180,8 @@ async fn confirm_refusals(
     group: Group,
     doubtful: Vec<Pending>,
     requeue: mpsc::Sender<Pending>,
-    rounds: Arc<Semaphore>,
+    _round: OwnedSemaphorePermit,
 ) {
-    let Ok(_round) = rounds.acquire_owned().await else { return };
     let refusal = match group.raft.ensure_linearizable().await {
         Ok(_) => None,
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {

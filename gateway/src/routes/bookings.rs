@@ -87,7 +87,7 @@ pub async fn create<C: Cluster>(
     match state.write(group, command).await? {
         Outcome::Held(held) => {
             state.metrics.count_hold(true);
-            tracing::info!(booking = %held.id, user, tickets = held.tickets.len(), "tickets held");
+            tracing::debug!(booking = %held.id, user, tickets = held.tickets.len(), "tickets held");
             let location = format!("/bookings/{}", held.id);
             let view = BookingView::new(&held, &map, state.now());
             Ok((StatusCode::CREATED, [(LOCATION, location)], Json(view)).into_response())
