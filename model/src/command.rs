@@ -22,44 +22,24 @@ pub struct Outcomes(pub Vec<Outcome>);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     // Placement group (0).
-    CreateVenue {
-        name: String,
-        address: String,
-        city: String,
-        seat_map: SeatMap,
-    },
-    CreatePerformer {
-        name: String,
-        description: String,
-        genre: String,
-    },
+    /// Create a venue. `request` is a random number the gateway draws once per request: applied
+    /// again (a write the router retried), the command answers with the venue it created.
+    CreateVenue { request: u64, name: String, address: String, city: String, seat_map: SeatMap },
+    /// Create a performer; `request` as for a venue.
+    CreatePerformer { request: u64, name: String, description: String, genre: String },
     /// Sign a fan up. The email is already normalized, the password already hashed.
-    CreateUser {
-        name: String,
-        email: String,
-        password_hash: String,
-    },
+    CreateUser { name: String, email: String, password_hash: String },
     /// Give a new event its id and the inventory group that will own it, one of `groups`
     /// inventory groups (numbered 1 to `groups`).
-    PlaceEvent {
-        groups: u32,
-    },
+    PlaceEvent { groups: u32 },
     /// Give `count` new events their ids and groups at once (a bulk import).
-    PlaceEvents {
-        groups: u32,
-        count: u32,
-    },
+    PlaceEvents { groups: u32, count: u32 },
 
     // Inventory groups (1..).
     /// Create an event with its tickets, one per seat of the copied seat map, all available.
-    CreateEvent {
-        event: Event,
-        seat_map: SeatMap,
-    },
+    CreateEvent { event: Event, seat_map: SeatMap },
     /// Create many events at once (a bulk import); existing ones are left as they are.
-    CreateEvents {
-        events: Vec<(Event, SeatMap)>,
-    },
+    CreateEvents { events: Vec<(Event, SeatMap)> },
     /// Hold every one of `tickets` for `ttl_ms`, or none of them (rule 5), if the fan then holds
     /// or owns at most `fan_tickets_max` tickets of the event.
     Hold {
@@ -83,10 +63,7 @@ pub enum Command {
         idempotency: Option<Idempotency>,
     },
     /// Give back a held booking's tickets.
-    Release {
-        booking: BookingId,
-        user: UserId,
-    },
+    Release { booking: BookingId, user: UserId },
     /// A payment was started at the provider: the booking waits for it, its hold extended to at
     /// most `created_at + hold ttl + extension_ms` (never an endless hold).
     StartPayment {
@@ -105,18 +82,9 @@ pub enum Command {
         event: Option<String>,
     },
     /// The provider declined the payment: the booking is payable again while its hold runs.
-    PaymentFailed {
-        booking: BookingId,
-        payment: String,
-        reason: String,
-        event: Option<String>,
-    },
+    PaymentFailed { booking: BookingId, payment: String, reason: String, event: Option<String> },
     /// The provider refunded the payment.
-    PaymentRefunded {
-        booking: BookingId,
-        payment: String,
-        event: Option<String>,
-    },
+    PaymentRefunded { booking: BookingId, payment: String, event: Option<String> },
 }
 
 /// An `Idempotency-Key` and a fingerprint of the request it came with: a retry with the same key

@@ -177,8 +177,12 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, name_bytes: usize) -> Entry {
-        let command =
-            Command::CreatePerformer { name: "x".repeat(name_bytes), description: String::new(), genre: String::new() };
+        let command = Command::CreatePerformer {
+            request: index,
+            name: "x".repeat(name_bytes),
+            description: String::new(),
+            genre: String::new(),
+        };
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(Batch { at: 0, commands: vec![command] }),

@@ -20,15 +20,60 @@ pub const CF_SM: &str = "sm";
 pub const CF_SNAP: &str = "snap";
 const FAMILIES: [&str; 4] = [CF_LOG, CF_RAFT, CF_SM, CF_SNAP];
 
-/// Opens (or creates) the node's database under `path`.
-pub fn open(path: &Path) -> Result<Arc<DB>, rocksdb::Error> {
+/// The layout of rows and log entries this build reads and writes. Bump it with any change to
+/// how commands, rows or snapshots are encoded: a node refuses data of another format with a
+/// clear error instead of failing to decode it somewhere deep in raft.
+pub const FORMAT_VERSION: u32 = 2;
+/// Where the format is stamped, in the default family.
+const FORMAT_KEY: &[u8] = b"format_version";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Rocks(#[from] rocksdb::Error),
+    #[error(
+        "this data was written by another version of Boxoffice (storage format {found}, this build \
+         reads format {FORMAT_VERSION}): remove the node's data folder to start over (for `boxoffice \
+         dev`, the whole --data folder), or run the version that wrote it"
+    )]
+    Format { found: String },
+}
+
+/// Opens (or creates) the node's database under `path`, checking that its data is in this
+/// build's format.
+pub fn open(path: &Path) -> Result<Arc<DB>, OpenError> {
     let mut options = Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
     // Bounded background work: this machine has 2 cores.
     options.increase_parallelism(2);
     let families = FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, family_options(name)));
-    Ok(Arc::new(DB::open_cf_descriptors(&options, path, families)?))
+    let db = Arc::new(DB::open_cf_descriptors(&options, path, families)?);
+    check_format(&db)?;
+    Ok(db)
+}
+
+/// Stamps a new database with this build's format; refuses one stamped with another, or holding
+/// data from before formats were stamped.
+fn check_format(db: &DB) -> Result<(), OpenError> {
+    match db.get(FORMAT_KEY)? {
+        Some(found) if found == FORMAT_VERSION.to_be_bytes() => Ok(()),
+        Some(found) => {
+            let found = <[u8; 4]>::try_from(found.as_slice()).map(u32::from_be_bytes);
+            Err(OpenError::Format { found: found.map_or_else(|_| "unknown".into(), |v| v.to_string()) })
+        }
+        None => {
+            let holds_data =
+                FAMILIES.iter().any(|name| db.iterator_cf(cf(db, name), rocksdb::IteratorMode::Start).next().is_some());
+            if holds_data {
+                return Err(OpenError::Format { found: "1 or older".into() });
+            }
+            let mut synced = rocksdb::WriteOptions::default();
+            synced.set_sync(true);
+            db.put_opt(FORMAT_KEY, FORMAT_VERSION.to_be_bytes(), &synced)?;
+            Ok(())
+        }
+    }
 }
 
 /// Memtable size of the state machine's family. Every ticket change adds an entry to the
@@ -79,4 +124,39 @@ pub fn log_key(group: u32, index: u64) -> [u8; 12] {
 
 pub fn log_index(key: &[u8]) -> u64 {
     u64::from_be_bytes(key[4..12].try_into().expect("log keys are 12 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_database_is_stamped_with_this_format_and_opens_again() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()).unwrap());
+        let db = open(dir.path()).expect("its own format opens");
+        assert_eq!(db.get(FORMAT_KEY).unwrap().unwrap(), FORMAT_VERSION.to_be_bytes());
+    }
+
+    #[test]
+    fn data_of_another_format_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).unwrap();
+        db.put(FORMAT_KEY, (FORMAT_VERSION + 1).to_be_bytes()).unwrap();
+        drop(db);
+        let error = open(dir.path()).unwrap_err().to_string();
+        assert!(error.contains(&format!("storage format {}", FORMAT_VERSION + 1)), "{error}");
+        assert!(error.contains("remove the node's data folder"), "{error}");
+    }
+
+    #[test]
+    fn data_from_before_formats_were_stamped_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).unwrap();
+        db.delete(FORMAT_KEY).unwrap();
+        db.put_cf(cf(&db, CF_SM), key(1, b"row"), b"old").unwrap();
+        drop(db);
+        let error = open(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("storage format 1 or older"), "{error}");
+    }
 }

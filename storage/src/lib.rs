@@ -45,7 +45,7 @@ pub struct Storage {
 const CHANGES_QUEUED_MAX: usize = 65_536;
 
 impl Storage {
-    pub fn open(path: &Path) -> Result<Storage, rocksdb::Error> {
+    pub fn open(path: &Path) -> Result<Storage, db::OpenError> {
         let db = db::open(path)?;
         let faults = Arc::new(DiskFaults::default());
         let writer = LogWriter::start(db.clone(), faults.clone());

@@ -94,6 +94,7 @@ pub async fn create_venue<C: Cluster>(
         (body.name.trim().to_owned(), body.address.trim().to_owned(), body.city.trim().to_owned());
     let capacity = body.seat_map.seat_count() as u32;
     let command = Command::CreateVenue {
+        request: rand::random(),
         name: name.clone(),
         address: address.clone(),
         city: city.clone(),
@@ -121,6 +122,7 @@ pub async fn create_performer<C: Cluster>(
     text_errors(&mut errors, "genre", &body.genre, false, CATALOG_TEXT_CHARS_MAX);
     fields_problem(errors)?;
     let command = Command::CreatePerformer {
+        request: rand::random(),
         name: body.name.trim().to_owned(),
         description: body.description.trim().to_owned(),
         genre: body.genre.trim().to_owned(),

@@ -81,6 +81,10 @@ pub mod keys {
     pub fn email(email: &str) -> Vec<u8> {
         tagged(b'm', &[email.as_bytes()])
     }
+    /// What a catalog create made, by the request number its gateway drew: the new id.
+    pub fn created(request: u64) -> Vec<u8> {
+        tagged(b'r', &[&request.to_be_bytes()])
+    }
     pub fn placement(event: EventId) -> Vec<u8> {
         tagged(b'l', &[&event.to_be_bytes()])
     }
@@ -184,8 +188,12 @@ fn write<T: Serialize>(rows: &mut impl Rows, key: Vec<u8>, value: &T) {
 /// Applies one command stamped `at`.
 pub fn apply(command: &Command, at: Millis, rows: &mut impl Rows) -> Result<Outcome, Fault> {
     match command {
-        Command::CreateVenue { name, address, city, seat_map } => create_venue(rows, name, address, city, seat_map),
-        Command::CreatePerformer { name, description, genre } => create_performer(rows, name, description, genre),
+        Command::CreateVenue { request, name, address, city, seat_map } => {
+            create_venue(rows, *request, name, address, city, seat_map)
+        }
+        Command::CreatePerformer { request, name, description, genre } => {
+            create_performer(rows, *request, name, description, genre)
+        }
         Command::CreateUser { name, email, password_hash } => create_user(rows, name, email, password_hash),
         Command::PlaceEvent { groups } => place_event(rows, *groups),
         Command::PlaceEvents { groups, count } => place_events(rows, *groups, *count),
@@ -245,20 +253,49 @@ fn next_id(rows: &mut impl Rows, pick: impl Fn(&mut Counters) -> &mut u64) -> Re
     Ok(id)
 }
 
-fn create_venue(rows: &mut impl Rows, name: &str, address: &str, city: &str, map: &SeatMap) -> Result<Outcome, Fault> {
+/// The id a catalog create with this request number already made, if any.
+fn created_by(rows: &impl Rows, request: u64) -> Result<Option<u64>, Fault> {
+    read(rows, &keys::created(request))
+}
+
+fn create_venue(
+    rows: &mut impl Rows,
+    request: u64,
+    name: &str,
+    address: &str,
+    city: &str,
+    map: &SeatMap,
+) -> Result<Outcome, Fault> {
+    if let Some(id) = created_by(rows, request)? {
+        return Ok(Outcome::VenueCreated(id));
+    }
     if let Some(problem) = map.problem() {
         return Ok(Outcome::Rejected(problem));
     }
     let id = next_id(rows, |c| &mut c.venue)?;
     let venue = Venue { id, name: name.into(), address: address.into(), city: city.into(), seat_map: map.clone() };
     write(rows, keys::venue(id), &venue);
+    write(rows, keys::created(request), &id);
     Ok(Outcome::VenueCreated(id))
 }
 
-fn create_performer(rows: &mut impl Rows, name: &str, description: &str, genre: &str) -> Result<Outcome, Fault> {
+fn create_performer(
+    rows: &mut impl Rows,
+    request: u64,
+    name: &str,
+    description: &str,
+    genre: &str,
+) -> Result<Outcome, Fault> {
+    if let Some(id) = created_by(rows, request)? {
+        let performer = read::<Performer, _>(rows, &keys::performer(id))?;
+        // Both rows are written together and never deleted.
+        let performer = performer.expect("a request's performer row exists");
+        return Ok(Outcome::PerformerCreated(performer));
+    }
     let id = next_id(rows, |c| &mut c.performer)?;
     let performer = Performer { id, name: name.into(), description: description.into(), genre: genre.into() };
     write(rows, keys::performer(id), &performer);
+    write(rows, keys::created(request), &id);
     Ok(Outcome::PerformerCreated(performer))
 }
 

@@ -369,3 +369,32 @@ fn paying_for_an_ended_hold_takes_the_seats_back_only_if_they_are_free() {
         matches!(apply(&start(B, 2), 210, &mut rows).unwrap(), Outcome::HoldLost { tickets, .. } if tickets == vec![1])
     );
 }
+
+#[test]
+fn a_retried_catalog_create_answers_with_what_it_made_and_makes_nothing_new() {
+    let mut rows = MapRows::default();
+    let venue = |request| Command::CreateVenue {
+        request,
+        name: "Hall".into(),
+        address: String::new(),
+        city: "Oslo".into(),
+        seat_map: map(3),
+    };
+    let first = apply(&venue(7), 0, &mut rows).unwrap();
+    assert_eq!(first, Outcome::VenueCreated(1));
+    assert_eq!(apply(&venue(7), 5, &mut rows).unwrap(), first, "the same request applied again");
+    assert_eq!(apply(&venue(8), 5, &mut rows).unwrap(), Outcome::VenueCreated(2), "another request");
+    assert_eq!(rows.scan(&keys::venue(0)[..1], 10).unwrap().len(), 2, "two venues, not three");
+
+    let performer = |request| Command::CreatePerformer {
+        request,
+        name: "Band".into(),
+        description: String::new(),
+        genre: "rock".into(),
+    };
+    let Outcome::PerformerCreated(made) = apply(&performer(9), 0, &mut rows).unwrap() else { panic!("created") };
+    let Outcome::PerformerCreated(again) = apply(&performer(9), 1, &mut rows).unwrap() else { panic!("answered") };
+    assert_eq!(made, again);
+    let Outcome::PerformerCreated(other) = apply(&performer(10), 1, &mut rows).unwrap() else { panic!("created") };
+    assert_ne!(other.id, made.id);
+}
