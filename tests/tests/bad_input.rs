@@ -2,7 +2,7 @@
 //! changes nothing.
 
 use serde_json::json;
-use tests::{answer, ticket_statuses, Answer, Cluster, Settings, StatusCode};
+use tests::{answer, ticket_statuses, Answer, Cluster, Settings, StatusCode, ADMIN_TOKEN};
 
 fn assert_problem(what: &str, answer: &Answer, status: StatusCode) {
     assert_eq!(answer.status, status, "{what}: {answer:?}");
@@ -102,6 +102,26 @@ async fn bad_input_gets_a_problem_never_a_server_error() {
     assert_problem("wrong method", &send(http.put(format!("{base}/events"))).await, StatusCode::METHOD_NOT_ALLOWED);
     let bad_page = send(http.get(format!("{base}/events?page=0&pageSize=1000"))).await;
     assert_problem("bad page", &bad_page, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Prices for a section the venue does not have, alone and in a bulk import.
+    let events = format!("{base}/events?page=1&pageSize=100");
+    let before = send(http.get(&events)).await.body["events"].as_array().map(Vec::len);
+    let venue_id = event["venue"]["id"].as_u64().unwrap();
+    let priced = |name: &str| {
+        json!({"name": name, "category": "concert", "startsAt": "2031-05-01T20:00:00Z", "venueId": venue_id,
+               "performerIds": [], "priceCents": {"Balcony": 1000}})
+    };
+    let single = send(http.post(format!("{base}/admin/events")).bearer_auth(ADMIN_TOKEN).json(&priced("One"))).await;
+    assert_problem("unknown section price", &single, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(single.body["unknownSections"], json!(["Balcony"]));
+    let mut fine = priced("Fine");
+    fine["priceCents"] = json!({"Floor": 7000});
+    let bulk = json!({"events": [fine, priced("Two")]});
+    let bulk = send(http.post(format!("{base}/admin/events/bulk")).bearer_auth(ADMIN_TOKEN).json(&bulk)).await;
+    assert_problem("unknown section price in a bulk import", &bulk, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!((&bulk.body["unknownSections"], &bulk.body["eventIndex"]), (&json!(["Balcony"]), &json!(1)));
+    let after = send(http.get(&events)).await.body["events"].as_array().map(Vec::len);
+    assert_eq!(after, before, "no event was created");
 
     // Nothing above changed anything: only ticket 4 is held.
     let statuses = ticket_statuses(http, &base, event_id).await.unwrap();

@@ -147,12 +147,7 @@ pub async fn create_event<C: Cluster>(
     let starts_at = check_new_event(&body)?;
     let venue = venue(&state, body.venue_id).await?;
     let performers = performers(&state, &body.performer_ids).await?;
-    let unknown_sections: Vec<&String> =
-        body.price_cents.keys().filter(|name| !venue.seat_map.sections.iter().any(|s| &s.name == *name)).collect();
-    if !unknown_sections.is_empty() {
-        let detail = format!("the venue has no sections named {unknown_sections:?}");
-        return Err(Problem::invalid(detail).with("unknownSections", unknown_sections));
-    }
+    check_sections(&body, &venue).map_err(|detail| Problem::invalid(detail.0).with("unknownSections", detail.1))?;
     let groups = state.cluster.inventory_groups();
     if groups == 0 {
         tracing::error!("the cluster has no inventory groups to place events in");
@@ -174,6 +169,16 @@ pub async fn create_event<C: Cluster>(
     let location = format!("/events/{}", event.id);
     let headers = [(LOCATION, location), (CONTENT_TYPE, "application/json".to_owned())];
     Ok((StatusCode::CREATED, headers, page.body.clone()).into_response())
+}
+
+/// Prices must name sections the venue has: what is wrong, and the unknown names.
+fn check_sections<'a>(body: &'a NewEvent, venue: &Venue) -> Result<(), (String, Vec<&'a String>)> {
+    let unknown: Vec<&String> =
+        body.price_cents.keys().filter(|name| !venue.seat_map.sections.iter().any(|s| &s.name == *name)).collect();
+    match unknown.is_empty() {
+        true => Ok(()),
+        false => Err((format!("the venue has no sections named {unknown:?}"), unknown)),
+    }
 }
 
 /// The event `body` asks for, with id `id`, and its seat map: the venue's, priced.
@@ -360,6 +365,11 @@ pub async fn create_events<C: Cluster>(
                 slot.insert(existing_performer(&state, id).await?);
             }
         }
+    }
+    for (n, event) in body.events.iter().enumerate() {
+        check_sections(event, &venues[&event.venue_id]).map_err(|(detail, unknown)| {
+            Problem::invalid(format!("event {n}: {detail}")).with("unknownSections", unknown).with("eventIndex", n)
+        })?;
     }
     let groups = state.cluster.inventory_groups();
     let placements = match state.write(PLACEMENT_GROUP, Command::PlaceEvents { groups, count: count as u32 }).await? {
