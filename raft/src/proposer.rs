@@ -110,18 +110,19 @@ async fn run(group: Group, mut pending: mpsc::Receiver<Pending>, requeue: mpsc::
             biased;
             Ok(slot) = slots.clone().acquire_owned(), if !ready.is_empty() => {
                 // Whatever queued meanwhile joins this entry.
-                sort_out(&group, &mut pending, &mut ready, &mut doubtful, max);
+                sort_out(&group, group.floor(), &mut pending, &mut ready, &mut doubtful, max);
                 propose(&group, std::mem::take(&mut ready), slot).await;
             }
             Ok(round) = rounds.clone().acquire_owned(), if !doubtful.is_empty() => {
-                sort_out(&group, &mut pending, &mut ready, &mut doubtful, max);
+                sort_out(&group, group.floor(), &mut pending, &mut ready, &mut doubtful, max);
                 let refusals = std::mem::take(&mut doubtful);
                 tokio::spawn(confirm_refusals(group.clone(), refusals, requeue.clone(), round));
             }
             next = pending.recv(), if ready.len() < max && doubtful.len() < max => {
                 let Some(next) = next else { return };
-                sort(&group, next, group.floor(), &mut ready, &mut doubtful);
-                sort_out(&group, &mut pending, &mut ready, &mut doubtful, max);
+                let floor = group.floor();
+                sort(&group, next, floor, &mut ready, &mut doubtful);
+                sort_out(&group, floor, &mut pending, &mut ready, &mut doubtful, max);
             }
         }
     }
@@ -139,12 +140,12 @@ fn sort(group: &Group, next: Pending, floor: Millis, ready: &mut Vec<Pending>, d
 /// Takes what is queued, while both sides have room.
 fn sort_out(
     group: &Group,
+    floor: Millis,
     pending: &mut mpsc::Receiver<Pending>,
     ready: &mut Vec<Pending>,
     doubtful: &mut Vec<Pending>,
     max: usize,
 ) {
-    let floor = group.floor();
     while ready.len() < max && doubtful.len() < max {
         match pending.try_recv() {
             Ok(next) => sort(group, next, floor, ready, doubtful),

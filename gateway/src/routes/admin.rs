@@ -147,7 +147,11 @@ pub async fn create_event<C: Cluster>(
     let starts_at = check_new_event(&body)?;
     let venue = venue(&state, body.venue_id).await?;
     let performers = performers(&state, &body.performer_ids).await?;
-    check_sections(&body, &venue).map_err(|detail| Problem::invalid(detail.0).with("unknownSections", detail.1))?;
+    let unknown = unknown_sections(&body, &venue);
+    if !unknown.is_empty() {
+        let detail = format!("the venue has no sections named {unknown:?}");
+        return Err(Problem::invalid(detail).with("unknownSections", unknown));
+    }
     let groups = state.cluster.inventory_groups();
     if groups == 0 {
         tracing::error!("the cluster has no inventory groups to place events in");
@@ -171,14 +175,9 @@ pub async fn create_event<C: Cluster>(
     Ok((StatusCode::CREATED, headers, page.body.clone()).into_response())
 }
 
-/// Prices must name sections the venue has: what is wrong, and the unknown names.
-fn check_sections<'a>(body: &'a NewEvent, venue: &Venue) -> Result<(), (String, Vec<&'a String>)> {
-    let unknown: Vec<&String> =
-        body.price_cents.keys().filter(|name| !venue.seat_map.sections.iter().any(|s| &s.name == *name)).collect();
-    match unknown.is_empty() {
-        true => Ok(()),
-        false => Err((format!("the venue has no sections named {unknown:?}"), unknown)),
-    }
+/// The sections `body` prices that its venue does not have.
+fn unknown_sections<'a>(body: &'a NewEvent, venue: &Venue) -> Vec<&'a String> {
+    body.price_cents.keys().filter(|name| !venue.seat_map.sections.iter().any(|s| &s.name == *name)).collect()
 }
 
 /// The event `body` asks for, with id `id`, and its seat map: the venue's, priced.
@@ -367,9 +366,11 @@ pub async fn create_events<C: Cluster>(
         }
     }
     for (n, event) in body.events.iter().enumerate() {
-        check_sections(event, &venues[&event.venue_id]).map_err(|(detail, unknown)| {
-            Problem::invalid(format!("event {n}: {detail}")).with("unknownSections", unknown).with("eventIndex", n)
-        })?;
+        let unknown = unknown_sections(event, &venues[&event.venue_id]);
+        if !unknown.is_empty() {
+            let detail = format!("event {n}: the venue has no sections named {unknown:?}");
+            return Err(Problem::invalid(detail).with("unknownSections", unknown).with("eventIndex", n));
+        }
     }
     let groups = state.cluster.inventory_groups();
     let placements = match state.write(PLACEMENT_GROUP, Command::PlaceEvents { groups, count: count as u32 }).await? {
