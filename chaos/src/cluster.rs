@@ -62,9 +62,18 @@ pub struct Cluster {
     sandbox: Option<Child>,
 }
 
-/// A free loopback address (bound, read, released: the node binds it right after).
-fn free_addr() -> anyhow::Result<String> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string())
+/// Free loopback ports, each kept bound until the whole set is released: released one by one,
+/// the kernel could hand the same port out twice (or to a proxy), and two addresses would clash.
+#[derive(Default)]
+struct FreePorts(Vec<std::net::TcpListener>);
+
+impl FreePorts {
+    fn addr(&mut self) -> anyhow::Result<String> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?.to_string();
+        self.0.push(listener);
+        Ok(addr)
+    }
 }
 
 impl Cluster {
@@ -74,19 +83,21 @@ impl Cluster {
             bail!("{} is missing: build it with `cargo build --release --bin boxoffice`", spec.bin.display());
         }
         std::fs::create_dir_all(&spec.dir).with_context(|| format!("cannot create {}", spec.dir.display()))?;
+        let mut ports = FreePorts::default();
         let mut nodes = Vec::new();
         for id in 1..=spec.nodes {
             let (config, log) = (spec.dir.join(format!("node{id}.toml")), spec.dir.join(format!("node{id}.log")));
             nodes.push(Node {
                 id,
-                raft_addr: free_addr()?,
-                http_addr: free_addr()?,
+                raft_addr: ports.addr()?,
+                http_addr: ports.addr()?,
                 config,
                 log,
                 child: None,
                 paused: false,
             });
         }
+        let sandbox_addr = ports.addr()?;
         let mut links = BTreeMap::new();
         if spec.proxies {
             for a in &nodes {
@@ -96,7 +107,8 @@ impl Cluster {
             }
         }
         let http = reqwest::Client::builder().timeout(Duration::from_millis(ADMIN_TIMEOUT_MS)).build()?;
-        let sandbox_addr = free_addr()?;
+        // The processes bind them right after.
+        drop(ports);
         let sandbox = spawn_sandbox(&spec, &sandbox_addr, nodes.iter().map(|n| n.http_addr.as_str()))?;
         let sandbox_url = format!("http://{sandbox_addr}");
         let mut cluster = Cluster { spec, nodes, links, http, sandbox_url, sandbox: Some(sandbox) };

@@ -80,10 +80,18 @@ fn binary() -> PathBuf {
     exe.parent().and_then(|deps| deps.parent()).expect("target folder").join("boxoffice")
 }
 
-/// A free loopback port (bound, read, released: the node binds it right after).
-fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr").to_string()
+/// Free loopback ports, each kept bound until the whole set is released: released one by one,
+/// the kernel could hand the same port out twice, and two of a cluster's addresses would clash.
+#[derive(Default)]
+struct FreePorts(Vec<std::net::TcpListener>);
+
+impl FreePorts {
+    fn addr(&mut self) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr").to_string();
+        self.0.push(listener);
+        addr
+    }
 }
 
 impl Cluster {
@@ -94,8 +102,12 @@ impl Cluster {
             bail!("{} is missing: build it first with `cargo build --release --bin boxoffice`", bin.display());
         }
         let dir = tempfile::tempdir()?;
-        let addrs: Vec<(u64, String, String)> = (1..=settings.nodes).map(|id| (id, free_addr(), free_addr())).collect();
-        let sandbox_addr = free_addr();
+        let mut ports = FreePorts::default();
+        let addrs: Vec<(u64, String, String)> =
+            (1..=settings.nodes).map(|id| (id, ports.addr(), ports.addr())).collect();
+        let sandbox_addr = ports.addr();
+        // The processes bind them right after.
+        drop(ports);
         let sandbox = spawn_sandbox(&dir, &sandbox_addr, addrs.iter().map(|(_, _, http)| http.as_str()))?;
         let mut peers = String::new();
         for (id, raft, http) in &addrs {
@@ -128,7 +140,9 @@ impl Cluster {
         for id in 1..=settings.nodes {
             cluster.spawn(id)?;
         }
-        cluster.wait_ready().await?;
+        if let Err(error) = cluster.wait_ready().await {
+            bail!("{error}\n{}", cluster.log_tails(100));
+        }
         cluster.wait_sandbox().await?;
         Ok(cluster)
     }
