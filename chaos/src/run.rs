@@ -56,9 +56,16 @@ pub struct Outcome {
 pub async fn run(options: RunOptions) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(&options.out).with_context(|| format!("cannot create {}", options.out.display()))?;
     println!("chaos: seed {} (replay with --seed {}), output in {}", options.seed, options.seed, options.out.display());
+    // Every run starts a new cluster: nodes restarted on an earlier run's data would mix its
+    // history into this one's (or refuse data of an older build and never come up).
+    let cluster_dir = options.out.join("cluster");
+    if cluster_dir.exists() {
+        std::fs::remove_dir_all(&cluster_dir)
+            .with_context(|| format!("cannot remove the last run's cluster in {}", cluster_dir.display()))?;
+    }
     let spec = ClusterSpec {
         bin: options.bin.clone(),
-        dir: options.out.join("cluster"),
+        dir: cluster_dir,
         nodes: options.nodes,
         inventory_groups: INVENTORY_GROUPS,
         hold_ttl_ms: options.hold_ttl_ms,

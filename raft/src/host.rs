@@ -25,8 +25,9 @@ use crate::config::HostConfig;
 use crate::link::{Handler, LinkLimits, Peers};
 use crate::network::NetworkFactory;
 use crate::proposer::{BatchLimits, Proposer};
+use crate::refusals::{RefusalLimits, Refuser, Verdict};
 use crate::types::{Raft, Snapshot, TypeConfig};
-use crate::wire::{Refusal, Request, Response};
+use crate::wire::{ReadPoint, Refusal, Request, Response};
 
 /// Reads a group's applied state. Implemented by the storage crate.
 pub trait StateReader: Send + Sync + 'static {
@@ -90,6 +91,8 @@ struct Group {
     reader: Arc<dyn StateReader>,
     /// Batches this node's proposals to the group (used while it leads).
     proposer: Proposer,
+    /// Refuses holds for taken seats without the leader's log (used while it follows).
+    refuser: Refuser,
 }
 
 pub struct Host {
@@ -143,7 +146,13 @@ impl Host {
                 .map_err(|e| HostError::Open { group, reason: e.to_string() })?;
             let proposer =
                 Proposer::start(raft.clone(), reader.clone(), Arc::new(GroupClock::default()), clock.clone(), limits);
-            groups.insert(group, Group { raft, reader, proposer });
+            let refusal_limits = RefusalLimits {
+                round_holds_max: config.raft.batch_commands_max,
+                queue_holds_max: config.raft.propose_queue_commands_max,
+                round_timeout_ms: config.raft.rpc_timeout_ms,
+            };
+            let refuser = Refuser::start(group, me, raft.clone(), reader.clone(), peers.clone(), refusal_limits);
+            groups.insert(group, Group { raft, reader, proposer, refuser });
         }
         let searcher = std::sync::OnceLock::new();
         let host = Arc::new(Host { config, searcher, clock, groups, peers: peers.clone(), shutdown });
@@ -227,6 +236,9 @@ impl Host {
 
     /// Proposes `command` to `group` wherever its leader is, and returns what apply returned.
     pub async fn write(&self, group: GroupId, command: Command) -> Result<Outcome, ClusterError> {
+        if let Some(refused) = self.refuse_here(group, &command).await {
+            return Ok(refused);
+        }
         let request = |target: NodeId| {
             let command = command.clone();
             async move {
@@ -241,6 +253,42 @@ impl Host {
             }
         };
         self.at_leader(group, request).await
+    }
+
+    /// On a follower, a hold for seats its replica shows as taken: refused after a read point
+    /// from the leader if they still are then (see `refusals`); `None` sends it to the leader.
+    async fn refuse_here(&self, group: GroupId, command: &Command) -> Option<Outcome> {
+        // A hold under an idempotency key may be the retry of one that took these very seats:
+        // only apply knows.
+        let Command::Hold { booking, tickets, idempotency: None, .. } = command else { return None };
+        let g = self.groups.get(&group)?;
+        let leader = g.raft.metrics().borrow().current_leader;
+        if leader.is_none_or(|leader| leader == self.node_id()) {
+            return None;
+        }
+        // A first look at this replica's state, without waiting: most holds look free.
+        let taken = g.reader.taken(*booking, tickets, g.reader.last_applied_at()).ok()?;
+        if taken.is_empty() {
+            return None;
+        }
+        match g.refuser.check(*booking, tickets).await {
+            Verdict::Taken(tickets) => Some(Outcome::Unavailable { tickets }),
+            Verdict::Forward => None,
+        }
+    }
+
+    /// The leader's side of a follower read: confirms this node leads the group with a quorum,
+    /// and answers with the index the follower must apply and the group time to read at.
+    async fn read_index(&self, group: GroupId) -> Result<ReadPoint, Refusal> {
+        let g = self.group(group)?;
+        let (read, _applied) = g.raft.get_read_log_id().await.map_err(|error| match error {
+            RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => Refusal::NotLeader { leader: f.leader_id },
+            RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)) => Refusal::Unavailable(e.to_string()),
+            RaftError::Fatal(fatal) => self.fatal_refusal(fatal),
+        })?;
+        // Taken after the quorum answered: a time within the follower's request.
+        let at = self.clock.now_ms().max(g.reader.last_applied_at());
+        Ok(ReadPoint { index: read.map(|log_id| log_id.index), at })
     }
 
     /// Answers `query` from `group` at the asked consistency.
@@ -392,6 +440,7 @@ impl Host {
             }
             Request::Status => Response::Status(self.local_status()),
             Request::Search { groups, query } => Response::Search(self.search_local(groups, query).await),
+            Request::ReadIndex { group } => Response::ReadIndex(self.read_index(group).await),
         }
     }
 

@@ -24,6 +24,8 @@ pub type Handler = Arc<dyn Fn(NodeId, Request) -> Pin<Box<dyn Future<Output = Re
 
 /// How long a dial or a handshake may take.
 const DIAL_TIMEOUT_MS: u64 = 1_000;
+/// Buffer of a connection's reader: frames that arrive together are read with one call.
+const READ_BUFFER_BYTES: usize = 64 << 10;
 /// Backoff between failed dials: doubles from the first to the last value.
 const DIAL_BACKOFF_MIN_MS: u64 = 50;
 const DIAL_BACKOFF_MAX_MS: u64 = 1_000;
@@ -242,12 +244,10 @@ impl Peers {
         conn.pending.lock().expect("pending lock").clear();
     }
 
-    async fn read_frames(
-        &self,
-        mut reader: tokio::net::tcp::OwnedReadHalf,
-        conn: &Arc<Conn>,
-    ) -> Result<(), FrameError> {
+    async fn read_frames(&self, reader: tokio::net::tcp::OwnedReadHalf, conn: &Arc<Conn>) -> Result<(), FrameError> {
         let handler = self.handler.get().expect("handler is set before connections exist").clone();
+        // Frames that arrive together are read with one call, not two per frame.
+        let mut reader = tokio::io::BufReader::with_capacity(READ_BUFFER_BYTES, reader);
         while let Some(frame) = wire::read_frame(&mut reader, self.limits.frame_bytes_max).await? {
             match frame.kind {
                 Kind::Response => {

@@ -4,7 +4,7 @@
 //! length counting everything after itself. Requests and responses of every group share one
 //! connection per pair of nodes; the correlation id pairs a response with its request.
 
-use model::{Command, Consistency, GroupId, NodeId, Outcome, Query, QueryResult, ReplicaStatus};
+use model::{Command, Consistency, GroupId, Millis, NodeId, Outcome, Query, QueryResult, ReplicaStatus};
 use openraft::error::{Fatal, RaftError};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,10 @@ pub enum Request {
         groups: Vec<GroupId>,
         query: model::SearchQuery,
     },
+    /// A follower asks the group's leader for a read point (see `refusals`).
+    ReadIndex {
+        group: GroupId,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,8 +71,18 @@ pub enum Response {
     Read(Result<QueryResult, Refusal>),
     Status(Vec<ReplicaStatus>),
     Search(Result<model::SearchResult, Refusal>),
+    ReadIndex(Result<ReadPoint, Refusal>),
     /// The request named a group this node does not host, or came before the node was ready.
     Refused(Refusal),
+}
+
+/// Where a follower may serve a linearizable read: once its replica has applied `index`
+/// (`None`: nothing is committed yet), at group time `at`. The leader confirmed its leadership
+/// with a quorum after the request came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadPoint {
+    pub index: Option<u64>,
+    pub at: Millis,
 }
 
 /// Why a node did not serve a forwarded write or read.

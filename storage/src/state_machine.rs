@@ -37,6 +37,11 @@ fn searchable_change(outcome: &model::Outcome) -> Option<EventId> {
 
 /// Events whose seat map apply keeps decoded; the cache is dropped whole when full.
 const EVENT_CACHE_EVENTS_MAX: usize = 1_024;
+/// A row's key (without the group prefix) and its value, `None` for no row.
+type RowChange = (Vec<u8>, Option<Vec<u8>>);
+
+/// Ticket rows a group keeps in memory (about 100 bytes each); dropped whole when full.
+const TICKET_CACHE_ROWS_MAX: usize = 262_144;
 
 /// An event's seat map and the price of each ticket, decoded.
 struct EventInfo {
@@ -81,6 +86,13 @@ struct Shared {
     last_at: AtomicU64,
     /// Decoded seat maps and prices of events (events never change once created).
     events: Mutex<HashMap<EventId, Arc<EventInfo>>>,
+    /// The current value of ticket rows (`None`: no row), so that the hot path's ticket reads
+    /// (every hold reads its tickets in apply, and again in the leader's or a follower's first
+    /// look) skip RocksDB. Only apply fills it: apply alone writes rows, so what it reads is
+    /// current, and it puts what it wrote here right after its write batch, before openraft
+    /// hears that the entries are applied. Readers use it but never fill it: a value a reader
+    /// read could be overtaken by an apply before it landed here.
+    tickets: Mutex<HashMap<Vec<u8>, Option<Vec<u8>>>>,
     /// Makes snapshot ids unique within a process run.
     snapshots_built: AtomicU64,
     changes: Arc<Changes>,
@@ -96,10 +108,45 @@ fn sm_error(verb: ErrorVerb, e: impl ToString) -> StorageError {
 }
 
 impl Shared {
+    /// A row as a reader sees it: applied, from the ticket cache or the database.
     fn get(&self, suffix: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
+        if keys::is_ticket(suffix) {
+            if let Some(value) = self.tickets.lock().expect("tickets lock").get(suffix) {
+                return Ok(value.clone());
+            }
+        }
+        self.get_stored(suffix)
+    }
+
+    fn get_stored(&self, suffix: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
         self.db
             .get_cf(cf(&self.db, CF_SM), db::key(self.group, suffix))
             .map_err(|e| Fault { key: suffix.to_vec(), reason: e.to_string() })
+    }
+
+    /// A row as apply reads it: a ticket row read from the database is cached.
+    fn get_applying(&self, suffix: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
+        if !keys::is_ticket(suffix) {
+            return self.get_stored(suffix);
+        }
+        if let Some(value) = self.tickets.lock().expect("tickets lock").get(suffix) {
+            return Ok(value.clone());
+        }
+        let value = self.get_stored(suffix)?;
+        self.cache_tickets(std::iter::once((suffix.to_vec(), value.clone())));
+        Ok(value)
+    }
+
+    /// Puts the current value of ticket rows in the cache; only apply calls this.
+    fn cache_tickets(&self, rows: impl Iterator<Item = RowChange>) {
+        let mut cache = self.tickets.lock().expect("tickets lock");
+        for (key, value) in rows {
+            debug_assert!(keys::is_ticket(&key), "only ticket rows are cached");
+            if cache.len() >= TICKET_CACHE_ROWS_MAX && !cache.contains_key(&key) {
+                cache.clear();
+            }
+            cache.insert(key, value);
+        }
     }
 
     fn read<T: serde::de::DeserializeOwned>(&self, suffix: &[u8]) -> Result<Option<T>, Fault> {
@@ -201,6 +248,7 @@ impl StateMachine {
             db,
             last_at: AtomicU64::new(0),
             events: Mutex::new(HashMap::new()),
+            tickets: Mutex::new(HashMap::new()),
             snapshots_built: AtomicU64::new(0),
             changes,
         });
@@ -224,7 +272,7 @@ impl Rows for Overlay<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
         match self.changed.get(key) {
             Some(value) => Ok(value.clone()),
-            None => self.shared.get(key),
+            None => self.shared.get_applying(key),
         }
     }
 
@@ -277,17 +325,23 @@ impl Overlay<'_> {
         Ok(Some(info))
     }
 
-    fn into_batch(self) -> WriteBatch {
+    /// The write batch of the changes, and the changed ticket rows (for the cache once the
+    /// batch is written).
+    fn into_batch(self) -> (WriteBatch, Vec<RowChange>) {
         let family = cf(&self.shared.db, CF_SM);
         let mut batch = WriteBatch::default();
+        let mut tickets = Vec::new();
         for (key, value) in self.changed {
-            let key = db::key(self.shared.group, &key);
-            match value {
-                Some(value) => batch.put_cf(family, key, value),
-                None => batch.delete_cf(family, key),
+            let stored = db::key(self.shared.group, &key);
+            match &value {
+                Some(value) => batch.put_cf(family, stored, value),
+                None => batch.delete_cf(family, stored),
+            }
+            if keys::is_ticket(&key) {
+                tickets.push((key, value));
             }
         }
-        batch
+        (batch, tickets)
     }
 }
 
@@ -345,10 +399,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             replies.push(outcomes);
         }
         overlay.put(keys::META.to_vec(), ledger::encode(&meta));
-        let batch = overlay.into_batch();
+        let (batch, tickets) = overlay.into_batch();
         let mut options = WriteOptions::default();
         options.set_sync(false);
         shared.db.write_opt(batch, &options).map_err(|e| sm_error(ErrorVerb::Write, e))?;
+        shared.cache_tickets(tickets.into_iter());
         shared.last_at.store(meta.last_at, Ordering::Release);
         self.meta = meta;
         changed.sort_unstable();
@@ -387,6 +442,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         options.set_sync(true);
         shared.db.write_opt(batch, &options).map_err(|e| sm_error(ErrorVerb::Write, e))?;
         shared.events.lock().expect("events lock").clear();
+        shared.tickets.lock().expect("tickets lock").clear();
         shared.last_at.store(installed_meta.last_at, Ordering::Release);
         shared.changes.dirty.lock().expect("dirty lock").insert(shared.group);
         tracing::info!(group = shared.group, last_log_id = ?meta.last_log_id, rows = rows.len(), "snapshot installed");
@@ -568,5 +624,50 @@ impl StateReader for Reader {
             }
         }
         Ok(taken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use model::{Batch, BookingId, Command};
+    use openraft::{CommittedLeaderId, RaftSnapshotBuilder};
+
+    use super::*;
+    use crate::ledger::tests::{event, map};
+
+    fn entry(index: u64, command: Command) -> Entry {
+        let log_id = LogId::new(CommittedLeaderId::new(1, 1), index);
+        Entry { log_id, payload: EntryPayload::Normal(Batch { at: 1_000 + index, commands: vec![command] }) }
+    }
+
+    fn hold(nonce: u64) -> Command {
+        let booking = BookingId { event: 7, nonce };
+        Command::Hold { booking, user: 1, tickets: vec![2], ttl_ms: 60_000, fan_tickets_max: 0, idempotency: None }
+    }
+
+    /// Ticket reads go through the cache that apply keeps: a reader sees every apply at once,
+    /// and nothing of the rows a snapshot replaced.
+    #[tokio::test]
+    async fn ticket_reads_follow_apply_and_snapshot_installs() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = crate::Storage::open(dir.path()).unwrap();
+        let parts = raft::GroupStorage::open(&storage, 1).unwrap();
+        let (mut sm, reader) = (parts.state_machine, parts.reader);
+        let other = BookingId { event: 7, nonce: 99 };
+        let taken = |reader: &Arc<dyn StateReader>| reader.taken(other, &[2], 1_010).unwrap();
+
+        sm.apply([entry(1, Command::CreateEvent { event: event(7, 4), seat_map: map(4) })]).await.unwrap();
+        let free = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        sm.apply([entry(2, hold(1))]).await.unwrap();
+        assert_eq!(taken(&reader), vec![2], "the hold shows");
+        sm.apply([entry(3, Command::Release { booking: BookingId { event: 7, nonce: 1 }, user: 1 })]).await.unwrap();
+        assert!(taken(&reader).is_empty(), "the release shows");
+        sm.apply([entry(4, hold(2))]).await.unwrap();
+        assert_eq!(taken(&reader), vec![2]);
+
+        sm.install_snapshot(&free.meta, free.snapshot).await.unwrap();
+        assert!(taken(&reader).is_empty(), "the snapshot's rows replace the cached ones");
+        sm.apply([entry(2, hold(3))]).await.unwrap();
+        assert_eq!(taken(&reader), vec![2], "apply after an install fills the cache again");
     }
 }

@@ -81,3 +81,38 @@ async fn fans_racing_for_overlapping_sets_get_all_or_nothing() {
         }
     }
 }
+
+/// A follower's gateway refuses a hold for seats its replica shows as taken without the leader's
+/// log, after a read point from the leader (`raft/src/refusals.rs`). The read point is what keeps
+/// that refusal from being stale: a release acknowledged by the leader's gateway must let the
+/// very next hold through a follower's gateway succeed, though the follower may not have applied
+/// the release yet when the hold arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_never_refuses_a_seat_released_before_the_hold_came() {
+    let settings = Settings::default();
+    let groups = settings.inventory_groups;
+    let cluster = Cluster::start(settings).await.unwrap();
+    let event = cluster.seed_event(20).await.unwrap();
+    let event_id = event["id"].as_u64().unwrap();
+    let leader = cluster.leader_of(model::group_for_new_event(event_id, groups) as u64).await.unwrap();
+    let follower = *cluster.running().iter().find(|&&id| id != leader).unwrap();
+    let (at_leader, at_follower) = (cluster.url(leader), cluster.url(follower));
+    let alice = cluster.fan(leader, "alice").await.unwrap();
+    let bob = cluster.fan(follower, "bob").await.unwrap();
+    for round in 0..100 {
+        let held = alice.hold(&at_leader, event_id, &[3]).await.unwrap();
+        assert_eq!(held.status, StatusCode::CREATED, "round {round}: {:?}", held.body);
+        let booking = held.body["bookingId"].as_str().unwrap().to_string();
+        // While Alice holds it, Bob is refused through the follower, naming the seat.
+        let refused = bob.hold(&at_follower, event_id, &[3]).await.unwrap();
+        assert_eq!(refused.status, StatusCode::CONFLICT, "round {round}: {:?}", refused.body);
+        assert_eq!(refused.body["unavailableTicketIds"], serde_json::json!([3]), "round {round}");
+        let released = alice.release(&at_leader, &booking).await.unwrap();
+        assert_eq!(released.status, StatusCode::OK, "round {round}: {:?}", released.body);
+        // The release is acknowledged: Bob's hold through the follower must now succeed.
+        let bobs = bob.hold(&at_follower, event_id, &[3]).await.unwrap();
+        assert_eq!(bobs.status, StatusCode::CREATED, "round {round}: a stale refusal: {:?}", bobs.body);
+        let released = bob.release(&at_follower, bobs.body["bookingId"].as_str().unwrap()).await.unwrap();
+        assert_eq!(released.status, StatusCode::OK, "round {round}: {:?}", released.body);
+    }
+}

@@ -105,6 +105,10 @@ pub mod keys {
     pub fn ticket(event: EventId, ticket: TicketId) -> Vec<u8> {
         tagged(b't', &[&event.to_be_bytes(), &ticket.to_be_bytes()])
     }
+    /// Whether `key` is a ticket row's.
+    pub fn is_ticket(key: &[u8]) -> bool {
+        key.len() == 13 && key[0] == b't'
+    }
     pub fn tickets_of(event: EventId) -> Vec<u8> {
         tagged(b't', &[&event.to_be_bytes()])
     }

@@ -480,3 +480,18 @@ fn the_storage_format_is_what_its_version_says() {
         "the storage encoding changed: bump db::FORMAT_VERSION"
     );
 }
+
+/// The test-only switch of `scripts/chaos-broken` really breaks the availability check. CI runs
+/// this test once more with the switch on (`scripts/test`), so that the switch cannot silently
+/// stop working and leave the chaos runner's proof of itself empty.
+#[test]
+fn the_chaos_switch_breaks_the_availability_check_only_when_on() {
+    let mut rows = setup(1);
+    apply(&hold_cmd(A, 1, &[0], 100), 0, &mut rows).unwrap();
+    let second = apply(&hold_cmd(B, 2, &[0], 100), 10, &mut rows).unwrap();
+    if cfg!(feature = "chaos-skip-availability-check") {
+        assert!(matches!(second, Outcome::Held(_)), "with the switch on, a held seat is held again: {second:?}");
+    } else {
+        assert_eq!(second, Outcome::Unavailable { tickets: vec![0] });
+    }
+}
