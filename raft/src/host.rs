@@ -14,7 +14,6 @@ use model::{
     BookingId, ClusterError, ClusterStatus, Command, Consistency, GroupId, Millis, NodeId, NodeStatus, Outcome, Query,
     QueryResult, ReplicaStatus, Role, SearchQuery, SearchResult, TicketId,
 };
-use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{BasicNode, ServerState};
 use tokio::net::TcpListener;
@@ -25,6 +24,7 @@ use crate::config::HostConfig;
 use crate::link::{Handler, LinkLimits, Peers};
 use crate::network::NetworkFactory;
 use crate::proposer::{BatchLimits, Proposer};
+use crate::reads::ReadRounds;
 use crate::refusals::{RefusalLimits, Refuser, Verdict};
 use crate::types::{Raft, Snapshot, TypeConfig};
 use crate::wire::{ReadPoint, Refusal, Request, Response};
@@ -91,6 +91,8 @@ struct Group {
     reader: Arc<dyn StateReader>,
     /// Batches this node's proposals to the group (used while it leads).
     proposer: Proposer,
+    /// Read-index rounds shared by the linearizable reads and refusals (while it leads).
+    reads: ReadRounds,
     /// Refuses holds for taken seats without the leader's log (used while it follows).
     refuser: Refuser,
 }
@@ -144,15 +146,16 @@ impl Host {
             let raft = Raft::new(me, raft_config.clone(), network, log, sm)
                 .await
                 .map_err(|e| HostError::Open { group, reason: e.to_string() })?;
-            let proposer =
-                Proposer::start(raft.clone(), reader.clone(), Arc::new(GroupClock::default()), clock.clone(), limits);
+            let reads = ReadRounds::start(raft.clone(), Duration::from_millis(config.raft.rpc_timeout_ms));
+            let stamps = Arc::new(GroupClock::default());
+            let proposer = Proposer::start(raft.clone(), reads.clone(), reader.clone(), stamps, clock.clone(), limits);
             let refusal_limits = RefusalLimits {
                 round_holds_max: config.raft.batch_commands_max,
                 queue_holds_max: config.raft.propose_queue_commands_max,
                 round_timeout_ms: config.raft.rpc_timeout_ms,
             };
             let refuser = Refuser::start(group, me, raft.clone(), reader.clone(), peers.clone(), refusal_limits);
-            groups.insert(group, Group { raft, reader, proposer, refuser });
+            groups.insert(group, Group { raft, reader, proposer, reads, refuser });
         }
         let searcher = std::sync::OnceLock::new();
         let host = Arc::new(Host { config, searcher, clock, groups, peers: peers.clone(), shutdown });
@@ -281,14 +284,10 @@ impl Host {
     /// and answers with the index the follower must apply and the group time to read at.
     async fn read_index(&self, group: GroupId) -> Result<ReadPoint, Refusal> {
         let g = self.group(group)?;
-        let (read, _applied) = g.raft.get_read_log_id().await.map_err(|error| match error {
-            RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => Refusal::NotLeader { leader: f.leader_id },
-            RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)) => Refusal::Unavailable(e.to_string()),
-            RaftError::Fatal(fatal) => self.fatal_refusal(fatal),
-        })?;
+        let index = g.reads.read_index().await.map_err(|r| self.stopping(r))?;
         // Taken after the quorum answered: a time within the follower's request.
         let at = self.clock.now_ms().max(g.reader.last_applied_at());
-        Ok(ReadPoint { index: read.map(|log_id| log_id.index), at })
+        Ok(ReadPoint { index, at })
     }
 
     /// Answers `query` from `group` at the asked consistency.
@@ -380,11 +379,12 @@ impl Host {
         self.group(group)?.proposer.propose(command).await
     }
 
-    fn fatal_refusal(&self, fatal: openraft::error::Fatal<NodeId>) -> Refusal {
-        if *self.shutdown.borrow() {
-            Refusal::ShuttingDown
-        } else {
-            Refusal::Unavailable(fatal.to_string())
+    /// A refusal as the caller should see it: while the node shuts down, groups stop, and
+    /// that is not an outage.
+    fn stopping(&self, refusal: Refusal) -> Refusal {
+        match refusal {
+            Refusal::Unavailable(_) if *self.shutdown.borrow() => Refusal::ShuttingDown,
+            other => other,
         }
     }
 
@@ -392,16 +392,7 @@ impl Host {
     async fn read_local(&self, group: GroupId, query: Query, consistency: Consistency) -> Result<QueryResult, Refusal> {
         let g = self.group(group)?;
         if consistency == Consistency::Linearizable {
-            match g.raft.ensure_linearizable().await {
-                Ok(_) => {}
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                    return Err(Refusal::NotLeader { leader: f.leader_id })
-                }
-                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-                    return Err(Refusal::Unavailable(e.to_string()))
-                }
-                Err(RaftError::Fatal(fatal)) => return Err(self.fatal_refusal(fatal)),
-            }
+            g.reads.ensure_linearizable().await.map_err(|r| self.stopping(r))?;
         }
         let reader = g.reader.clone();
         let answer = if is_scan(&query) {

@@ -12,6 +12,7 @@
 //! - [`link`]: one connection per pair of nodes, dialed, kept, and redialed;
 //! - [`network`]: openraft's network for one group, over the shared link;
 //! - [`proposer`]: leader-side batching of a group's commands into raft entries;
+//! - [`reads`]: read-index rounds shared by every linearizable read that comes meanwhile;
 //! - [`refusals`]: followers refusing holds for taken seats after one shared read-index round;
 //! - [`host`]: the groups of a node and the routing of writes and reads to them.
 
@@ -21,6 +22,7 @@ pub mod host;
 pub mod link;
 pub mod network;
 pub mod proposer;
+pub mod reads;
 pub mod refusals;
 pub mod types;
 pub mod wire;

@@ -10,19 +10,20 @@
 //!
 //! A hold whose tickets are plainly taken does not need the log: like a read, its refusal only
 //! has to reflect every write acknowledged before it. The proposer sets such holds aside as they
-//! come, confirms its leadership and catches up with one read-index round
-//! (`ensure_linearizable`) for all of them, and refuses those still taken; the others join the
+//! come, confirms its leadership and catches up with one read-index round (shared, see
+//! `reads`) for all of them, and refuses those still taken; the others join the
 //! next entry. A refusal waits for a read-index round, never for the entry in flight. Under a
 //! hot on-sale most holds are for taken seats, and this keeps them off the disks.
 
 use std::sync::Arc;
 
 use model::{Batch, Command, Millis, Outcome};
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::ClientWriteError;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::{Clock, GroupClock};
 use crate::host::StateReader;
+use crate::reads::ReadRounds;
 use crate::types::Raft;
 use crate::wire::Refusal;
 
@@ -52,6 +53,8 @@ const REFUSAL_ROUNDS_IN_FLIGHT_MAX: usize = 4;
 #[derive(Clone)]
 struct Group {
     raft: Raft,
+    /// Read-index rounds, shared with the group's other linearizable reads.
+    reads: ReadRounds,
     reader: Arc<dyn StateReader>,
     stamps: Arc<GroupClock>,
     clock: Arc<Clock>,
@@ -60,6 +63,7 @@ struct Group {
 impl Proposer {
     pub fn start(
         raft: Raft,
+        reads: ReadRounds,
         reader: Arc<dyn StateReader>,
         stamps: Arc<GroupClock>,
         clock: Arc<Clock>,
@@ -67,7 +71,7 @@ impl Proposer {
     ) -> Proposer {
         assert!(limits.batch_commands_max > 0 && limits.batches_in_flight_max > 0, "batches need room");
         let (queue, pending) = mpsc::channel(limits.queue_commands_max);
-        tokio::spawn(run(Group { raft, reader, stamps, clock }, pending, queue.clone(), limits));
+        tokio::spawn(run(Group { raft, reads, reader, stamps, clock }, pending, queue.clone(), limits));
         Proposer { queue }
     }
 
@@ -183,14 +187,7 @@ async fn confirm_refusals(
     requeue: mpsc::Sender<Pending>,
     _round: OwnedSemaphorePermit,
 ) {
-    let refusal = match group.raft.ensure_linearizable().await {
-        Ok(_) => None,
-        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-            Some(Refusal::NotLeader { leader: f.leader_id })
-        }
-        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => Some(Refusal::Unavailable(e.to_string())),
-        Err(RaftError::Fatal(fatal)) => Some(Refusal::Unavailable(fatal.to_string())),
-    };
+    let refusal = group.reads.ensure_linearizable().await.err();
     let floor = group.floor();
     for pending in doubtful {
         if let Some(refusal) = &refusal {
