@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::bench::http::Conn;
 use crate::bench::load::{Answer, Worker};
 use crate::cluster::{Cluster, ClusterSpec, ADMIN_TOKEN};
-use hyper::Method;
+use http::Method;
 
 /// Seats per row of the benchmark's venue.
 const ROW_SEATS: u32 = 50;

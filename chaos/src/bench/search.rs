@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use futures::SinkExt;
-use hyper::{Method, StatusCode};
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio_postgres::types::ToSql;
 
