@@ -76,6 +76,8 @@ const REDIRECTS_BEFORE_WAIT_MAX: u32 = 3;
 /// Wait between retries of a write or linearizable read: doubles up to the max.
 const RETRY_BACKOFF_MIN_MS: u64 = 20;
 const RETRY_BACKOFF_MAX_MS: u64 = 400;
+/// How often the node looks for a group that stopped on a fatal error.
+const FATAL_CHECK_INTERVAL_MS: u64 = 100;
 /// How long a status call to a peer may take.
 const STATUS_TIMEOUT_MS: u64 = 500;
 /// Queries that scan many rows run on the blocking pool rather than on a runtime worker.
@@ -203,23 +205,27 @@ impl Host {
 
     /// Resolves when a group stops on its own (a storage error, or a panic inside openraft):
     /// a node must not go on serving with a dead replica, so the caller stops the process.
+    ///
+    /// It looks every `FATAL_CHECK_INTERVAL_MS` rather than waiting on the groups' metrics:
+    /// metrics change thousands of times a second under load, and each change would wake this
+    /// watcher on another thread.
     pub async fn fatal(&self) -> String {
-        let mut watches: Vec<_> = self.groups.iter().map(|(&group, g)| (group, g.raft.metrics())).collect();
+        let mut interval = tokio::time::interval(Duration::from_millis(FATAL_CHECK_INTERVAL_MS));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            for (group, watch) in &watches {
-                if let Err(error) = &watch.borrow().running_state {
-                    if !*self.shutdown.borrow() {
-                        return format!("group {group} stopped: {error}");
-                    }
-                }
+            interval.tick().await;
+            if *self.shutdown.borrow() {
+                return std::future::pending().await;
             }
-            let changes = watches.iter_mut().map(|(_, watch)| Box::pin(watch.changed()));
-            let (changed, index, _) = futures::future::select_all(changes).await;
-            if changed.is_err() {
-                if *self.shutdown.borrow() {
-                    return std::future::pending().await;
+            for (group, g) in &self.groups {
+                let metrics = g.raft.metrics();
+                if let Err(error) = &metrics.borrow().running_state {
+                    return format!("group {group} stopped: {error}");
                 }
-                return format!("group {} stopped", watches[index].0);
+                // The core dropped its side without saying why: it is gone all the same.
+                if metrics.has_changed().is_err() {
+                    return format!("group {group} stopped");
+                }
             }
         }
     }
