@@ -2,6 +2,8 @@
 //! pages; a new event searchable within a second; complete results with a node down, and a
 //! restarted node's index catching up.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -164,4 +166,42 @@ async fn a_new_event_is_found_within_a_second_and_a_node_down_changes_nothing() 
     cluster.kill(1);
     cluster.kill(2);
     search_until(&cluster, 3, "pageSize=10", &everything, Duration::from_secs(10)).await;
+}
+
+/// Under a steady stream of holds (every apply of every group tells the indexer so), a new event
+/// is still searchable within a second: the indexer commits on a clock, not when the stream
+/// pauses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_event_is_found_within_a_second_during_an_on_sale() {
+    // One fan holds and releases over and over here: no per-fan limit.
+    let settings = Settings { gateway_extra: "tickets_per_fan_max = 0".into(), ..Settings::default() };
+    let cluster = Cluster::start(settings).await.unwrap();
+    let c = catalog(&cluster).await;
+    search_until(&cluster, 1, "pageSize=10", &[c.eras, c.encore, c.jazz, c.comedy], Duration::from_secs(5)).await;
+    let fan = cluster.fan(1, "steady").await.unwrap();
+    let selling = Arc::new(AtomicBool::new(true));
+    let on_sale = {
+        let (selling, base, event) = (selling.clone(), cluster.url(1), c.eras);
+        tokio::spawn(async move {
+            let mut holds = 0u32;
+            while selling.load(Ordering::Relaxed) {
+                let held = fan.hold(&base, event, &[0]).await.unwrap();
+                assert_eq!(held.status, StatusCode::CREATED, "{:?}", held.body);
+                fan.release(&base, held.body["bookingId"].as_str().unwrap()).await.unwrap();
+                holds += 1;
+            }
+            holds
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let club = venue(&cluster, "Side Room", "Bergen", 10).await;
+    let created = Instant::now();
+    let fresh = event(&cluster, "Quokka Parade", "family", "2030-11-01T18:00:00Z", club, &[]).await;
+    search_until(&cluster, 2, "keyword=quokka", &[fresh], Duration::from_secs(5)).await;
+    let found = created.elapsed();
+    selling.store(false, Ordering::Relaxed);
+    let holds = on_sale.await.unwrap();
+    eprintln!("found {} ms after it was created, during {holds} holds and releases", found.as_millis());
+    assert!(holds > 10, "the on-sale kept going: {holds} holds");
+    assert!(found < Duration::from_secs(1), "found after {found:?}");
 }

@@ -2,9 +2,10 @@
 //!
 //! On start, a group whose index was committed at exactly the applied index its state machine
 //! opened with is current (every later change comes through the change stream); any other group
-//! is rebuilt from its state machine. Then the indexer follows the stream: it gathers the events
-//! that changed, reads them from the local replica, and commits at most every
-//! `COMMIT_INTERVAL_MS`, so that an event created or sold out is searchable within a second.
+//! is rebuilt from its state machine. Then the indexer follows the stream: every
+//! `COMMIT_INTERVAL_MS` it takes the changes queued, reads the events that changed from the local
+//! replica and commits, so that an event created or sold out is searchable within a second, under
+//! load too.
 //! A group whose changes were dropped, or that installed a snapshot, is rebuilt. Once changes
 //! stop coming for `MERGE_IDLE_MS`, the shard's segments are merged into one.
 
@@ -23,11 +24,35 @@ use super::SearchShard;
 const COMMIT_INTERVAL_MS: u64 = 200;
 /// Events read from the state machine per request while rebuilding a group.
 const REBUILD_PAGE_EVENTS: u32 = 5_000;
-/// Changes taken from the stream before a commit is forced.
-const CHANGES_PER_COMMIT_MAX: usize = 10_000;
+/// Changes taken from the stream per tick; more wait for the next tick.
+const CHANGES_PER_TICK_MAX: usize = 65_536;
+/// Longest a moved applied index alone waits to be committed.
+const APPLIED_COMMIT_INTERVAL_MS: u64 = 10_000;
 /// How long the stream must be quiet before the segments are merged: a bulk import or a rebuild
 /// leaves many, and every search walks each one.
 const MERGE_IDLE_MS: u64 = 3_000;
+
+/// Per group: the applied index the changes reach, and the events that changed.
+type Pending = BTreeMap<GroupId, (u64, BTreeSet<EventId>)>;
+
+/// Takes what the stream holds now, without waiting: how many changes, and whether the stream
+/// is still open.
+fn take_queued(stream: &mut mpsc::Receiver<Change>, pending: &mut Pending) -> (usize, bool) {
+    let mut taken = 0;
+    while taken < CHANGES_PER_TICK_MAX {
+        match stream.try_recv() {
+            Ok(change) => {
+                let slot = pending.entry(change.group).or_default();
+                slot.0 = slot.0.max(change.applied);
+                slot.1.extend(change.events);
+                taken += 1;
+            }
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => return (taken, false),
+        }
+    }
+    (taken, true)
+}
 
 pub struct Indexer {
     pub shard: Arc<SearchShard>,
@@ -37,35 +62,40 @@ pub struct Indexer {
 
 impl Indexer {
     /// Runs until `stop` flips.
+    ///
+    /// It looks at the stream every `COMMIT_INTERVAL_MS` rather than waking for each change: a
+    /// hot group applies hundreds of times a second, and every change would wake this thread.
     pub async fn run(self, mut stream: mpsc::Receiver<Change>, mut stop: watch::Receiver<bool>) {
         self.catch_up().await;
-        let mut pending: BTreeMap<GroupId, (u64, BTreeSet<EventId>)> = BTreeMap::new();
-        let mut taken = 0usize;
-        let (mut last_change, mut last_merge) = (Instant::now(), Instant::now());
+        let mut pending: Pending = BTreeMap::new();
+        let (mut last_change, mut last_merge, mut last_commit) = (Instant::now(), Instant::now(), Instant::now());
+        let mut ticks = tokio::time::interval(Duration::from_millis(COMMIT_INTERVAL_MS));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let tick = tokio::time::sleep(Duration::from_millis(COMMIT_INTERVAL_MS));
             tokio::select! {
-                change = stream.recv() => match change {
-                    Some(change) => {
-                        last_change = Instant::now();
-                        let slot = pending.entry(change.group).or_default();
-                        slot.0 = slot.0.max(change.applied);
-                        slot.1.extend(change.events);
-                        taken += 1;
-                        if taken < CHANGES_PER_COMMIT_MAX {
-                            continue;
-                        }
-                    }
-                    None => return,
-                },
-                _ = tick => {}
+                _ = ticks.tick() => {}
                 _ = stop.wait_for(|s| *s) => {
+                    take_queued(&mut stream, &mut pending);
                     self.flush(&mut pending).await;
                     return;
                 }
             }
-            taken = 0;
-            self.flush(&mut pending).await;
+            let (taken, open) = take_queued(&mut stream, &mut pending);
+            if taken > 0 {
+                last_change = Instant::now();
+            }
+            // Changed events are searchable within a tick; a moved applied index alone (holds
+            // change nothing searchable) is committed now and then, so that a restart finds the
+            // index current.
+            let searchable = pending.values().any(|(_, events)| !events.is_empty());
+            let applied_due = last_commit.elapsed() >= Duration::from_millis(APPLIED_COMMIT_INTERVAL_MS);
+            if searchable || (!pending.is_empty() && applied_due) || !open {
+                self.flush(&mut pending).await;
+                last_commit = Instant::now();
+            }
+            if !open {
+                return;
+            }
             self.rebuild_dirty().await;
             let idle = Duration::from_millis(MERGE_IDLE_MS);
             if last_change.elapsed() >= idle && last_merge.elapsed() >= idle {
@@ -147,7 +177,7 @@ impl Indexer {
     }
 
     /// Indexes the events that changed and commits.
-    async fn flush(&self, pending: &mut BTreeMap<GroupId, (u64, BTreeSet<EventId>)>) {
+    async fn flush(&self, pending: &mut Pending) {
         if pending.is_empty() {
             return;
         }
