@@ -36,6 +36,10 @@ pub use search::*;
 /// Hard ceiling on the tickets one booking may hold, whatever the settings say. Settings pick a
 /// lower per-event limit; this one bounds the work one command can make apply do.
 pub const BOOKING_TICKETS_HARD_MAX: usize = 100;
+/// Most of a fan's bookings for one event (released and expired ones included) that a per-fan
+/// limit looks at; past it, apply counts the fan as over any limit (`FanLimit` with `held` at
+/// `u32::MAX`): counting more would make every hold of theirs slower.
+pub const FAN_BOOKINGS_PER_EVENT_MAX: usize = 1_000;
 
 /// Hard ceiling on the seats of one venue: a large stadium has about 100,000.
 pub const VENUE_SEATS_MAX: usize = 200_000;

@@ -100,12 +100,7 @@ pub async fn create<C: Cluster>(
             state.metrics.count_hold(false);
             Err(Problem::conflict("no-seats", "No seats", "no free seats match: try fewer, another section or price"))
         }
-        Outcome::FanLimit { held, max } => Err(Problem::conflict(
-            "fan-limit",
-            "Ticket limit reached",
-            format!("a fan may hold or own {max} tickets of this event and you have {held}"),
-        )
-        .with("ticketsPerFanMax", max)),
+        Outcome::FanLimit { held, max } => Err(fan_limit(held, max)),
         Outcome::UnknownTickets { tickets } => Err(Problem::unknown_tickets(&tickets)),
         Outcome::NoSuchEvent => Err(no_event(event)),
         Outcome::IdempotencyMismatch => Err(idempotency_mismatch()),
@@ -304,6 +299,21 @@ fn status_name(status: BookingStatus) -> &'static str {
     }
 }
 
+/// The refusal of a hold past the per-fan limit, in words that are true: past the bookings apply
+/// looks at, it counts the fan as holding everything, and the count means nothing.
+fn fan_limit(held: u32, max: u32) -> Problem {
+    let detail = if held == u32::MAX {
+        format!(
+            "this account has made over {} bookings for this event (released and expired ones \
+             included), and a fan may hold or own at most {max} of its tickets: no more holds",
+            model::FAN_BOOKINGS_PER_EVENT_MAX
+        )
+    } else {
+        format!("a fan may hold or own {max} tickets of this event and you have {held}")
+    };
+    Problem::conflict("fan-limit", "Ticket limit reached", detail).with("ticketsPerFanMax", max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +342,16 @@ mod tests {
         assert_eq!(problem.extension("bookingStatus"), Some(&"released".into()));
         let expired = wrong_state(&booking(BookingState::Held), 10);
         assert_eq!(expired.extension("bookingStatus"), Some(&"expired".into()));
+    }
+
+    #[test]
+    fn a_fan_past_the_bookings_apply_counts_is_told_so_not_given_a_count() {
+        let over = fan_limit(u32::MAX, 8);
+        assert_eq!(over.status(), StatusCode::CONFLICT);
+        assert!(over.detail().contains("over 1000 bookings for this event"), "{}", over.detail());
+        assert!(!over.detail().contains(&u32::MAX.to_string()));
+        assert_eq!(over.extension("ticketsPerFanMax"), Some(&8.into()));
+        assert_eq!(fan_limit(6, 8).detail(), "a fan may hold or own 8 tickets of this event and you have 6");
     }
 
     #[test]

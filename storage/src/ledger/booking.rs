@@ -19,7 +19,7 @@ use super::{keys, read, write, Fault, Rows, HOLD_TTL_HARD_MAX_MS};
 
 /// Most of a fan's bookings for one event that a per-fan limit looks at; past it, the fan is
 /// refused (a fan with a thousand bookings for one event is not a fan).
-const FAN_BOOKINGS_SCANNED_MAX: usize = 1_000;
+const FAN_BOOKINGS_SCANNED_MAX: usize = model::FAN_BOOKINGS_PER_EVENT_MAX;
 
 /// What a hold asks for, whichever way its seats are chosen.
 pub struct HoldRequest<'a> {
