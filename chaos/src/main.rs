@@ -98,7 +98,16 @@ async fn main_result() -> anyhow::Result<bool> {
 
 #[tokio::main]
 async fn main() {
-    match main_result().await {
+    // The run is dropped when a signal wins, stopping the processes it started.
+    let outcome = tokio::select! {
+        outcome = main_result() => Ok(outcome),
+        signal = chaos::interrupted() => Err(signal),
+    };
+    let outcome = outcome.unwrap_or_else(|signal| {
+        eprintln!("boxoffice-chaos: stopped by {signal}; the cluster's processes were stopped");
+        std::process::exit(130);
+    });
+    match outcome {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(error) => {

@@ -112,7 +112,17 @@ fn row(scenario: &str, system: &str, result: LoadResult, checked: String) -> Row
 
 #[tokio::main]
 async fn main() {
-    if let Err(error) = run(Options::parse()).await {
+    let options = Options::parse();
+    // The run is dropped when a signal wins, stopping the systems it started.
+    let outcome = tokio::select! {
+        outcome = run(options) => Ok(outcome),
+        signal = chaos::interrupted() => Err(signal),
+    };
+    let outcome = outcome.unwrap_or_else(|signal| {
+        eprintln!("boxoffice-bench: stopped by {signal}; the systems it started were stopped");
+        std::process::exit(130);
+    });
+    if let Err(error) = outcome {
         eprintln!("boxoffice-bench: {error:#}");
         std::process::exit(2);
     }
