@@ -14,6 +14,7 @@
 //! - [`proposer`]: leader-side batching of a group's commands into raft entries;
 //! - [`reads`]: read-index rounds shared by every linearizable read that comes meanwhile;
 //! - [`refusals`]: followers refusing holds for taken seats after one shared read-index round;
+//! - `rounds`: serving a queue in rounds, the shape `reads` and `refusals` share;
 //! - [`host`]: the groups of a node and the routing of writes and reads to them.
 
 pub mod clock;
@@ -24,6 +25,7 @@ pub mod network;
 pub mod proposer;
 pub mod reads;
 pub mod refusals;
+mod rounds;
 pub mod types;
 pub mod wire;
 

@@ -8,12 +8,12 @@
 //! that began before it arrived (the round's read index could miss a write acknowledged in
 //! between), so a round takes only the reads queued when it starts.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, RaftError};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
+use crate::rounds;
 use crate::types::Raft;
 use crate::wire::Refusal;
 
@@ -38,7 +38,10 @@ pub struct ReadRounds {
 impl ReadRounds {
     pub fn start(raft: Raft, apply_wait: Duration) -> ReadRounds {
         let (queue, waiters) = mpsc::channel(QUEUE_READS_MAX);
-        tokio::spawn(run(raft.clone(), waiters));
+        let rounds = raft.clone();
+        let serve =
+            rounds::serve(waiters, ROUNDS_IN_FLIGHT_MAX, ROUND_READS_MAX, move |round| answer(rounds.clone(), round));
+        tokio::spawn(serve);
         ReadRounds { queue, raft, apply_wait }
     }
 
@@ -64,23 +67,7 @@ impl ReadRounds {
     }
 }
 
-async fn run(raft: Raft, mut waiters: mpsc::Receiver<Waiter>) {
-    let rounds = Arc::new(Semaphore::new(ROUNDS_IN_FLIGHT_MAX));
-    while let Some(first) = waiters.recv().await {
-        let permit = rounds.clone().acquire_owned().await.expect("the semaphore is never closed");
-        // Everything queued by now arrived before this round begins.
-        let mut round = vec![first];
-        while round.len() < ROUND_READS_MAX {
-            match waiters.try_recv() {
-                Ok(waiter) => round.push(waiter),
-                Err(_) => break,
-            }
-        }
-        tokio::spawn(answer(raft.clone(), round, permit));
-    }
-}
-
-async fn answer(raft: Raft, round: Vec<Waiter>, _permit: OwnedSemaphorePermit) {
+async fn answer(raft: Raft, round: Vec<Waiter>) {
     let result = match raft.get_read_log_id().await {
         Ok((read, _applied)) => Ok(read.map(|log_id| log_id.index)),
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {

@@ -18,10 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use model::{BookingId, GroupId, Millis, NodeId, TicketId};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::host::StateReader;
 use crate::link::Peers;
+use crate::rounds;
 use crate::types::Raft;
 use crate::wire::{ReadPoint, Request, Response};
 
@@ -81,11 +82,12 @@ impl Refuser {
         peers: Arc<Peers>,
         limits: RefusalLimits,
     ) -> Refuser {
-        assert!(limits.round_holds_max > 0 && limits.queue_holds_max > 0, "refusal rounds need room");
+        assert!(limits.queue_holds_max > 0, "refusals need a queue");
         let (queue, doubts) = mpsc::channel(limits.queue_holds_max);
         let round_timeout = Duration::from_millis(limits.round_timeout_ms);
         let replica = Replica { group, me, raft, reader, peers, round_timeout };
-        tokio::spawn(run(replica, doubts, limits.round_holds_max));
+        let round = move |doubts| decide(replica.clone(), doubts);
+        tokio::spawn(rounds::serve(doubts, ROUNDS_IN_FLIGHT_MAX, limits.round_holds_max, round));
         Refuser { queue }
     }
 
@@ -100,23 +102,7 @@ impl Refuser {
     }
 }
 
-async fn run(replica: Replica, mut doubts: mpsc::Receiver<Doubt>, round_holds_max: usize) {
-    let rounds = Arc::new(Semaphore::new(ROUNDS_IN_FLIGHT_MAX));
-    while let Some(first) = doubts.recv().await {
-        let permit = rounds.clone().acquire_owned().await.expect("the semaphore is never closed");
-        // Whatever queued while every round was busy shares this one.
-        let mut round = vec![first];
-        while round.len() < round_holds_max {
-            match doubts.try_recv() {
-                Ok(doubt) => round.push(doubt),
-                Err(_) => break,
-            }
-        }
-        tokio::spawn(decide(replica.clone(), round, permit));
-    }
-}
-
-async fn decide(replica: Replica, round: Vec<Doubt>, _permit: OwnedSemaphorePermit) {
+async fn decide(replica: Replica, round: Vec<Doubt>) {
     let at = replica.read_point().await;
     for doubt in round {
         let verdict = match at {
