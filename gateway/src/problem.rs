@@ -152,6 +152,11 @@ impl IntoResponse for Problem {
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body is never read, so the connection cannot carry another
+            // request: say so, or a client may send its next request on it as it closes.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
@@ -258,6 +263,15 @@ mod tests {
     async fn unauthorized_names_the_bearer_scheme() {
         let (_, headers, _) = render(Problem::unauthorized("no token")).await;
         assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+    }
+
+    #[tokio::test]
+    async fn a_body_too_large_closes_its_connection() {
+        let (status, headers, _) = render(Problem::payload_too_large("too big")).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(headers[header::CONNECTION], "close");
+        let (_, headers, _) = render(Problem::not_found("no event 7")).await;
+        assert!(headers.get(header::CONNECTION).is_none(), "other problems keep the connection");
     }
 
     #[tokio::test]
