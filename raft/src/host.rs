@@ -41,6 +41,16 @@ pub trait StateReader: Send + Sync + 'static {
     fn taken(&self, booking: BookingId, tickets: &[TicketId], at: Millis) -> Result<Vec<TicketId>, String>;
 }
 
+/// For a hold, the tickets it could not take as `reader`'s applied state stands at `at`; `None`
+/// for other commands, for holds that look possible, and when the state cannot be read. The one
+/// test of every early refusal (the leader's proposer, a follower's refuser): a hold under an
+/// idempotency key may be the retry of one that took these very seats, which only apply knows,
+/// so it always goes through the log.
+pub(crate) fn plainly_taken(reader: &dyn StateReader, command: &Command, at: Millis) -> Option<Vec<TicketId>> {
+    let Command::Hold { booking, tickets, idempotency: None, .. } = command else { return None };
+    reader.taken(*booking, tickets, at).ok().filter(|taken| !taken.is_empty())
+}
+
 /// What one group runs on: its log, its state machine and a reader of its applied state.
 pub struct GroupParts<L, S> {
     pub log: L,
@@ -267,20 +277,14 @@ impl Host {
     /// On a follower, a hold for seats its replica shows as taken: refused after a read point
     /// from the leader if they still are then (see `refusals`); `None` sends it to the leader.
     async fn refuse_here(&self, group: GroupId, command: &Command) -> Option<Outcome> {
-        // A hold under an idempotency key may be the retry of one that took these very seats:
-        // only apply knows.
-        let Command::Hold { booking, tickets, idempotency: None, .. } = command else { return None };
         let g = self.groups.get(&group)?;
         let leader = g.raft.metrics().borrow().current_leader;
         if leader.is_none_or(|leader| leader == self.node_id()) {
             return None;
         }
         // A first look at this replica's state, without waiting: most holds look free.
-        let taken = g.reader.taken(*booking, tickets, g.reader.last_applied_at()).ok()?;
-        if taken.is_empty() {
-            return None;
-        }
-        match g.refuser.check(*booking, tickets).await {
+        plainly_taken(g.reader.as_ref(), command, g.reader.last_applied_at())?;
+        match g.refuser.check(command).await {
             Verdict::Taken(tickets) => Some(Outcome::Unavailable { tickets }),
             Verdict::Forward => None,
         }

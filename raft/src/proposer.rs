@@ -22,7 +22,7 @@ use openraft::error::ClientWriteError;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::{Clock, GroupClock};
-use crate::host::StateReader;
+use crate::host::{plainly_taken, StateReader};
 use crate::reads::ReadRounds;
 use crate::types::Raft;
 use crate::wire::Refusal;
@@ -92,13 +92,8 @@ impl Group {
         self.clock.now_ms().max(self.reader.last_applied_at())
     }
 
-    /// For a hold, the tickets it could not take as the applied state stands; `None` for other
-    /// commands, for holds that look possible, and when the state cannot be read.
     fn taken(&self, command: &Command, at: Millis) -> Option<Vec<model::TicketId>> {
-        // A hold under an idempotency key may be the retry of one that took these very seats:
-        // only apply knows, so it goes through the log.
-        let Command::Hold { booking, tickets, idempotency: None, .. } = command else { return None };
-        self.reader.taken(*booking, tickets, at).ok().filter(|taken| !taken.is_empty())
+        plainly_taken(self.reader.as_ref(), command, at)
     }
 }
 

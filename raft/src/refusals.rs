@@ -17,10 +17,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use model::{BookingId, GroupId, Millis, NodeId, TicketId};
+use model::{Command, GroupId, Millis, NodeId, TicketId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::host::StateReader;
+use crate::host::{plainly_taken, StateReader};
 use crate::link::Peers;
 use crate::rounds;
 use crate::types::Raft;
@@ -40,8 +40,7 @@ pub enum Verdict {
 }
 
 struct Doubt {
-    booking: BookingId,
-    tickets: Vec<TicketId>,
+    hold: Command,
     reply: oneshot::Sender<Verdict>,
 }
 
@@ -92,9 +91,9 @@ impl Refuser {
     }
 
     /// Decides a hold whose tickets this replica shows as taken: refused here, or forwarded.
-    pub async fn check(&self, booking: BookingId, tickets: &[TicketId]) -> Verdict {
+    pub async fn check(&self, hold: &Command) -> Verdict {
         let (reply, verdict) = oneshot::channel();
-        let doubt = Doubt { booking, tickets: tickets.to_vec(), reply };
+        let doubt = Doubt { hold: hold.clone(), reply };
         if self.queue.try_send(doubt).is_err() {
             return Verdict::Forward;
         }
@@ -136,9 +135,9 @@ impl Replica {
     fn verdict(&self, doubt: &Doubt, at: Millis) -> Verdict {
         // The stamps of entries applied past the read index are group time too, and later.
         let at = at.max(self.reader.last_applied_at());
-        match self.reader.taken(doubt.booking, &doubt.tickets, at) {
-            Ok(taken) if !taken.is_empty() => Verdict::Taken(taken),
-            _ => Verdict::Forward,
+        match plainly_taken(self.reader.as_ref(), &doubt.hold, at) {
+            Some(taken) => Verdict::Taken(taken),
+            None => Verdict::Forward,
         }
     }
 }

@@ -110,12 +110,15 @@ fn sm_error(verb: ErrorVerb, e: impl ToString) -> StorageError {
 impl Shared {
     /// A row as a reader sees it: applied, from the ticket cache or the database.
     fn get(&self, suffix: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
-        if keys::is_ticket(suffix) {
-            if let Some(value) = self.tickets.lock().expect("tickets lock").get(suffix) {
-                return Ok(value.clone());
-            }
+        match self.cached(suffix) {
+            Some(value) => Ok(value),
+            None => self.get_stored(suffix),
         }
-        self.get_stored(suffix)
+    }
+
+    /// A ticket row's value from the cache, if the cache has it.
+    fn cached(&self, suffix: &[u8]) -> Option<Option<Vec<u8>>> {
+        keys::is_ticket(suffix).then(|| self.tickets.lock().expect("tickets lock").get(suffix).cloned()).flatten()
     }
 
     fn get_stored(&self, suffix: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
@@ -126,14 +129,13 @@ impl Shared {
 
     /// A row as apply reads it: a ticket row read from the database is cached.
     fn get_applying(&self, suffix: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
-        if !keys::is_ticket(suffix) {
-            return self.get_stored(suffix);
-        }
-        if let Some(value) = self.tickets.lock().expect("tickets lock").get(suffix) {
-            return Ok(value.clone());
+        if let Some(value) = self.cached(suffix) {
+            return Ok(value);
         }
         let value = self.get_stored(suffix)?;
-        self.cache_tickets(std::iter::once((suffix.to_vec(), value.clone())));
+        if keys::is_ticket(suffix) {
+            self.cache_tickets(std::iter::once((suffix.to_vec(), value.clone())));
+        }
         Ok(value)
     }
 
