@@ -279,15 +279,23 @@ impl Cluster {
     }
 
     /// The node that leads `group`, as a running node sees it.
+    ///
+    /// Only a node whose own replica says it leads is taken at its word: a node just restarted
+    /// still names the leader of its saved vote (itself, if it led before it went down) until it
+    /// hears from the current one.
     pub async fn leader_of(&self, group: u64) -> anyhow::Result<u64> {
         for id in self.running() {
-            if let Ok(replica) = self.replica(id, group).await {
-                if let Some(leader) = replica["leader"].as_u64() {
-                    return Ok(leader);
-                }
+            let Ok(replica) = self.replica(id, group).await else { continue };
+            let Some(leader) = replica["leader"].as_u64() else { continue };
+            if !self.running().contains(&leader) {
+                continue;
+            }
+            let Ok(theirs) = self.replica(leader, group).await else { continue };
+            if theirs["role"] == "leader" {
+                return Ok(leader);
             }
         }
-        bail!("no node knows the leader of group {group}")
+        bail!("no running node leads group {group}")
     }
 
     /// Makes a venue of `seats` seats in rows of 20, a performer, and an event there; returns

@@ -195,9 +195,15 @@ async fn killing_a_leader_under_load_loses_nothing_and_it_catches_up_from_a_snap
         }
     }
 
+    // The target is what the survivors applied while the victim was down (the load has
+    // stopped), read before the restart: the victim, back, first names the leader of its saved
+    // vote, itself, and reports its own old index.
+    let mut target = 0;
+    for &id in &survivors {
+        target = target.max(cluster.replica(id, group).await.unwrap()["appliedIndex"].as_u64().unwrap_or(0));
+    }
+    assert!(target > index_at_kill, "the survivors went on after the kill ({target} > {index_at_kill})");
     cluster.restart(victim).await.unwrap();
-    let leader = cluster.leader_of(group).await.unwrap();
-    let target = cluster.replica(leader, group).await.unwrap()["appliedIndex"].as_u64().unwrap();
     for id in cluster.running() {
         wait_applied(&cluster, id, group, target).await;
     }
