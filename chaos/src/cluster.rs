@@ -290,17 +290,24 @@ impl Cluster {
         Ok(me["replicas"].as_array().cloned().unwrap_or_default())
     }
 
-    /// The leader of `group` as the serving nodes see it (the first that knows).
+    /// The leader of `group`: a serving node named as leader that says so itself (a node just
+    /// restarted names the leader of its saved vote, maybe itself, until it hears otherwise).
     pub async fn leader_of(&self, group: u64) -> Option<u64> {
-        for id in self.serving() {
-            if let Ok(replicas) = self.replicas(id).await {
-                let leader = replicas.iter().find(|r| r["group"] == group).and_then(|r| r["leader"].as_u64());
-                if leader.is_some() {
-                    return leader;
-                }
+        let serving = self.serving();
+        for &id in &serving {
+            let Some(leader) = self.replica_of(id, group).await.and_then(|r| r["leader"].as_u64()) else { continue };
+            if !serving.contains(&leader) {
+                continue;
+            }
+            if self.replica_of(leader, group).await.is_some_and(|r| r["role"] == "leader") {
+                return Some(leader);
             }
         }
         None
+    }
+
+    async fn replica_of(&self, id: u64, group: u64) -> Option<Value> {
+        self.replicas(id).await.ok()?.into_iter().find(|r| r["group"] == group)
     }
 
     /// Waits until every serving node sees a serving leader for every group.
