@@ -26,8 +26,6 @@ pub type Handler = Arc<dyn Fn(NodeId, Request) -> Pin<Box<dyn Future<Output = Re
 const DIAL_TIMEOUT_MS: u64 = 1_000;
 /// Buffer of a connection's reader: frames that arrive together are read with one call.
 const READ_BUFFER_BYTES: usize = 64 << 10;
-/// Times a link's writer yields to the runnable tasks before a flush (see [`write_frames`]).
-const FLUSH_YIELDS_MAX: usize = 1;
 /// Backoff between failed dials: doubles from the first to the last value.
 const DIAL_BACKOFF_MIN_MS: u64 = 50;
 const DIAL_BACKOFF_MAX_MS: u64 = 1_000;
@@ -292,11 +290,9 @@ async fn write_frames(
     let mut writer = BufWriter::with_capacity(64 << 10, writer);
     while let Some(frame) = inbox.recv().await {
         writer.write_all(&frame).await?;
-        for _ in 0..FLUSH_YIELDS_MAX {
-            tokio::task::yield_now().await;
-            while let Ok(frame) = inbox.try_recv() {
-                writer.write_all(&frame).await?;
-            }
+        tokio::task::yield_now().await;
+        while let Ok(frame) = inbox.try_recv() {
+            writer.write_all(&frame).await?;
         }
         writer.flush().await?;
     }
