@@ -71,6 +71,8 @@ impl gateway::Cluster for HostCluster {
     }
 
     fn node_metrics(&self) -> String {
-        self.shard.metrics()
+        let mut text = self.host.metrics_text();
+        text.push_str(&self.shard.metrics());
+        text
     }
 }

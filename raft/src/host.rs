@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use crate::clock::{Clock, GroupClock};
 use crate::config::HostConfig;
 use crate::link::{Handler, LinkLimits, Peers};
+use crate::metrics::{self, GroupCounters};
 use crate::network::NetworkFactory;
 use crate::proposer::{BatchLimits, Proposer};
 use crate::reads::ReadRounds;
@@ -107,6 +108,8 @@ struct Group {
     reads: ReadRounds,
     /// Refuses holds for taken seats without the leader's log (used while it follows).
     refuser: Refuser,
+    /// The write path's counters, for `/metrics`.
+    counters: Arc<GroupCounters>,
 }
 
 pub struct Host {
@@ -160,14 +163,31 @@ impl Host {
                 .map_err(|e| HostError::Open { group, reason: e.to_string() })?;
             let reads = ReadRounds::start(raft.clone(), Duration::from_millis(config.raft.rpc_timeout_ms));
             let stamps = Arc::new(GroupClock::default());
-            let proposer = Proposer::start(raft.clone(), reads.clone(), reader.clone(), stamps, clock.clone(), limits);
+            let counters = Arc::new(GroupCounters::default());
+            let proposer = Proposer::start(
+                raft.clone(),
+                reads.clone(),
+                reader.clone(),
+                stamps,
+                clock.clone(),
+                counters.clone(),
+                limits,
+            );
             let refusal_limits = RefusalLimits {
                 round_holds_max: config.raft.batch_commands_max,
                 queue_holds_max: config.raft.propose_queue_commands_max,
                 round_timeout_ms: config.raft.rpc_timeout_ms,
             };
-            let refuser = Refuser::start(group, me, raft.clone(), reader.clone(), peers.clone(), refusal_limits);
-            groups.insert(group, Group { raft, reader, proposer, reads, refuser });
+            let refuser = Refuser::start(
+                group,
+                me,
+                raft.clone(),
+                reader.clone(),
+                peers.clone(),
+                counters.clone(),
+                refusal_limits,
+            );
+            groups.insert(group, Group { raft, reader, proposer, reads, refuser, counters });
         }
         let searcher = std::sync::OnceLock::new();
         let host = Arc::new(Host { config, searcher, clock, groups, peers: peers.clone(), shutdown });
@@ -264,6 +284,9 @@ impl Host {
                 if target == self.node_id() {
                     self.propose_local(group, command).await
                 } else {
+                    if let Some(g) = self.groups.get(&group) {
+                        GroupCounters::add(&g.counters.writes_forwarded, 1);
+                    }
                     self.forward(target, Request::Write { group, command }).await.and_then(|r| match r {
                         Response::Write(result) => result,
                         other => Err(Refusal::Unavailable(format!("unexpected answer {other:?}"))),
@@ -520,6 +543,12 @@ impl Host {
                 }
             })
             .collect()
+    }
+
+    /// This node's groups for `/metrics`: each replica's state and the write path's counters.
+    pub fn metrics_text(&self) -> String {
+        let counters = self.groups.iter().map(|(&group, g)| (group, g.counters.clone())).collect();
+        metrics::render(&self.local_status(), &counters)
     }
 
     /// Every node's replicas, asking each peer; a peer that does not answer is unreachable.

@@ -15,12 +15,14 @@
 //! - [`reads`]: read-index rounds shared by every linearizable read that comes meanwhile;
 //! - [`refusals`]: followers refusing holds for taken seats after one shared read-index round;
 //! - `rounds`: serving a queue in rounds, the shape `reads` and `refusals` share;
+//! - [`metrics`]: each replica's state and the write path's counters, for `/metrics`;
 //! - [`host`]: the groups of a node and the routing of writes and reads to them.
 
 pub mod clock;
 pub mod config;
 pub mod host;
 pub mod link;
+pub mod metrics;
 pub mod network;
 pub mod proposer;
 pub mod reads;

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::{Clock, GroupClock};
 use crate::host::{plainly_taken, StateReader};
+use crate::metrics::GroupCounters;
 use crate::reads::ReadRounds;
 use crate::types::Raft;
 use crate::wire::Refusal;
@@ -58,6 +59,7 @@ struct Group {
     reader: Arc<dyn StateReader>,
     stamps: Arc<GroupClock>,
     clock: Arc<Clock>,
+    counters: Arc<GroupCounters>,
 }
 
 impl Proposer {
@@ -67,11 +69,13 @@ impl Proposer {
         reader: Arc<dyn StateReader>,
         stamps: Arc<GroupClock>,
         clock: Arc<Clock>,
+        counters: Arc<GroupCounters>,
         limits: BatchLimits,
     ) -> Proposer {
         assert!(limits.batch_commands_max > 0 && limits.batches_in_flight_max > 0, "batches need room");
         let (queue, pending) = mpsc::channel(limits.queue_commands_max);
-        tokio::spawn(run(Group { raft, reads, reader, stamps, clock }, pending, queue.clone(), limits));
+        let group = Group { raft, reads, reader, stamps, clock, counters };
+        tokio::spawn(run(group, pending, queue.clone(), limits));
         Proposer { queue }
     }
 
@@ -157,6 +161,8 @@ fn sort_out(
 async fn propose(group: &Group, batch: Vec<Pending>, slot: OwnedSemaphorePermit) {
     let at: Millis = group.stamps.stamp(group.clock.now_ms(), group.reader.last_applied_at());
     let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+    GroupCounters::add(&group.counters.entries_proposed, 1);
+    GroupCounters::add(&group.counters.commands_proposed, commands.len() as u64);
     match group.raft.client_write_ff(Batch { at, commands }).await {
         Ok(applied) => {
             tokio::spawn(async move {
@@ -191,6 +197,7 @@ async fn confirm_refusals(
         }
         match group.taken(&pending.command, floor) {
             Some(tickets) => {
+                GroupCounters::add(&group.counters.refused_as_leader, 1);
                 let _ = pending.reply.send(Ok(Outcome::Unavailable { tickets }));
             }
             None => {

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::host::{plainly_taken, StateReader};
 use crate::link::Peers;
+use crate::metrics::GroupCounters;
 use crate::rounds;
 use crate::types::Raft;
 use crate::wire::{ReadPoint, Request, Response};
@@ -70,6 +71,7 @@ struct Replica {
     reader: Arc<dyn StateReader>,
     peers: Arc<Peers>,
     round_timeout: Duration,
+    counters: Arc<GroupCounters>,
 }
 
 impl Refuser {
@@ -79,12 +81,13 @@ impl Refuser {
         raft: Raft,
         reader: Arc<dyn StateReader>,
         peers: Arc<Peers>,
+        counters: Arc<GroupCounters>,
         limits: RefusalLimits,
     ) -> Refuser {
         assert!(limits.queue_holds_max > 0, "refusals need a queue");
         let (queue, doubts) = mpsc::channel(limits.queue_holds_max);
         let round_timeout = Duration::from_millis(limits.round_timeout_ms);
-        let replica = Replica { group, me, raft, reader, peers, round_timeout };
+        let replica = Replica { group, me, raft, reader, peers, round_timeout, counters };
         let round = move |doubts| decide(replica.clone(), doubts);
         tokio::spawn(rounds::serve(doubts, ROUNDS_IN_FLIGHT_MAX, limits.round_holds_max, round));
         Refuser { queue }
@@ -136,7 +139,10 @@ impl Replica {
         // The stamps of entries applied past the read index are group time too, and later.
         let at = at.max(self.reader.last_applied_at());
         match plainly_taken(self.reader.as_ref(), &doubt.hold, at) {
-            Some(taken) => Verdict::Taken(taken),
+            Some(taken) => {
+                GroupCounters::add(&self.counters.refused_as_follower, 1);
+                Verdict::Taken(taken)
+            }
             None => Verdict::Forward,
         }
     }

@@ -299,7 +299,8 @@ impl Cluster {
     }
 
     /// Makes a venue of `seats` seats in rows of 20, a performer, and an event there; returns
-    /// the event's JSON (its `id` and `group` among the fields).
+    /// the event's JSON as the admin API answered (its `id` among the fields; its group is
+    /// `model::group_for_new_event`).
     pub async fn seed_event(&self, seats: usize) -> anyhow::Result<Value> {
         let rows: Vec<Value> = (0..seats.div_ceil(20))
             .map(|r| {

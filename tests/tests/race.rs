@@ -34,6 +34,30 @@ async fn two_hundred_fans_race_for_one_ticket_and_exactly_one_wins() {
         ticket_statuses_when(&cluster.http, &cluster.url(nodes[0]), event_id, |s| s[7] == "held").await.unwrap();
     assert_eq!(statuses[7], "held");
     assert_eq!(statuses.iter().filter(|s| *s == "held").count(), 1, "no other ticket was touched");
+
+    // The operator's view of it: one leader, and every hold decided in an entry or refused
+    // without one (retries only add), entries carrying several holds each.
+    let group = model::group_for_new_event(event_id, Settings::default().inventory_groups) as u64;
+    let (mut leaders, mut entries, mut commands, mut refused) = (0, 0, 0, 0);
+    for &node in &nodes {
+        let text =
+            cluster.http.get(format!("{}/metrics", cluster.url(node))).send().await.unwrap().text().await.unwrap();
+        let value = |name: &str| metric(&text, name, group);
+        leaders += value("boxoffice_raft_leader");
+        entries += value("boxoffice_raft_entries_proposed_total");
+        commands += value("boxoffice_raft_commands_proposed_total");
+        refused += value("boxoffice_raft_holds_refused_as_leader_total");
+        refused += value("boxoffice_raft_holds_refused_as_follower_total");
+    }
+    assert_eq!(leaders, 1, "one node says it leads group {group}");
+    assert!(commands + refused >= 200, "every hold counted: {commands} proposed, {refused} refused without the log");
+    assert!(entries >= 1 && entries <= commands, "{entries} entries carried {commands} commands");
+}
+
+/// The value of `name` for `group` in a `/metrics` text, 0 if it is not there.
+fn metric(text: &str, name: &str, group: u64) -> u64 {
+    let prefix = format!("{name}{{group=\"{group}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
