@@ -35,76 +35,55 @@ struct Family {
     name: &'static str,
     help: &'static str,
     kind: &'static str,
-    value: fn(&ReplicaStatus, &GroupCounters) -> Option<u64>,
+    value: Value,
+}
+
+type Value = fn(&ReplicaStatus, &GroupCounters) -> Option<u64>;
+
+/// A family whose value can go up and down (a replica's state).
+const fn gauge(name: &'static str, help: &'static str, value: Value) -> Family {
+    Family { name, help, kind: "gauge", value }
+}
+
+/// A family whose value only grows (one of [`GroupCounters`]).
+const fn counter(name: &'static str, help: &'static str, value: Value) -> Family {
+    Family { name, help, kind: "counter", value }
 }
 
 const FAMILIES: &[Family] = &[
-    Family {
-        name: "boxoffice_raft_leader",
-        help: "1 if this node leads the group, else 0.",
-        kind: "gauge",
-        value: |s, _| Some(u64::from(s.role == Role::Leader)),
-    },
-    Family {
-        name: "boxoffice_raft_term",
-        help: "The group's current term.",
-        kind: "gauge",
-        value: |s, _| Some(s.term),
-    },
-    Family {
-        name: "boxoffice_raft_last_log_index",
-        help: "Index of the last entry in this replica's log.",
-        kind: "gauge",
-        value: |s, _| s.last_log_index,
-    },
-    Family {
-        name: "boxoffice_raft_applied_index",
-        help: "Index of the last entry this replica applied.",
-        kind: "gauge",
-        value: |s, _| s.applied_index,
-    },
-    Family {
-        name: "boxoffice_raft_snapshot_index",
-        help: "Last index in this replica's snapshot.",
-        kind: "gauge",
-        value: |s, _| s.snapshot_index,
-    },
-    Family {
-        name: "boxoffice_raft_purged_index",
-        help: "Last index purged from this replica's log.",
-        kind: "gauge",
-        value: |s, _| s.purged_index,
-    },
-    Family {
-        name: "boxoffice_raft_entries_proposed_total",
-        help: "Raft entries this node proposed as leader (each one fsync and one replication round).",
-        kind: "counter",
-        value: |_, c| Some(c.entries_proposed.load(Ordering::Relaxed)),
-    },
-    Family {
-        name: "boxoffice_raft_commands_proposed_total",
-        help: "Commands in the entries this node proposed as leader (divided by entries: the batch size).",
-        kind: "counter",
-        value: |_, c| Some(c.commands_proposed.load(Ordering::Relaxed)),
-    },
-    Family {
-        name: "boxoffice_raft_holds_refused_as_leader_total",
-        help: "Holds refused by this node as leader after a read-index round, without a log entry.",
-        kind: "counter",
-        value: |_, c| Some(c.refused_as_leader.load(Ordering::Relaxed)),
-    },
-    Family {
-        name: "boxoffice_raft_holds_refused_as_follower_total",
-        help: "Holds refused by this node as follower after a read point from the leader.",
-        kind: "counter",
-        value: |_, c| Some(c.refused_as_follower.load(Ordering::Relaxed)),
-    },
-    Family {
-        name: "boxoffice_raft_writes_forwarded_total",
-        help: "Writes this node sent on to the group's leader on another node.",
-        kind: "counter",
-        value: |_, c| Some(c.writes_forwarded.load(Ordering::Relaxed)),
-    },
+    gauge("boxoffice_raft_leader", "1 if this node leads the group, else 0.", |s, _| {
+        Some(u64::from(s.role == Role::Leader))
+    }),
+    gauge("boxoffice_raft_term", "The group's current term.", |s, _| Some(s.term)),
+    gauge("boxoffice_raft_last_log_index", "Index of the last entry in this replica's log.", |s, _| s.last_log_index),
+    gauge("boxoffice_raft_applied_index", "Index of the last entry this replica applied.", |s, _| s.applied_index),
+    gauge("boxoffice_raft_snapshot_index", "Last index in this replica's snapshot.", |s, _| s.snapshot_index),
+    gauge("boxoffice_raft_purged_index", "Last index purged from this replica's log.", |s, _| s.purged_index),
+    counter(
+        "boxoffice_raft_entries_proposed_total",
+        "Raft entries this node proposed as leader (each one fsync and one replication round).",
+        |_, c| Some(c.entries_proposed.load(Ordering::Relaxed)),
+    ),
+    counter(
+        "boxoffice_raft_commands_proposed_total",
+        "Commands in the entries this node proposed as leader (divided by entries: the batch size).",
+        |_, c| Some(c.commands_proposed.load(Ordering::Relaxed)),
+    ),
+    counter(
+        "boxoffice_raft_holds_refused_as_leader_total",
+        "Holds refused by this node as leader after a read-index round, without a log entry.",
+        |_, c| Some(c.refused_as_leader.load(Ordering::Relaxed)),
+    ),
+    counter(
+        "boxoffice_raft_holds_refused_as_follower_total",
+        "Holds refused by this node as follower after a read point from the leader.",
+        |_, c| Some(c.refused_as_follower.load(Ordering::Relaxed)),
+    ),
+    counter(
+        "boxoffice_raft_writes_forwarded_total",
+        "Writes this node sent on to the group's leader on another node.",
+        |_, c| Some(c.writes_forwarded.load(Ordering::Relaxed)),
+    ),
 ];
 
 /// Every family for every group this node hosts; a value a replica does not have yet (no log,
