@@ -53,7 +53,10 @@ pub struct GatewayConfig {
     pub reconcile_interval_ms: u64,
     /// A payment pending this long is asked about.
     pub reconcile_after_ms: u64,
-    /// How long a search answer is reused; 0 turns the search cache off.
+    /// How long a search answer is reused; 0 turns the search cache off. It counts toward the
+    /// promise that a new event is found within a second: an answer cached just before the
+    /// index took the event in is served this long after (the index itself takes up to its
+    /// 200 ms tick plus a commit), and another gateway's catalog change does not drop it.
     pub search_cache_ttl_ms: u64,
     pub search_cache_entries_max: u64,
     /// A payment pending this long after its hold ended is given up on (it is refunded if it is
@@ -86,7 +89,7 @@ impl Default for GatewayConfig {
             reconcile_interval_ms: 10_000,
             reconcile_after_ms: 30_000,
             payment_abandon_after_ms: 3_600_000,
-            search_cache_ttl_ms: 500,
+            search_cache_ttl_ms: 200,
             search_cache_entries_max: 10_000,
         }
     }
