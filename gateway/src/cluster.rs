@@ -52,6 +52,14 @@ pub trait Cluster: Send + Sync + 'static {
     /// `fault_injection_enabled`).
     fn inject_faults(&self, faults: Faults);
 
+    /// How many events this node's search shard holds. The search cache keys on it, so that an
+    /// event that just became searchable here is not hidden behind an answer cached before it
+    /// was, on any gateway (not only the one that created it). Events are never edited, so the
+    /// count moves exactly when the set of searchable events does.
+    fn searchable_events(&self) -> u64 {
+        0
+    }
+
     /// Prometheus text lines about the node itself (its search shard, say), appended to the
     /// gateway's own metrics.
     fn node_metrics(&self) -> String {

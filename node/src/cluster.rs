@@ -16,7 +16,7 @@ pub struct HostCluster {
     pub host: Arc<Host>,
     /// This node's disk fault switches, for `inject_faults`.
     pub disk: Arc<DiskFaults>,
-    /// This node's search shard, for its metrics.
+    /// This node's search shard, for its metrics and the search cache's key.
     pub shard: Arc<SearchShard>,
 }
 
@@ -51,6 +51,10 @@ impl gateway::Cluster for HostCluster {
 
     async fn search(&self, query: SearchQuery) -> Result<SearchResult, ClusterError> {
         self.host.search(query).await
+    }
+
+    fn searchable_events(&self) -> u64 {
+        self.shard.searchable_events()
     }
 
     fn leads(&self, group: GroupId) -> bool {

@@ -168,6 +168,27 @@ async fn a_new_event_is_found_within_a_second_and_a_node_down_changes_nothing() 
     search_until(&cluster, 3, "pageSize=10", &everything, Duration::from_secs(10)).await;
 }
 
+/// A search cache that keeps answers for a minute still shows a new event within a second, on a
+/// gateway other than the one that created it: the cache keys on how many events the node's
+/// shard holds, so an answer cached before the event was indexed is not served after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cached_answer_does_not_hide_a_new_event_on_another_gateway() {
+    let settings = Settings { gateway_extra: "search_cache_ttl_ms = 60000".into(), ..Settings::default() };
+    let cluster = Cluster::start(settings).await.unwrap();
+    let club = venue(&cluster, "Blue Door", "Trondheim", 10).await;
+    let first = event(&cluster, "Morning Quartet", "concert", "2030-09-01T10:00:00Z", club, &[]).await;
+    search_until(&cluster, 2, "keyword=quartet", &[first], Duration::from_secs(5)).await;
+    let (cached, _) = search(&cluster, 2, "keyword=quartet").await;
+    assert_eq!(cached, vec![first], "the answer node 2 now caches");
+
+    let created = Instant::now();
+    let fresh = event(&cluster, "Midnight Quartet", "concert", "2030-09-01T20:00:00Z", club, &[]).await;
+    search_until(&cluster, 2, "keyword=quartet", &[first, fresh], Duration::from_secs(5)).await;
+    let found = created.elapsed();
+    eprintln!("found through another gateway's warm cache {} ms after it was created", found.as_millis());
+    assert!(found < Duration::from_secs(1), "found after {found:?}");
+}
+
 /// Under a steady stream of holds (every apply of every group tells the indexer so), a new event
 /// is still searchable within a second: the indexer commits on a clock, not when the stream
 /// pauses.

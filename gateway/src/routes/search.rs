@@ -3,8 +3,10 @@
 //! `keyword` (typos forgiven, the last word a prefix), `start`/`end` (RFC 3339 or a date),
 //! `city`, `category`, `performer`, `venue`, `available`, `sort` (`relevance` or `date`),
 //! `page`, `pageSize`. The answer has the page of events, the total, and facet counts by category
-//! and city. Results are cached for `search_cache_ttl_ms`, keyed by the normalized query, and
-//! the cache is dropped whenever this gateway changes the catalog.
+//! and city. Results are cached for `search_cache_ttl_ms`, keyed by the normalized query and the
+//! number of events this node's shard holds (so a new event is never hidden behind an answer
+//! cached before it was indexed, whichever gateway created it), and the cache is dropped
+//! whenever this gateway changes the catalog.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -138,7 +140,7 @@ pub async fn search<C: Cluster>(
     QueryParams(params): QueryParams<SearchParams>,
 ) -> Result<Response, Problem> {
     let (query, page) = search_query(params, state.config.page_size_max)?;
-    let key = cache_key(&query);
+    let key = format!("{}|{}", state.cluster.searchable_events(), cache_key(&query));
     let caching = state.config.search_cache_ttl_ms > 0;
     if caching {
         if let Some(body) = state.caches.searches.get(&key).await {

@@ -174,6 +174,11 @@ impl SearchShard {
         MmapDirectory::open(dir).map_err(|e| SearchError(e.to_string()))
     }
 
+    /// How many events are searchable now (as last committed).
+    pub fn searchable_events(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
     /// The applied index the index holds for `group`, as last committed.
     pub fn indexed(&self, group: GroupId) -> Option<u64> {
         self.applied.lock().expect("applied lock").get(&group).copied()
