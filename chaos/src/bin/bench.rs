@@ -37,6 +37,10 @@ struct Options {
     tickets: u32,
     #[arg(long, default_value_t = 64)]
     clients: usize,
+    /// Nodes of Boxoffice's cluster (every group on every node): 3 as in the issue; 1 shows what
+    /// replication costs on this machine.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=NODES_MAX))]
+    nodes: u64,
     /// How long the churn scenario runs.
     #[arg(long, default_value = "30s", value_parser = model::duration::parse_ms)]
     churn: u64,
@@ -84,7 +88,8 @@ struct Options {
 const CHURN_TTL_MS: u64 = 2_000;
 /// How long "never" is for Boxoffice's holds in the sell-out (its longest allowed hold).
 const NEVER_MS: u64 = 24 * 60 * 60 * 1000;
-const NODES: u64 = 3;
+/// Most nodes a benchmark cluster may have: they all share this machine.
+const NODES_MAX: u64 = 5;
 
 impl Options {
     fn runs(&self, scenario: &str, system: &str) -> bool {
@@ -170,15 +175,16 @@ fn holds(bo: &Boxoffice, tokens: &[String], event: u64, tickets: u32) -> Vec<Hol
 
 async fn boxoffice(options: &Options, work: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let bin = options.bin.clone().unwrap_or_else(sibling_binary);
-    let system = "boxoffice (3 nodes)";
+    let nodes = options.nodes;
+    let system = &format!("boxoffice ({nodes} {})", if nodes == 1 { "node" } else { "nodes" });
     let n = options.tickets;
     if options.runs("a1", "boxoffice")
         || options.runs("b", "boxoffice")
         || options.runs("c", "boxoffice")
         || options.runs("b", "nginx")
     {
-        println!("starting boxoffice ({NODES} nodes, holds never expire)");
-        let bo = Boxoffice::start(bin.clone(), work.join("boxoffice-a1"), NODES, n, NEVER_MS, "").await?;
+        println!("starting {system}, holds never expire");
+        let bo = Boxoffice::start(bin.clone(), work.join("boxoffice-a1"), nodes, n, NEVER_MS, "").await?;
         let tokens = bo.fans(options.clients).await?;
         if options.runs("a1", "boxoffice") {
             let event = bo.new_event("sell-out").await?;
@@ -207,8 +213,8 @@ async fn boxoffice(options: &Options, work: &Path, rows: &mut Vec<Row>) -> anyho
         }
     }
     if options.runs("a2", "boxoffice") {
-        println!("starting boxoffice ({NODES} nodes, holds end after {CHURN_TTL_MS} ms)");
-        let bo = Boxoffice::start(bin, work.join("boxoffice-a2"), NODES, n, CHURN_TTL_MS, "").await?;
+        println!("starting {system}, holds end after {CHURN_TTL_MS} ms");
+        let bo = Boxoffice::start(bin, work.join("boxoffice-a2"), nodes, n, CHURN_TTL_MS, "").await?;
         let tokens = bo.fans(options.clients).await?;
         let event = bo.new_event("churn").await?;
         let result =
@@ -476,8 +482,9 @@ fn write_results(options: &Options, rows: &[Row], stamp: &str) -> anyhow::Result
     }
     let header = format!(
         "# Benchmark results\n\nOne run of `scripts/bench{command}` on this machine ({stamp} UTC): {}; every \
-         system alone on the machine in turn. Boxoffice is a 3-node cluster on loopback, every node syncing its log.",
-        setup.join("; ")
+         system alone on the machine in turn. Boxoffice is a {}-node cluster on loopback, every node syncing its log.",
+        setup.join("; "),
+        options.nodes
     );
     std::fs::write(options.out.join(format!("{}.json", options.name)), serde_json::to_vec_pretty(rows)?)?;
     std::fs::write(options.out.join(format!("{}.md", options.name)), report::markdown(rows, &header))?;
@@ -509,10 +516,14 @@ async fn search(options: &Options, work: &Path, rows: &mut Vec<Row>) -> anyhow::
     };
     let runs = [("sl", Some(options.search_rate)), ("s", None)];
     if options.runs("s", "boxoffice") {
-        println!("starting boxoffice ({NODES} nodes, search cache off) and loading {} events", options.events);
+        println!(
+            "starting boxoffice ({} nodes, search cache off) and loading {} events",
+            options.nodes, options.events
+        );
         let bin = options.bin.clone().unwrap_or_else(sibling_binary);
         let bo =
-            Boxoffice::start(bin, work.join("boxoffice-search"), NODES, 1, NEVER_MS, "search_cache_ttl_ms = 0").await?;
+            Boxoffice::start(bin, work.join("boxoffice-search"), options.nodes, 1, NEVER_MS, "search_cache_ttl_ms = 0")
+                .await?;
         s::load_boxoffice(&bo, SEED, options.events, from_ms).await?;
         s::wait_indexed(&bo, options.events).await?;
         s::wait_merged(&bo).await?;
