@@ -114,6 +114,21 @@ impl Boxoffice {
     }
 }
 
+impl Boxoffice {
+    /// Checks what [`Boxoffice::verify`] does for holds that never expire, and that exactly
+    /// `paid` bookings of `event` are confirmed: every purchase the clients saw, and no other.
+    pub async fn verify_sales(&self, event: u64, granted: u64, paid: u64) -> anyhow::Result<u64> {
+        self.verify(event, granted, false).await?;
+        let state = self.cluster.admin_get(1, &format!("/admin/events/{event}/state")).await?;
+        let bookings = state["bookings"].as_array().ok_or_else(|| anyhow!("no bookings in the event state"))?;
+        let confirmed = bookings.iter().filter(|b| b["status"] == "confirmed").count() as u64;
+        if confirmed != paid {
+            bail!("{paid} payments confirmed a booking but event {event} has {confirmed} confirmed bookings");
+        }
+        Ok(confirmed)
+    }
+}
+
 fn seat_map(seats: u32) -> Value {
     let rows: Vec<Value> = (0..seats.div_ceil(ROW_SEATS))
         .map(|r| {
@@ -167,6 +182,60 @@ impl Worker for Hold {
             201 => Ok(Answer::Granted),
             409 => Ok(Answer::Refused),
             other => Err(anyhow!("hold answered {other}")),
+        }
+    }
+}
+
+/// The sandbox provider's card that always pays.
+const CARD_PAYS: &str = "4242424242424242";
+
+/// A fan buying one random ticket at a time, over its own connection to one gateway: holds
+/// until a hold is granted, then pays for it with the test card that pays (the gateway confirms
+/// at the payment provider at once and answers with the booking confirmed).
+pub struct Buy {
+    hold: Hold,
+    /// The booking held and not paid yet: the next request pays for it.
+    unpaid: Option<String>,
+}
+
+impl Buy {
+    pub fn new(hold: Hold) -> Buy {
+        Buy { hold, unpaid: None }
+    }
+
+    async fn hold_one(&mut self) -> anyhow::Result<Answer> {
+        let hold = &mut self.hold;
+        let body = format!("{{\"ticketIds\":[{}]}}", hold.rng.gen_range(0..hold.tickets));
+        let (status, answer) = hold.conn.send(Method::POST, &hold.path, Some(&hold.token), Some(body)).await?;
+        match status.as_u16() {
+            201 => {
+                let answer: Value = serde_json::from_slice(&answer).context("a hold's answer")?;
+                let booking = answer["bookingId"].as_str().ok_or_else(|| anyhow!("no bookingId in {answer}"))?;
+                self.unpaid = Some(booking.to_string());
+                Ok(Answer::Granted)
+            }
+            409 => Ok(Answer::Refused),
+            other => Err(anyhow!("hold answered {other}")),
+        }
+    }
+
+    async fn pay(&mut self, booking: &str) -> anyhow::Result<Answer> {
+        let path = format!("/bookings/{booking}/payment");
+        let body = format!("{{\"cardNumber\":\"{CARD_PAYS}\"}}");
+        let hold = &mut self.hold;
+        let (status, answer) = hold.conn.send(Method::POST, &path, Some(&hold.token), Some(body)).await?;
+        if status.as_u16() != 200 {
+            bail!("payment for {booking} answered {status}: {}", String::from_utf8_lossy(&answer));
+        }
+        Ok(Answer::Paid)
+    }
+}
+
+impl Worker for Buy {
+    async fn next(&mut self) -> anyhow::Result<Answer> {
+        match self.unpaid.take() {
+            Some(booking) => self.pay(&booking).await,
+            None => self.hold_one().await,
         }
     }
 }

@@ -20,6 +20,8 @@ pub enum Answer {
     Refused,
     /// A read answered.
     Read,
+    /// A payment confirmed a held booking: one purchase done.
+    Paid,
 }
 
 /// A client: sends one request each time it is asked.
@@ -53,10 +55,14 @@ pub struct LoadResult {
     pub granted: u64,
     pub refused: u64,
     pub reads: u64,
+    /// Payments that confirmed a booking.
+    pub paid: u64,
     pub errors: u64,
-    /// Answered requests per second (granted, refused and reads).
+    /// Answered requests per second (granted, refused, reads and payments).
     pub per_s: f64,
     pub granted_per_s: f64,
+    /// Purchases per second: payments that confirmed a booking.
+    pub paid_per_s: f64,
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
@@ -70,6 +76,7 @@ struct Counters {
     granted: AtomicU64,
     refused: AtomicU64,
     reads: AtomicU64,
+    paid: AtomicU64,
     errors: AtomicU64,
 }
 
@@ -80,6 +87,7 @@ impl Counters {
             Ok(Answer::Granted) => &self.granted,
             Ok(Answer::Refused) => &self.refused,
             Ok(Answer::Read) => &self.reads,
+            Ok(Answer::Paid) => &self.paid,
             Err(_) => &self.errors,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -179,8 +187,12 @@ async fn watch(spec: LoadSpec, counters: Arc<Counters>, stop: Arc<AtomicBool>, s
 
 fn result(spec: &LoadSpec, clients: usize, elapsed_s: f64, c: &Counters, hist: &Histogram<u64>) -> LoadResult {
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    let (granted, refused, reads) =
-        (c.granted.load(Ordering::Relaxed), c.refused.load(Ordering::Relaxed), c.reads.load(Ordering::Relaxed));
+    let (granted, refused, reads, paid) = (
+        c.granted.load(Ordering::Relaxed),
+        c.refused.load(Ordering::Relaxed),
+        c.reads.load(Ordering::Relaxed),
+        c.paid.load(Ordering::Relaxed),
+    );
     LoadResult {
         label: spec.label.clone(),
         clients,
@@ -189,9 +201,11 @@ fn result(spec: &LoadSpec, clients: usize, elapsed_s: f64, c: &Counters, hist: &
         granted,
         refused,
         reads,
+        paid,
         errors: c.errors.load(Ordering::Relaxed),
-        per_s: (granted + refused + reads) as f64 / elapsed_s,
+        per_s: (granted + refused + reads + paid) as f64 / elapsed_s,
         granted_per_s: granted as f64 / elapsed_s,
+        paid_per_s: paid as f64 / elapsed_s,
         p50_ms: ms(0.5),
         p90_ms: ms(0.9),
         p99_ms: ms(0.99),
@@ -228,6 +242,33 @@ mod tests {
         assert!(result.granted >= 30 && result.granted < 60, "{result:?}");
         assert_eq!(result.requests, result.granted + result.refused);
         assert!(result.p50_ms >= 1.0 && result.p99_ms >= result.p50_ms);
+    }
+
+    /// Holds, then pays for what it held: a purchase every other request.
+    struct Shopper(bool);
+
+    impl Worker for Shopper {
+        async fn next(&mut self) -> anyhow::Result<Answer> {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            self.0 = !self.0;
+            Ok(if self.0 { Answer::Granted } else { Answer::Paid })
+        }
+    }
+
+    #[tokio::test]
+    async fn payments_count_as_answers_and_as_purchases() {
+        let spec = LoadSpec {
+            label: "shop".into(),
+            duration: None,
+            granted_target: Some(20),
+            rate_per_s: None,
+            progress: false,
+        };
+        let result = run(spec, vec![Shopper(false)]).await;
+        assert!(result.granted >= 20, "{result:?}");
+        assert!(result.paid + 1 >= result.granted && result.paid <= result.granted, "one payment per hold: {result:?}");
+        assert_eq!(result.requests, result.granted + result.paid);
+        assert!(result.paid_per_s > 0.0 && result.per_s > result.paid_per_s, "{result:?}");
     }
 
     #[tokio::test]

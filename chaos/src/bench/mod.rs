@@ -3,7 +3,8 @@
 //! machine mean nothing.
 //!
 //! - [`load`]: the load engine (closed or open loop, HdrHistogram latencies, live progress);
-//! - [`boxoffice`]: a benchmark cluster and its clients;
+//! - [`boxoffice`]: a benchmark cluster and its clients (holds, purchases that pay at the
+//!   sandbox provider, page reads);
 //! - [`peers`]: PostgreSQL (alone and with two synchronous standbys), Redis (default persistence
 //!   and `appendfsync always`) and nginx, each started on loopback, and their clients.
 

@@ -10,8 +10,8 @@ use crate::bench::load::LoadResult;
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {
-    /// `a1` sell-out, `a2` churn, `b` event page, `c` mixed on-sale, `s` search throughput,
-    /// `sl` search latency at a fixed rate.
+    /// `a1` sell-out, `a2` churn, `b` event page, `c` mixed on-sale, `p` purchases, `s` search
+    /// throughput, `sl` search latency at a fixed rate.
     pub scenario: String,
     pub system: String,
     pub result: LoadResult,
@@ -21,11 +21,12 @@ pub struct Row {
 
 impl Row {
     /// The figure a scenario is judged by: decisions per second for a sell-out, granted holds
-    /// per second for churn, the p99 latency for search at a fixed rate, answered requests per
-    /// second otherwise.
+    /// per second for churn, purchases per second for purchases, the p99 latency for search at
+    /// a fixed rate, answered requests per second otherwise.
     pub fn headline(&self) -> f64 {
         match self.scenario.as_str() {
             "a2" => self.result.granted_per_s,
+            "p" => self.result.paid_per_s,
             "sl" => self.result.p99_ms,
             _ => self.result.per_s,
         }
@@ -47,11 +48,12 @@ fn lower_is_better(scenario: &str) -> bool {
     scenario == "sl"
 }
 
-pub const SCENARIOS: [(&str, &str); 6] = [
+pub const SCENARIOS: [(&str, &str); 7] = [
     ("a1", "a1: sell-out of a hot event (one random ticket per hold, holds never expire)"),
     ("a2", "a2: churn (holds end after 2 s, the event never sells out)"),
     ("b", "b: the event page (Boxoffice's gateway, warm cache, against nginx serving the same JSON)"),
     ("c", "c: a mixed on-sale, 100 reads of the event page for every hold"),
+    ("p", "p: purchases, each a hold of one random ticket then its payment (Boxoffice pays at the sandbox provider over HTTP; PostgreSQL marks the row sold)"),
     ("s", "search: the same mix of 24 fan searches (names, typos, prefixes, cities, categories, dates), as fast as they go"),
     ("sl", "search latency: the same mix at a fixed rate (open loop, latency from when each search was due)"),
 ];
@@ -60,6 +62,7 @@ fn unit(scenario: &str) -> &'static str {
     match scenario {
         "a1" => "decisions/s",
         "a2" => "granted holds/s",
+        "p" => "purchases/s",
         "s" => "searches/s",
         "sl" => "p99 ms",
         _ => "requests/s",
@@ -164,9 +167,11 @@ mod tests {
             granted: 50,
             refused: 50,
             reads: 0,
+            paid: 0,
             errors: 0,
             per_s,
             granted_per_s: per_s / 2.0,
+            paid_per_s: 0.0,
             p50_ms: 1.0,
             p90_ms: 2.0,
             p99_ms: 3.0,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use chaos::bench::boxoffice::{Boxoffice, Get, Hold, Mixed};
+use chaos::bench::boxoffice::{Boxoffice, Buy, Get, Hold, Mixed};
 use chaos::bench::load::{self, Answer, LoadResult, LoadSpec, Worker};
 use chaos::bench::peers::nginx::Nginx;
 use chaos::bench::peers::postgres::{PgHold, Postgres};
@@ -50,11 +50,14 @@ struct Options {
     /// How long the mixed scenario runs.
     #[arg(long, default_value = "30s", value_parser = model::duration::parse_ms)]
     mixed: u64,
+    /// How long the purchase scenario runs.
+    #[arg(long, default_value = "20s", value_parser = model::duration::parse_ms)]
+    purchases: u64,
     /// Longest a sell-out may take before it is cut short (and reported as not sold out).
     #[arg(long, default_value = "15m", value_parser = model::duration::parse_ms)]
     sell_out_max: u64,
     /// Scenarios to run.
-    #[arg(long, value_delimiter = ',', default_value = "a1,a2,b,c")]
+    #[arg(long, value_delimiter = ',', default_value = "a1,a2,b,c,p")]
     scenarios: Vec<String>,
     /// Systems to run: boxoffice, postgres, postgres-3, redis, redis-aof, nginx.
     #[arg(long, value_delimiter = ',', default_value = "boxoffice,postgres,postgres-3,redis,redis-aof,nginx")]
@@ -178,11 +181,7 @@ async fn boxoffice(options: &Options, work: &Path, rows: &mut Vec<Row>) -> anyho
     let nodes = options.nodes;
     let system = &format!("boxoffice ({nodes} {})", if nodes == 1 { "node" } else { "nodes" });
     let n = options.tickets;
-    if options.runs("a1", "boxoffice")
-        || options.runs("b", "boxoffice")
-        || options.runs("c", "boxoffice")
-        || options.runs("b", "nginx")
-    {
+    if ["a1", "b", "c", "p"].iter().any(|s| options.runs(s, "boxoffice")) || options.runs("b", "nginx") {
         println!("starting {system}, holds never expire");
         let bo = Boxoffice::start(bin.clone(), work.join("boxoffice-a1"), nodes, n, NEVER_MS, "").await?;
         let tokens = bo.fans(options.clients).await?;
@@ -207,6 +206,14 @@ async fn boxoffice(options: &Options, work: &Path, rows: &mut Vec<Row>) -> anyho
             let result = load::run(options.spec("c boxoffice", Some(options.mixed), None), workers).await;
             let held = bo.verify(event, result.granted, false).await?;
             rows.push(row("c", system, result, format!("{held} tickets held, each by one booking")));
+        }
+        if options.runs("p", "boxoffice") {
+            let event = bo.new_event("purchases").await?;
+            let workers = holds(&bo, &tokens, event, n).into_iter().map(Buy::new).collect();
+            let result = load::run(options.spec("p boxoffice", Some(options.purchases), None), workers).await;
+            let (granted, paid) = (result.granted, result.paid);
+            let sold = bo.verify_sales(event, granted, paid).await?;
+            rows.push(row("p", system, result, format!("{sold} bookings confirmed, one per purchase")));
         }
         if options.runs("b", "boxoffice") || options.runs("b", "nginx") {
             page_scenario(options, work, &bo, rows).await?;
@@ -292,9 +299,11 @@ fn parse_wrk(label: &str, clients: usize, duration_ms: u64, text: &str) -> anyho
         granted: 0,
         refused: 0,
         reads: (per_s * elapsed_s) as u64,
+        paid: 0,
         errors,
         per_s,
         granted_per_s: 0.0,
+        paid_per_s: 0.0,
         p50_ms: wrk_ms(text, "50%").unwrap_or(0.0),
         p90_ms: wrk_ms(text, "90%").unwrap_or(0.0),
         p99_ms: wrk_ms(text, "99%").unwrap_or(0.0),
@@ -357,7 +366,7 @@ async fn postgres(
     system: &str,
     standbys: usize,
 ) -> anyhow::Result<()> {
-    let wanted = ["a1", "a2", "c"].iter().any(|s| options.runs(s, system));
+    let wanted = ["a1", "a2", "c", "p"].iter().any(|s| options.runs(s, system));
     if !wanted {
         return Ok(());
     }
@@ -400,7 +409,45 @@ async fn postgres(
         let result = load::run(options.spec(&format!("c {system}"), Some(options.mixed), None), workers).await;
         rows.push(row("c", &label, result, "event row read, one row per ticket".into()));
     }
+    if options.runs("p", system) {
+        pg.load(n, &event_json).await?;
+        let workers = pg_workers(&pg, options, None).await?.into_iter().map(|hold| PgBuy { hold, unpaid: None });
+        let result =
+            load::run(options.spec(&format!("p {system}"), Some(options.purchases), None), workers.collect()).await;
+        let sold = PgHold::connect(&pg).await?.sold_count().await?;
+        if sold != result.paid {
+            bail!("{} payments marked a row sold but {sold} rows are sold", result.paid);
+        }
+        rows.push(row("p", &label, result, format!("{sold} rows sold, one per purchase")));
+    }
     Ok(())
+}
+
+/// A PostgreSQL client buying one random ticket at a time: holds it (the seed's update, never
+/// expiring), then marks it sold in a second transaction.
+struct PgBuy {
+    hold: PgWorker,
+    /// The ticket held and not paid for yet: the next request sells it.
+    unpaid: Option<u32>,
+}
+
+impl Worker for PgBuy {
+    async fn next(&mut self) -> anyhow::Result<Answer> {
+        use rand::Rng;
+        let hold = &mut self.hold;
+        if let Some(ticket) = self.unpaid.take() {
+            if !hold.pg.sell(ticket, hold.holder).await? {
+                bail!("ticket {ticket} was held by client {} and could not be sold", hold.holder);
+            }
+            return Ok(Answer::Paid);
+        }
+        let ticket = hold.rng.gen_range(0..hold.tickets);
+        if !hold.pg.hold(ticket, hold.holder, None).await? {
+            return Ok(Answer::Refused);
+        }
+        self.unpaid = Some(ticket);
+        Ok(Answer::Granted)
+    }
 }
 
 /// A Redis client running the seed's lock: SET ticket NX PX ttl.

@@ -302,6 +302,7 @@ pub struct PgHold {
     client: Client,
     hold_for: Statement,
     hold_forever: Statement,
+    sell: Statement,
     read_event: Statement,
 }
 
@@ -317,6 +318,9 @@ impl PgHold {
         Ok(PgHold {
             hold_for: client.prepare(&hold_for).await.context("cannot prepare the hold: run load first")?,
             hold_forever: client.prepare(&hold_forever).await?,
+            sell: client
+                .prepare("UPDATE tickets SET status = 'sold' WHERE id = $1 AND holder = $2 AND status = 'reserved'")
+                .await?,
             read_event: client.prepare("SELECT body FROM events WHERE id = 1").await?,
             client,
         })
@@ -331,6 +335,19 @@ impl PgHold {
             None => self.client.execute(&self.hold_forever, &[&ticket, &holder]).await?,
         };
         Ok(updated == 1)
+    }
+
+    /// Marks a ticket `holder` holds as sold (the payment of a purchase), in its own
+    /// transaction: `Ok(false)` when `holder` does not hold it.
+    pub async fn sell(&self, ticket: u32, holder: u32) -> anyhow::Result<bool> {
+        let (ticket, holder) = (i32::try_from(ticket)?, i32::try_from(holder)?);
+        Ok(self.client.execute(&self.sell, &[&ticket, &holder]).await? == 1)
+    }
+
+    /// Tickets whose status is 'sold'.
+    pub async fn sold_count(&self) -> anyhow::Result<u64> {
+        let row = self.client.query_one("SELECT count(*) FROM tickets WHERE status = 'sold'", &[]).await?;
+        Ok(u64::try_from(row.get::<_, i64>(0))?)
     }
 
     /// Reads the event's page (the JSON body of row 1) and returns its length in bytes.
