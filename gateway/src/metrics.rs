@@ -1,5 +1,5 @@
 //! Counters in Prometheus text: HTTP responses by method, route and status, holds by outcome,
-//! payments by outcome.
+//! payments by outcome, payment webhooks by what they took.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -24,6 +24,10 @@ pub struct Metrics {
     payments_charged: AtomicU64,
     payments_declined: AtomicU64,
     payments_refunded: AtomicU64,
+    /// Success webhooks for a booking the payment had confirmed already: answered after a read.
+    webhooks_settled_already: AtomicU64,
+    /// Success webhooks that went to the state machine as a write.
+    webhooks_written: AtomicU64,
 }
 
 /// What became of a payment attempt.
@@ -55,6 +59,13 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a payment-success webhook: `written` when it went to the state machine, not when a
+    /// read showed its payment had confirmed the booking already.
+    pub fn count_success_webhook(&self, written: bool) {
+        let counter = if written { &self.webhooks_written } else { &self.webhooks_settled_already };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Everything, in Prometheus' text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -76,6 +87,9 @@ impl Metrics {
             ("refunded", &self.payments_refunded),
         ];
         counter_family(&mut out, "boxoffice_payments_total", "Payment attempts, by outcome.", &payments);
+        let webhooks = [("settled_already", &self.webhooks_settled_already), ("written", &self.webhooks_written)];
+        let help = "Payment-success webhooks: answered from a read (settled already) or written.";
+        counter_family(&mut out, "boxoffice_success_webhooks_total", help, &webhooks);
         out
     }
 }
@@ -130,6 +144,7 @@ mod tests {
         metrics.count_hold(false);
         metrics.count_hold(false);
         metrics.count_payment(PaymentOutcome::Refunded);
+        metrics.count_success_webhook(false);
         let text = metrics.render();
         assert!(text
             .contains("boxoffice_http_responses_total{method=\"GET\",route=\"/events/{eventId}\",status=\"200\"} 2\n"));
@@ -138,6 +153,8 @@ mod tests {
         assert!(text.contains("boxoffice_holds_total{outcome=\"refused\"} 2\n"));
         assert!(text.contains("boxoffice_payments_total{outcome=\"refunded\"} 1\n"));
         assert!(text.contains("boxoffice_payments_total{outcome=\"charged\"} 0\n"));
+        assert!(text.contains("boxoffice_success_webhooks_total{outcome=\"settled_already\"} 1\n"));
+        assert!(text.contains("boxoffice_success_webhooks_total{outcome=\"written\"} 0\n"));
     }
 
     #[test]

@@ -63,6 +63,17 @@ pub async fn captured<C: Cluster>(
     }
 }
 
+/// Whether `payment` has confirmed `booking` already, as a linearizable read shows it: then
+/// news of that payment changes nothing, and needs no write.
+pub async fn confirmed_by<C: Cluster>(
+    state: &Shared<C>,
+    group: GroupId,
+    booking: BookingId,
+    payment: &str,
+) -> Result<bool, Problem> {
+    Ok(current(state, group, booking).await?.is_some_and(|b| is_paid_with(&b, payment)))
+}
+
 fn is_paid_with(booking: &Booking, payment: &str) -> bool {
     matches!(&booking.state, BookingState::Confirmed { payment: p, .. } if p == payment)
 }

@@ -157,9 +157,17 @@ async fn webhooks_apply_once_in_any_order_and_forged_or_stale_ones_are_refused()
     assert!(logs.contains("webhook refused"), "refusals are logged");
 
     // The success, twice, then an older failure that arrives late: confirmed once, and stays so.
+    // The second success finds the booking confirmed by its payment: a read, no write.
     for _ in 0..2 {
         let ok = send(succeeded.clone(), signed_webhook(WEBHOOK_SECRET, now_s(), &succeeded)).await;
         assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
+    }
+    let metrics = cluster.http.get(format!("{}/metrics", cluster.url(1))).send().await.unwrap().text().await.unwrap();
+    for line in [
+        "boxoffice_success_webhooks_total{outcome=\"written\"} 1",
+        "boxoffice_success_webhooks_total{outcome=\"settled_already\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in node 1's metrics:\n{metrics}");
     }
     let reordered = send(failed.clone(), signed_webhook(WEBHOOK_SECRET, now_s(), &failed)).await;
     assert_eq!(reordered.status, StatusCode::OK);
