@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -176,16 +177,23 @@ impl Hold {
     }
 }
 
-impl Worker for Hold {
-    async fn next(&mut self) -> anyhow::Result<Answer> {
+impl Hold {
+    /// Holds one random ticket: granted or refused, with the answer's body.
+    async fn hold_one(&mut self) -> anyhow::Result<(Answer, Bytes)> {
         let ticket = self.rng.gen_range(0..self.tickets);
         let body = format!("{{\"ticketIds\":[{ticket}]}}");
-        let (status, _) = self.conn.send(Method::POST, &self.path, Some(&self.token), Some(body)).await?;
+        let (status, answer) = self.conn.send(Method::POST, &self.path, Some(&self.token), Some(body)).await?;
         match status.as_u16() {
-            201 => Ok(Answer::Granted),
-            409 => Ok(Answer::Refused),
+            201 => Ok((Answer::Granted, answer)),
+            409 => Ok((Answer::Refused, answer)),
             other => Err(anyhow!("hold answered {other}")),
         }
+    }
+}
+
+impl Worker for Hold {
+    async fn next(&mut self) -> anyhow::Result<Answer> {
+        Ok(self.hold_one().await?.0)
     }
 }
 
@@ -207,19 +215,13 @@ impl Buy {
     }
 
     async fn hold_one(&mut self) -> anyhow::Result<Answer> {
-        let hold = &mut self.hold;
-        let body = format!("{{\"ticketIds\":[{}]}}", hold.rng.gen_range(0..hold.tickets));
-        let (status, answer) = hold.conn.send(Method::POST, &hold.path, Some(&hold.token), Some(body)).await?;
-        match status.as_u16() {
-            201 => {
-                let answer: Value = serde_json::from_slice(&answer).context("a hold's answer")?;
-                let booking = answer["bookingId"].as_str().ok_or_else(|| anyhow!("no bookingId in {answer}"))?;
-                self.unpaid = Some(booking.to_string());
-                Ok(Answer::Granted)
-            }
-            409 => Ok(Answer::Refused),
-            other => Err(anyhow!("hold answered {other}")),
+        let (answer, body) = self.hold.hold_one().await?;
+        if answer == Answer::Granted {
+            let body: Value = serde_json::from_slice(&body).context("a hold's answer")?;
+            let booking = body["bookingId"].as_str().ok_or_else(|| anyhow!("no bookingId in {body}"))?;
+            self.unpaid = Some(booking.to_string());
         }
+        Ok(answer)
     }
 
     async fn pay(&mut self, booking: &str) -> anyhow::Result<Answer> {

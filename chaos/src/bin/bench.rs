@@ -333,11 +333,18 @@ struct PgWorker {
     rng: rand::rngs::StdRng,
 }
 
-impl Worker for PgWorker {
-    async fn next(&mut self) -> anyhow::Result<Answer> {
+impl PgWorker {
+    /// Holds one random ticket: the ticket when granted.
+    async fn hold_one(&mut self) -> anyhow::Result<Option<u32>> {
         use rand::Rng;
         let ticket = self.rng.gen_range(0..self.tickets);
-        Ok(if self.pg.hold(ticket, self.holder, self.ttl_ms).await? { Answer::Granted } else { Answer::Refused })
+        Ok(self.pg.hold(ticket, self.holder, self.ttl_ms).await?.then_some(ticket))
+    }
+}
+
+impl Worker for PgWorker {
+    async fn next(&mut self) -> anyhow::Result<Answer> {
+        Ok(if self.hold_one().await?.is_some() { Answer::Granted } else { Answer::Refused })
     }
 }
 
@@ -444,7 +451,6 @@ struct PgBuy {
 
 impl Worker for PgBuy {
     async fn next(&mut self) -> anyhow::Result<Answer> {
-        use rand::Rng;
         let hold = &mut self.hold;
         if let Some(ticket) = self.unpaid.take() {
             if !hold.pg.sell(ticket, hold.holder).await? {
@@ -452,12 +458,8 @@ impl Worker for PgBuy {
             }
             return Ok(Answer::Paid);
         }
-        let ticket = hold.rng.gen_range(0..hold.tickets);
-        if !hold.pg.hold(ticket, hold.holder, None).await? {
-            return Ok(Answer::Refused);
-        }
-        self.unpaid = Some(ticket);
-        Ok(Answer::Granted)
+        self.unpaid = hold.hold_one().await?;
+        Ok(if self.unpaid.is_some() { Answer::Granted } else { Answer::Refused })
     }
 }
 
