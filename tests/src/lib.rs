@@ -26,6 +26,8 @@ pub const PAYMENT_API_KEY: &str = "sk_test_boxoffice";
 pub const WEBHOOK_SECRET: &str = "whsec_test_boxoffice";
 /// How long a cluster may take to elect every group's leader.
 const READY_TIMEOUT_MS: u64 = 60_000;
+/// Times a cluster is started on fresh ports when one of its ports was taken meanwhile.
+const START_ATTEMPTS_MAX: u32 = 3;
 /// Timeout of one HTTP request from a test.
 const REQUEST_TIMEOUT_MS: u64 = 15_000;
 
@@ -96,11 +98,32 @@ impl FreePorts {
 
 impl Cluster {
     /// Starts a cluster and waits until every group has a leader.
+    ///
+    /// The cluster's ports are picked free and then released for its processes to bind, so
+    /// another test's process or an outgoing connection can take one in between: a start whose
+    /// process found its port taken is tried again on other ports, at most
+    /// [`START_ATTEMPTS_MAX`] times. Any other failure to start fails at once.
     pub async fn start(settings: Settings) -> anyhow::Result<Cluster> {
         let bin = binary();
         if !bin.exists() {
             bail!("{} is missing: build it first with `cargo build --release --bin boxoffice`", bin.display());
         }
+        let mut attempt = 1;
+        loop {
+            let mut cluster = Cluster::launch(&settings)?;
+            match cluster.wait_started().await {
+                Ok(()) => return Ok(cluster),
+                Err(error) if attempt < START_ATTEMPTS_MAX && cluster.port_taken() => {
+                    eprintln!("cluster start {attempt}: a port was taken meanwhile ({error}); trying other ports");
+                    attempt += 1;
+                }
+                Err(error) => bail!("{error}\n{}", cluster.log_tails(100)),
+            }
+        }
+    }
+
+    /// Picks ports, writes the configs and spawns the sandbox provider and every node.
+    fn launch(settings: &Settings) -> anyhow::Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let mut ports = FreePorts::default();
         let addrs: Vec<(u64, String, String)> =
@@ -116,21 +139,7 @@ impl Cluster {
         let mut nodes = Vec::new();
         for (id, raft_addr, http_addr) in addrs.clone() {
             let config = dir.path().join(format!("node{id}.toml"));
-            let text = format!(
-                "id = {id}\ndata_dir = \"{data}\"\nraft_addr = \"{raft_addr}\"\nhttp_addr = \"{http_addr}\"\n\n{peers}\n\
-                 [raft]\ninventory_groups = {groups}\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\n\
-                 election_timeout_max_ms = 1000\n{extra}\n\n\
-                 [gateway]\nadmin_token = \"{ADMIN_TOKEN}\"\ncluster_secret = \"test-cluster-secret-0123456789\"\n\
-                 hold_ttl_ms = {ttl}\npayment_api_url = \"http://{sandbox_addr}\"\npayment_api_key = \"{PAYMENT_API_KEY}\"\n\
-                 payment_webhook_secret = \"{WEBHOOK_SECRET}\"\nreconcile_interval_ms = 1000\nreconcile_after_ms = 2000\n\
-                 {gateway_extra}\n",
-                data = dir.path().join(format!("node{id}")).display(),
-                groups = settings.inventory_groups,
-                extra = settings.raft_extra,
-                gateway_extra = settings.gateway_extra,
-                ttl = settings.hold_ttl_ms,
-            );
-            std::fs::write(&config, text)?;
+            std::fs::write(&config, node_config(settings, &dir, id, &raft_addr, &http_addr, &peers, &sandbox_addr))?;
             let log = dir.path().join(format!("node{id}.log"));
             nodes.push(NodeProc { id, raft_addr, http_addr, config, log, child: None });
         }
@@ -140,11 +149,50 @@ impl Cluster {
         for id in 1..=settings.nodes {
             cluster.spawn(id)?;
         }
-        if let Err(error) = cluster.wait_ready().await {
-            bail!("{error}\n{}", cluster.log_tails(100));
-        }
-        cluster.wait_sandbox().await?;
         Ok(cluster)
+    }
+
+    /// Waits until every group has a leader and the sandbox answers; fails as soon as one of
+    /// the processes has exited.
+    async fn wait_started(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
+        while !self.ready().await {
+            if let Some(exited) = self.exited() {
+                bail!("{exited} exited while the cluster started");
+            }
+            if Instant::now() > deadline {
+                bail!("the cluster did not elect leaders within {READY_TIMEOUT_MS} ms");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        while self.http.get(&self.sandbox_url).send().await.is_err() {
+            if let Some(exited) = self.exited() {
+                bail!("{exited} exited while the cluster started");
+            }
+            if Instant::now() > deadline {
+                bail!("the sandbox payment provider did not start within {READY_TIMEOUT_MS} ms");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// The first of the cluster's processes found to have exited, if any.
+    fn exited(&mut self) -> Option<String> {
+        let sandbox = self.sandbox.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        if let Some(status) = sandbox {
+            return Some(format!("the sandbox provider ({status})"));
+        }
+        self.nodes.iter_mut().find_map(|node| {
+            let status = node.child.as_mut()?.try_wait().ok().flatten()?;
+            Some(format!("node {} ({status})", node.id))
+        })
+    }
+
+    /// Whether a process of the cluster logged that its address was in use.
+    fn port_taken(&self) -> bool {
+        let logs = self.nodes.iter().map(|n| n.log.clone()).chain([self.dir.path().join("sandbox.log")]);
+        logs.filter_map(|log| std::fs::read_to_string(log).ok()).any(|text| text.contains("Address already in use"))
     }
 
     fn node(&self, id: u64) -> &NodeProc {
@@ -170,17 +218,6 @@ impl Cluster {
             .context("starting boxoffice node")?;
         node.child = Some(child);
         Ok(())
-    }
-
-    async fn wait_sandbox(&self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
-        while Instant::now() < deadline {
-            if self.http.get(&self.sandbox_url).send().await.is_ok() {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("the sandbox payment provider did not start")
     }
 
     /// What the sandbox provider knows of a payment (`GET /v1/payment_intents/{id}`).
@@ -255,27 +292,26 @@ impl Cluster {
     /// Waits until every running node sees a leader, among the running nodes, for every group.
     pub async fn wait_ready(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
-        let running = self.running();
-        loop {
-            let mut ready = true;
-            for &id in &running {
-                match self.replicas(id).await {
-                    Ok(replicas) if !replicas.is_empty() => {
-                        ready &= replicas
-                            .iter()
-                            .all(|r| r["leader"].as_u64().is_some_and(|leader| running.contains(&leader)));
-                    }
-                    _ => ready = false,
-                }
-            }
-            if ready {
-                return Ok(());
-            }
+        while !self.ready().await {
             if Instant::now() > deadline {
                 bail!("the cluster did not elect leaders within {READY_TIMEOUT_MS} ms");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        Ok(())
+    }
+
+    /// Whether every running node sees a leader, among the running nodes, for every group.
+    async fn ready(&self) -> bool {
+        let running = self.running();
+        for &id in &running {
+            let Ok(replicas) = self.replicas(id).await else { return false };
+            let led = |r: &Value| r["leader"].as_u64().is_some_and(|leader| running.contains(&leader));
+            if replicas.is_empty() || !replicas.iter().all(led) {
+                return false;
+            }
+        }
+        true
     }
 
     /// The node that leads `group`, as a running node sees it.
@@ -422,6 +458,32 @@ impl Drop for Cluster {
 }
 
 /// Starts the sandbox payment provider, sending webhooks to every node's gateway.
+/// The config file of node `id`.
+fn node_config(
+    settings: &Settings,
+    dir: &tempfile::TempDir,
+    id: u64,
+    raft_addr: &str,
+    http_addr: &str,
+    peers: &str,
+    sandbox_addr: &str,
+) -> String {
+    format!(
+        "id = {id}\ndata_dir = \"{data}\"\nraft_addr = \"{raft_addr}\"\nhttp_addr = \"{http_addr}\"\n\n{peers}\n\
+         [raft]\ninventory_groups = {groups}\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\n\
+         election_timeout_max_ms = 1000\n{extra}\n\n\
+         [gateway]\nadmin_token = \"{ADMIN_TOKEN}\"\ncluster_secret = \"test-cluster-secret-0123456789\"\n\
+         hold_ttl_ms = {ttl}\npayment_api_url = \"http://{sandbox_addr}\"\npayment_api_key = \"{PAYMENT_API_KEY}\"\n\
+         payment_webhook_secret = \"{WEBHOOK_SECRET}\"\nreconcile_interval_ms = 1000\nreconcile_after_ms = 2000\n\
+         {gateway_extra}\n",
+        data = dir.path().join(format!("node{id}")).display(),
+        groups = settings.inventory_groups,
+        extra = settings.raft_extra,
+        gateway_extra = settings.gateway_extra,
+        ttl = settings.hold_ttl_ms,
+    )
+}
+
 fn spawn_sandbox<'a>(
     dir: &tempfile::TempDir,
     addr: &str,
