@@ -172,7 +172,7 @@ impl Cluster {
         let child = Command::new(bin)
             .args(["--log-format", "json", "node", "--config"])
             .arg(&node.config)
-            .env("RUST_LOG", "info,openraft=warn")
+            .env("RUST_LOG", "info,openraft=warn,tantivy=warn")
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()

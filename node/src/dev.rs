@@ -81,7 +81,9 @@ pub async fn run(options: DevOptions, shutdown: impl std::future::Future<Output 
             http_addr: http.local_addr().expect("bound").to_string(),
         })
         .collect();
-    let mut nodes = Vec::new();
+    // The nodes start together: a fresh node waits for its links to the others before it
+    // starts the first elections, which it would wait for in vain if they started after it.
+    let mut starting = Vec::new();
     for ((raft, http), peer) in listeners.into_iter().zip(&peers) {
         let config = NodeConfig {
             id: peer.id,
@@ -93,7 +95,11 @@ pub async fn run(options: DevOptions, shutdown: impl std::future::Future<Output 
             gateway: gateway.clone(),
         };
         config.check()?;
-        nodes.push(server::start(&config, raft, http).await?);
+        starting.push(tokio::spawn(async move { server::start(&config, raft, http).await }));
+    }
+    let mut nodes = Vec::new();
+    for start in starting {
+        nodes.push(start.await.context("a dev node's start panicked")??);
     }
     // A signal while leaders are elected or demo data loads stops the cluster just the same.
     let result = tokio::select! {

@@ -64,8 +64,8 @@ enum Command {
     Sandbox(sandbox::SandboxArgs),
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+fn init_logs(format: LogFormat, default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -90,7 +90,13 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    // The dev cluster is a demo on one screen: openraft's warnings about its own elections
+    // (late vote answers, peers not yet connected) say nothing to the person watching it.
+    let default_filter = match cli.command {
+        Command::Dev { .. } => "info,openraft=error,tantivy=warn",
+        _ => "info,openraft=warn,tantivy=warn",
+    };
+    init_logs(cli.log_format, default_filter);
     match cli.command {
         Command::Dev { http, data, hold_ttl, no_demo } => {
             let options = dev::DevOptions { http, data, hold_ttl_ms: hold_ttl, demo: !no_demo };

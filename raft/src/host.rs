@@ -91,6 +91,13 @@ const RETRY_BACKOFF_MAX_MS: u64 = 400;
 const FATAL_CHECK_INTERVAL_MS: u64 = 100;
 /// How long a status call to a peer may take.
 const STATUS_TIMEOUT_MS: u64 = 500;
+/// How long a node with a group never initialized waits for its links to every peer before
+/// the first elections: a vote sent before a link is up fails, and openraft logs every such
+/// failure as an error, which on a new cluster's first seconds is only noise. Past the wait
+/// the node goes on without the missing peers, as it would have at once.
+const PEERS_WAIT_BEFORE_INIT_MS: u64 = 2_000;
+/// How often that wait looks at the links.
+const PEERS_POLL_MS: u64 = 10;
 /// Queries that scan many rows run on the blocking pool rather than on a runtime worker.
 fn is_scan(query: &Query) -> bool {
     matches!(
@@ -192,13 +199,61 @@ impl Host {
         let searcher = std::sync::OnceLock::new();
         let host = Arc::new(Host { config, searcher, clock, groups, peers: peers.clone(), shutdown });
         peers.start(listener, handler(Arc::downgrade(&host)));
-        host.initialize().await;
+        if host.fresh().await {
+            host.start_first_elections().await;
+        }
         Ok(host)
     }
 
-    /// Makes every node a voter of every group, once. Every node does this with the same
-    /// membership, which openraft allows; a group that already has state refuses, and that
-    /// refusal is the normal case on restart.
+    /// Starts a new cluster's first elections. The node with the lowest id initializes every
+    /// group once its links are up; the others give it an election timeout to reach them, then
+    /// initialize only the groups it did not (so a new cluster still elects with that node
+    /// down). Every node initializing at once works too, but the losers of that race fill the
+    /// first lines of every log with errors.
+    async fn start_first_elections(self: &Arc<Self>) {
+        self.wait_for_peers(Duration::from_millis(PEERS_WAIT_BEFORE_INIT_MS)).await;
+        let lowest = self.config.nodes.keys().min().copied();
+        if lowest == Some(self.node_id()) {
+            self.initialize().await;
+            return;
+        }
+        let host = Arc::downgrade(self);
+        let after = Duration::from_millis(self.config.raft.election_timeout_max_ms);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            if let Some(host) = host.upgrade() {
+                host.initialize().await;
+            }
+        });
+    }
+
+    /// Whether a group of this node has never been initialized (a new cluster, or a new node).
+    async fn fresh(&self) -> bool {
+        for g in self.groups.values() {
+            if !g.raft.is_initialized().await.unwrap_or(true) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Waits until this node has a link to every peer, for at most `wait`.
+    async fn wait_for_peers(&self, wait: Duration) {
+        let started = Instant::now();
+        let all_up = || self.peers.peer_ids().all(|peer| self.peers.is_connected(peer));
+        while !all_up() && started.elapsed() < wait {
+            tokio::time::sleep(Duration::from_millis(PEERS_POLL_MS)).await;
+        }
+        let waited_ms = started.elapsed().as_millis() as u64;
+        if all_up() {
+            tracing::info!(waited_ms, "links to every peer up: starting the first elections");
+        } else {
+            tracing::warn!(waited_ms, "not every peer is reachable yet: starting the first elections anyway");
+        }
+    }
+
+    /// Makes every node a voter of every group this node has not heard of yet: a group with
+    /// state, or whose vote or leader another node's election already set, is left as it is.
     ///
     /// The membership names nodes by id only: where a node is reached comes from each node's
     /// own config, and may differ between nodes (a proxy, a NAT), while the membership entry
@@ -207,6 +262,17 @@ impl Host {
         let members: BTreeMap<NodeId, BasicNode> =
             self.config.nodes.values().map(|n| (n.id, BasicNode::default())).collect();
         for (group, g) in &self.groups {
+            if g.raft.is_initialized().await.unwrap_or(true) {
+                continue;
+            }
+            let contacted = {
+                let metrics = g.raft.metrics();
+                let m = metrics.borrow();
+                m.current_leader.is_some() || m.vote.leader_id().get_term() > 0
+            };
+            if contacted {
+                continue;
+            }
             match g.raft.initialize(members.clone()).await {
                 Ok(()) => tracing::info!(group, "group initialized"),
                 Err(error) => tracing::debug!(group, %error, "group already initialized"),

@@ -41,6 +41,8 @@ pub struct Settings {
     pub raft_extra: String,
     /// Extra lines for the `[gateway]` table.
     pub gateway_extra: String,
+    /// Nodes in every node's config that `start` does not start (`restart` starts them later).
+    pub not_started: Vec<u64>,
 }
 
 impl Default for Settings {
@@ -51,6 +53,7 @@ impl Default for Settings {
             hold_ttl_ms: 600_000,
             raft_extra: String::new(),
             gateway_extra: String::new(),
+            not_started: Vec::new(),
         }
     }
 }
@@ -146,7 +149,7 @@ impl Cluster {
         let http = reqwest::Client::builder().timeout(Duration::from_millis(REQUEST_TIMEOUT_MS)).build()?;
         let sandbox_url = format!("http://{sandbox_addr}");
         let mut cluster = Cluster { dir, nodes, http, sandbox_url, sandbox: Some(sandbox) };
-        for id in 1..=settings.nodes {
+        for id in (1..=settings.nodes).filter(|id| !settings.not_started.contains(id)) {
             cluster.spawn(id)?;
         }
         Ok(cluster)
@@ -211,7 +214,7 @@ impl Cluster {
             .arg("node")
             .arg("--config")
             .arg(&node.config)
-            .env("RUST_LOG", "info,openraft=warn")
+            .env("RUST_LOG", "info,openraft=warn,tantivy=warn")
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()

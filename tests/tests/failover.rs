@@ -1,6 +1,6 @@
 //! Kill the leader of a busy event's group with SIGKILL: holds succeed again within 5 s, nothing
 //! acknowledged is lost, and the killed node, restarted after its log was purged on the others,
-//! catches up from a snapshot.
+//! catches up from a snapshot. And a new cluster whose first node never came elects without it.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -229,4 +229,37 @@ async fn killing_a_leader_under_load_loses_nothing_and_it_catches_up_from_a_snap
             assert!(fits, "node {id}: ticket {ticket} of booking {booking} is {status}");
         }
     }
+}
+
+/// The node with the lowest id starts a new cluster's first elections; with it down from the
+/// start, the others initialize the groups themselves after an election timeout, sell, and the
+/// first node, started late, catches up with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_cluster_elects_without_its_first_node_and_takes_it_in_later() {
+    let settings = Settings { not_started: vec![1], ..Settings::default() };
+    let mut cluster = Cluster::start(settings).await.unwrap();
+    assert_eq!(cluster.running(), vec![2, 3]);
+    let event = cluster.seed_event(10).await.unwrap()["id"].as_u64().unwrap();
+    let fan = cluster.fan(2, "early").await.unwrap();
+    let held = fan.hold(&cluster.url(3), event, &[4]).await.unwrap();
+    assert_eq!(held.status, StatusCode::CREATED, "{:?}", held.body);
+
+    cluster.restart(1).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let late = cluster.replicas(1).await.unwrap();
+        let others = cluster.replicas(2).await.unwrap();
+        let caught_up = late.len() == others.len()
+            && late
+                .iter()
+                .zip(&others)
+                .all(|(a, b)| a["group"] == b["group"] && a["appliedIndex"] == b["appliedIndex"]);
+        if caught_up {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 1 did not catch up: {late:?} against {others:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let statuses = ticket_statuses(&cluster.http, &cluster.url(1), event).await.unwrap();
+    assert_eq!(statuses[4], "held", "node 1 reads the hold made before it started");
 }
