@@ -159,25 +159,18 @@ impl Cluster {
     /// the processes has exited.
     async fn wait_started(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
-        while !self.ready().await {
+        loop {
+            if self.ready().await && self.http.get(&self.sandbox_url).send().await.is_ok() {
+                return Ok(());
+            }
             if let Some(exited) = self.exited() {
                 bail!("{exited} exited while the cluster started");
             }
             if Instant::now() > deadline {
-                bail!("the cluster did not elect leaders within {READY_TIMEOUT_MS} ms");
+                bail!("the cluster had no leaders or no sandbox provider after {READY_TIMEOUT_MS} ms");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        while self.http.get(&self.sandbox_url).send().await.is_err() {
-            if let Some(exited) = self.exited() {
-                bail!("{exited} exited while the cluster started");
-            }
-            if Instant::now() > deadline {
-                bail!("the sandbox payment provider did not start within {READY_TIMEOUT_MS} ms");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
     }
 
     /// The first of the cluster's processes found to have exited, if any.
