@@ -276,6 +276,28 @@ impl Cluster {
         Ok(me["replicas"].as_array().cloned().unwrap_or_default())
     }
 
+    /// Waits until node `id` has applied as far as node `with` in every group, for at most
+    /// `within`.
+    pub async fn wait_caught_up(&self, id: u64, with: u64, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            let mine = self.replicas(id).await?;
+            let theirs = self.replicas(with).await?;
+            let caught_up = mine.len() == theirs.len()
+                && mine
+                    .iter()
+                    .zip(&theirs)
+                    .all(|(a, b)| a["group"] == b["group"] && a["appliedIndex"] == b["appliedIndex"]);
+            if caught_up {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("node {id} did not catch up with node {with} within {within:?}: {mine:?} against {theirs:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// One node's replica of one group.
     pub async fn replica(&self, id: u64, group: u64) -> anyhow::Result<Value> {
         self.replicas(id)

@@ -245,21 +245,7 @@ async fn a_new_cluster_elects_without_its_first_node_and_takes_it_in_later() {
     assert_eq!(held.status, StatusCode::CREATED, "{:?}", held.body);
 
     cluster.restart(1).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let late = cluster.replicas(1).await.unwrap();
-        let others = cluster.replicas(2).await.unwrap();
-        let caught_up = late.len() == others.len()
-            && late
-                .iter()
-                .zip(&others)
-                .all(|(a, b)| a["group"] == b["group"] && a["appliedIndex"] == b["appliedIndex"]);
-        if caught_up {
-            break;
-        }
-        assert!(Instant::now() < deadline, "node 1 did not catch up: {late:?} against {others:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster.wait_caught_up(1, 2, Duration::from_secs(30)).await.unwrap();
     let statuses = ticket_statuses(&cluster.http, &cluster.url(1), event).await.unwrap();
     assert_eq!(statuses[4], "held", "node 1 reads the hold made before it started");
 }

@@ -153,21 +153,7 @@ async fn a_new_event_is_found_within_a_second_and_a_node_down_changes_nothing() 
     let late = event(&cluster, "Dawn Chorus", "family", "2030-10-01T10:00:00Z", club, &[]).await;
     everything.push(late);
     cluster.restart(3).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mine = cluster.replicas(3).await.unwrap();
-        let theirs = cluster.replicas(1).await.unwrap();
-        let caught_up = mine.len() == theirs.len()
-            && mine
-                .iter()
-                .zip(&theirs)
-                .all(|(a, b)| a["group"] == b["group"] && a["appliedIndex"] == b["appliedIndex"]);
-        if caught_up {
-            break;
-        }
-        assert!(Instant::now() < deadline, "node 3 did not catch up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster.wait_caught_up(3, 1, Duration::from_secs(30)).await.unwrap();
     cluster.kill(1);
     cluster.kill(2);
     search_until(&cluster, 3, "pageSize=10", &everything, Duration::from_secs(10)).await;
