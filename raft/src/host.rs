@@ -211,15 +211,20 @@ impl Host {
     /// down). Every node initializing at once works too, but the losers of that race fill the
     /// first lines of every log with errors.
     async fn start_first_elections(self: &Arc<Self>) {
-        self.wait_for_peers(Duration::from_millis(PEERS_WAIT_BEFORE_INIT_MS)).await;
+        let peers_wait = Duration::from_millis(PEERS_WAIT_BEFORE_INIT_MS);
         let lowest = self.config.nodes.keys().min().copied();
         if lowest == Some(self.node_id()) {
+            self.wait_for_peers(peers_wait).await;
             self.initialize().await;
             return;
         }
+        // Nothing here needs to wait for this node's own start to finish.
         let host = Arc::downgrade(self);
         let after = Duration::from_millis(self.config.raft.election_timeout_max_ms);
         tokio::spawn(async move {
+            let Some(me) = host.upgrade() else { return };
+            me.wait_for_peers(peers_wait).await;
+            drop(me);
             tokio::time::sleep(after).await;
             if let Some(host) = host.upgrade() {
                 host.initialize().await;

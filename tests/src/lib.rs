@@ -475,7 +475,6 @@ impl Drop for Cluster {
     }
 }
 
-/// Starts the sandbox payment provider, sending webhooks to every node's gateway.
 /// The config file of node `id`.
 fn node_config(
     settings: &Settings,
@@ -502,6 +501,7 @@ fn node_config(
     )
 }
 
+/// Starts the sandbox payment provider, sending webhooks to every node's gateway.
 fn spawn_sandbox<'a>(
     dir: &tempfile::TempDir,
     addr: &str,
