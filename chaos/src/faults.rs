@@ -160,18 +160,18 @@ pub async fn apply(cluster: &mut Cluster, fault: &Planned, hot_leader: Option<u6
         FaultKind::IsolateLeader => leader.map(|n| isolate(cluster, n)),
         FaultKind::IsolateFollower => pick(&followers, fault.choice).map(|n| isolate(cluster, n)),
         FaultKind::Bridge => {
-            let links: Vec<(u64, u64)> = cluster.links().map(|(k, _)| k).collect();
+            let links: Vec<(u64, u64)> = cluster.links.iter().map(|(k, _)| k).collect();
             pick(&(0..links.len() as u64).collect::<Vec<_>>(), fault.choice).map(|i| {
                 let (a, b) = links[i as usize];
                 cut(cluster, vec![(a, b)])
             })
         }
         FaultKind::Delay => {
-            cluster.links().for_each(|(_, link)| link.set_delay(20 + s / 5));
+            cluster.links.iter().for_each(|(_, link)| link.set_delay(20 + s / 5));
             Some(Active::AllLinks)
         }
         FaultKind::Loss => {
-            cluster.links().for_each(|(_, link)| link.set_loss(50 + (s as u32) / 4));
+            cluster.links.iter().for_each(|(_, link)| link.set_loss(50 + (s as u32) / 4));
             Some(Active::AllLinks)
         }
         FaultKind::ClockSkew => {
@@ -194,13 +194,13 @@ async fn node_faults(cluster: &Cluster, node: Option<u64>, faults: serde_json::V
 }
 
 fn isolate(cluster: &Cluster, node: u64) -> Active {
-    let links = cluster.links().map(|(k, _)| k).filter(|(a, b)| *a == node || *b == node).collect();
+    let links = cluster.links.iter().map(|(k, _)| k).filter(|(a, b)| *a == node || *b == node).collect();
     cut(cluster, links)
 }
 
 fn cut(cluster: &Cluster, links: Vec<(u64, u64)>) -> Active {
     for &(a, b) in &links {
-        if let Some(link) = cluster.link(a, b) {
+        if let Some(link) = cluster.links.link(a, b) {
             link.cut();
         }
     }
@@ -219,16 +219,16 @@ fn describe(active: &Active) -> String {
 /// Undoes a fault.
 pub async fn heal(cluster: &mut Cluster, active: &Active) -> anyhow::Result<()> {
     match active {
-        Active::Killed(n) => cluster.restart(*n)?,
+        Active::Killed(n) => cluster.start_node(*n)?,
         Active::Paused(n) => cluster.resume(*n),
         Active::Cut(links) => {
             for &(a, b) in links {
-                if let Some(link) = cluster.link(a, b) {
+                if let Some(link) = cluster.links.link(a, b) {
                     link.heal();
                 }
             }
         }
-        Active::AllLinks => cluster.links().for_each(|(_, link)| link.heal()),
+        Active::AllLinks => cluster.links.iter().for_each(|(_, link)| link.heal()),
         Active::Faulted(n) => {
             // A node whose disk "filled up" has stopped; it comes back clean when restarted.
             let clear = json!({"clockOffsetMs": 0, "logWriteDelayMs": 0, "logWriteFail": false});

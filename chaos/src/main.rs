@@ -57,18 +57,13 @@ enum Command {
     },
 }
 
-fn sibling_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent().map(|dir| dir.join("boxoffice")).unwrap_or_else(|| PathBuf::from("boxoffice"))
-}
-
 async fn main_result() -> anyhow::Result<bool> {
     match Cli::parse().command {
         Command::Run { duration, seed, nodes, fans, faults, hold_ttl, out, bin } => {
             let seed = seed.unwrap_or_else(rand::random);
             let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
             let options = RunOptions {
-                bin: bin.unwrap_or_else(sibling_binary),
+                bin: bin.unwrap_or_else(harness::sibling_binary),
                 out: out.unwrap_or_else(|| PathBuf::from(format!("target/chaos/{stamp}-seed{seed}"))),
                 duration_ms: duration,
                 seed,
@@ -101,7 +96,7 @@ async fn main() {
     // The run is dropped when a signal wins, stopping the processes it started.
     let outcome = tokio::select! {
         outcome = main_result() => Ok(outcome),
-        signal = chaos::interrupted() => Err(signal),
+        signal = harness::interrupted() => Err(signal),
     };
     let outcome = outcome.unwrap_or_else(|signal| {
         eprintln!("boxoffice-chaos: stopped by {signal}; the cluster's processes were stopped");

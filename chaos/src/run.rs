@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use serde_json::{json, Value};
 
+use harness::Settings;
+
 use crate::checker;
-use crate::cluster::PAYMENT_API_KEY;
-use crate::cluster::{Cluster, ClusterSpec};
+use crate::cluster::{Cluster, Proxies, SECRETS};
 use crate::faults::{self, FaultKind, FaultRecord, Schedule};
 use crate::history::{Entry, FinalEvent, FinalPayment, FinalState, FinalTicket, ReplicaDigest};
 use crate::report::Report;
@@ -63,18 +64,17 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Outcome> {
         std::fs::remove_dir_all(&cluster_dir)
             .with_context(|| format!("cannot remove the last run's cluster in {}", cluster_dir.display()))?;
     }
-    let spec = ClusterSpec {
-        bin: options.bin.clone(),
-        dir: cluster_dir,
+    let settings = Settings {
         nodes: options.nodes,
         inventory_groups: INVENTORY_GROUPS,
         hold_ttl_ms: options.hold_ttl_ms,
-        proxies: true,
         raft_extra: "snapshot_logs_since_last = 300\nsnapshot_logs_kept_max = 50\n".into(),
         // Fans here buy far more than a real fan would: no per-fan limit.
         gateway_extra: "tickets_per_fan_max = 0".into(),
+        secrets: SECRETS,
+        ..Settings::in_folder(options.bin.clone(), cluster_dir)
     };
-    let mut cluster = Cluster::start(spec).await.context("starting the cluster")?;
+    let mut cluster = Cluster::start_with(settings, Proxies::default()).await.context("starting the cluster")?;
     println!("chaos: {} nodes up", options.nodes);
     let catalog = Catalog::create(&cluster).await?;
     let events = Arc::new(RwLock::new(Events {
@@ -110,10 +110,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Outcome> {
     }
     recorder.flush();
     println!("chaos: workload stopped after {} requests; reading the final state", recorder.len());
-    cluster.wait_caught_up(Duration::from_millis(SETTLE_TIMEOUT_MS)).await?;
+    cluster.wait_all_caught_up(Duration::from_millis(SETTLE_TIMEOUT_MS)).await?;
     let event_ids = all_events.read().expect("events lock").clone();
     wait_payments_settled(&cluster, &event_ids).await?;
-    cluster.wait_caught_up(Duration::from_millis(SETTLE_TIMEOUT_MS)).await?;
+    cluster.wait_all_caught_up(Duration::from_millis(SETTLE_TIMEOUT_MS)).await?;
     let final_state = read_final_state(&cluster, &event_ids).await?;
     let history = recorder.entries();
     let report = checker::check(&history, &final_state);
@@ -195,7 +195,7 @@ impl Catalog {
 async fn admin_post(http: &reqwest::Client, base: &str, path: &str, body: Value) -> anyhow::Result<u64> {
     let mut last = String::new();
     for _ in 0..20 {
-        match http.post(format!("{base}{path}")).bearer_auth(crate::cluster::ADMIN_TOKEN).json(&body).send().await {
+        match http.post(format!("{base}{path}")).bearer_auth(SECRETS.admin_token).json(&body).send().await {
             Ok(response) if response.status().is_success() => {
                 let body: Value = response.json().await?;
                 return body["id"].as_u64().ok_or_else(|| anyhow!("POST {path}: no id in {body}"));
@@ -212,8 +212,8 @@ async fn sign_up(cluster: &Cluster, fans: u64) -> anyhow::Result<Vec<Fan>> {
     let mut signed = Vec::new();
     for n in 0..fans {
         let node = cluster.serving()[n as usize % cluster.serving().len()];
-        let (user, token) = cluster.sign_up(node, &format!("fan{n}")).await?;
-        signed.push(Fan { user, token });
+        let fan = cluster.fan(node, format!("fan{n}")).await?;
+        signed.push(Fan { user: fan.user, token: fan.token });
     }
     Ok(signed)
 }
@@ -263,7 +263,7 @@ async fn inject(
     while Instant::now() < deadline {
         let planned = schedule.next().expect("the schedule never ends");
         let hot = rotation.events.read().expect("events lock").hot.0;
-        let hot_leader = cluster.leader_of(u64::from(model::group_for_new_event(hot, INVENTORY_GROUPS))).await;
+        let hot_leader = cluster.leader_of(u64::from(model::group_for_new_event(hot, INVENTORY_GROUPS))).await.ok();
         let start_ms = recorder.now_ms();
         let (active, target) = faults::apply(cluster, &planned, hot_leader).await;
         refresh_targets(cluster, targets);
@@ -289,7 +289,7 @@ async fn wait_reaping(cluster: &mut Cluster, targets: &Targets, duration: Durati
         tokio::time::sleep(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now()))).await;
         for node in cluster.reap_exited() {
             println!("chaos: node {node} stopped on its own; restarting it");
-            cluster.restart(node)?;
+            cluster.start_node(node)?;
             refresh_targets(cluster, targets);
         }
     }
@@ -298,18 +298,18 @@ async fn wait_reaping(cluster: &mut Cluster, targets: &Targets, duration: Durati
 
 /// Heals every fault: links, paused and stopped nodes, clocks and disks.
 async fn settle(cluster: &mut Cluster, targets: &Targets) -> anyhow::Result<()> {
-    cluster.links().for_each(|(_, link)| link.heal());
+    cluster.links.iter().for_each(|(_, link)| link.heal());
     cluster.reap_exited();
-    for id in 1..=cluster.spec.nodes {
+    for id in 1..=cluster.settings.nodes {
         if cluster.is_paused(id) {
             cluster.resume(id);
         }
         if cluster.is_down(id) {
-            cluster.restart(id)?;
+            cluster.start_node(id)?;
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for id in 1..=cluster.spec.nodes {
+    for id in 1..=cluster.settings.nodes {
         let clear = json!({"clockOffsetMs": 0, "logWriteDelayMs": 0, "logWriteFail": false});
         let _ = cluster.faults(id, clear).await;
     }
@@ -326,7 +326,7 @@ async fn read_final_state(cluster: &Cluster, events: &[u64]) -> anyhow::Result<F
     }
     let mut replicas = Vec::new();
     for group in 0..=INVENTORY_GROUPS {
-        for id in 1..=cluster.spec.nodes {
+        for id in 1..=cluster.settings.nodes {
             let digest = cluster.admin_get(id, &format!("/admin/groups/{group}/digest")).await?;
             replicas.push(ReplicaDigest {
                 group,
@@ -343,7 +343,7 @@ async fn read_final_state(cluster: &Cluster, events: &[u64]) -> anyhow::Result<F
 /// Every payment the sandbox provider holds.
 async fn read_payments(cluster: &Cluster) -> anyhow::Result<Vec<FinalPayment>> {
     let url = format!("{}/v1/payment_intents?limit=1000000", cluster.sandbox_url);
-    let list: Value = cluster.http.get(url).bearer_auth(PAYMENT_API_KEY).send().await?.json().await?;
+    let list: Value = cluster.http.get(url).bearer_auth(SECRETS.payment_api_key).send().await?.json().await?;
     let data = list["data"].as_array().ok_or_else(|| anyhow!("the provider listed no payments: {list}"))?;
     data.iter()
         .map(|p| {

@@ -11,10 +11,13 @@
 //!   booking) with their caches ([`cache`]);
 //! - [`problem`]: the error type of every handler and how it renders;
 //! - [`extract`]: axum's extractors wrapped so that their rejections are problems;
-//! - [`auth`]: fan tokens, password hashing, and the fan and admin extractors;
+//! - [`tokens`]: fan tokens signed with the cluster secret, and comparing secrets;
+//! - [`auth`]: password hashing, and the fan and admin extractors;
 //! - [`validate`]: pure checks of what clients send;
-//! - [`views`]: the JSON shapes of the API and the time format;
-//! - [`payment`]: the payment provider trait and the built-in sandbox;
+//! - [`views`]: the JSON shapes of the API, the time format, and a view as a body;
+//! - [`payment`]: the payment provider trait and its HTTP client;
+//! - [`webhook`]: checking the provider's webhook signatures;
+//! - [`settle`]: settling captured payments (confirm, or refund), and reconciling pending ones;
 //! - [`metrics`]: response and hold counters in Prometheus text;
 //! - [`routes`]: the handlers, one module per area, and the router that ties them together.
 
@@ -29,6 +32,7 @@ pub mod problem;
 pub mod routes;
 pub mod settle;
 pub mod state;
+pub mod tokens;
 pub mod validate;
 pub mod views;
 pub mod webhook;

@@ -1,7 +1,7 @@
 //! Taking the fans' money through a payment provider that behaves like Stripe: a payment (an
 //! intent) per booking, a hosted checkout page, signed webhooks, refunds. Boxoffice talks to it
 //! over HTTP through [`PaymentProvider`]; `boxoffice sandbox` is the provider for development and
-//! tests (see node/src/sandbox).
+//! tests (see node/sandbox, the `sandbox` crate).
 //!
 //! Design rule 6: every captured payment ends in a confirmed booking or a refund.
 

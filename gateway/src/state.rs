@@ -9,13 +9,13 @@ use model::{
     SeatMap, BOOKING_TICKETS_HARD_MAX, PLACEMENT_GROUP,
 };
 
-use crate::auth::TokenSigner;
 use crate::cache::{CachedBody, Caches};
 use crate::cluster::Cluster;
 use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
 use crate::payment::PaymentProvider;
 use crate::problem::Problem;
+use crate::tokens::TokenSigner;
 
 /// The router's state: cheap to clone (one `Arc`), whatever the cluster type.
 pub struct AppState<C>(Arc<Shared<C>>);

@@ -272,6 +272,15 @@ pub struct SessionView {
     pub expires_at: String,
 }
 
+/// A value as a JSON body. Serializing the API's own views cannot fail in practice; if it ever
+/// did, it would be a bug on our side, hence a logged 500.
+pub(crate) fn json_bytes(value: &impl serde::Serialize) -> Result<Vec<u8>, crate::problem::Problem> {
+    serde_json::to_vec(value).map_err(|error| {
+        tracing::error!(%error, "response serialization failed");
+        crate::problem::Problem::internal()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

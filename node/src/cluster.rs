@@ -8,9 +8,8 @@ use model::{
     SearchQuery, SearchResult,
 };
 use raft::Host;
+use search::SearchShard;
 use storage::DiskFaults;
-
-use crate::search::SearchShard;
 
 pub struct HostCluster {
     pub host: Arc<Host>,

@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use gateway::GatewayConfig;
 use raft::{PeerConfig, RaftConfig};
+use sandbox::SandboxConfig;
 
 use crate::config::NodeConfig;
-use crate::demo;
-use crate::sandbox::SandboxConfig;
 use crate::server::{self, RunningNode};
 
 /// Nodes of the dev cluster.
@@ -69,7 +68,7 @@ pub async fn run(options: DevOptions, shutdown: impl std::future::Future<Output 
         ..SandboxConfig::default()
     };
     let (stop_sandbox, mut sandbox_stopped) = tokio::sync::watch::channel(false);
-    let sandbox_task = tokio::spawn(crate::sandbox::serve(payments, sandbox, async move {
+    let sandbox_task = tokio::spawn(sandbox::serve(payments, sandbox, async move {
         let _ = sandbox_stopped.wait_for(|stop| *stop).await;
     }));
     let peers: Vec<PeerConfig> = listeners

@@ -5,15 +5,15 @@
 //!
 //! Layout: [`config`] reads and checks the node's TOML file; [`server`] starts a node (storage,
 //! raft host, gateway) and stops it in order; [`cluster`] adapts the raft host to the gateway;
-//! [`dev`] runs the embedded three-node cluster; [`demo`] loads the demo catalog through the
-//! admin API.
+//! [`dev`] runs the embedded three-node cluster and loads the demo catalog (crate `demo`) through
+//! the admin API; [`search_feed`] feeds the search shard (crate `search`) this node's change stream
+//! and replica reads, and serves it to the raft host. `boxoffice sandbox` runs the `sandbox`
+//! crate's payment provider.
 
 mod cluster;
 mod config;
-mod demo;
 mod dev;
-mod sandbox;
-mod search;
+mod search_feed;
 mod server;
 
 use std::path::PathBuf;
@@ -102,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
             let options = dev::DevOptions { http, data, hold_ttl_ms: hold_ttl, demo: !no_demo };
             dev::run(options, shutdown_signal()).await
         }
-        Command::Sandbox(args) => sandbox::run(args, shutdown_signal()).await,
+        Command::Sandbox(args) => Ok(sandbox::run(args, shutdown_signal()).await?),
         Command::Node { config } => {
             let config = config::NodeConfig::load(&config)?;
             let shutdown = shutdown_signal();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use raft::Host;
+use search::{Indexer, SearchShard};
 use storage::Storage;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -12,8 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::cluster::HostCluster;
 use crate::config::NodeConfig;
-use crate::search::indexer::Indexer;
-use crate::search::SearchShard;
+use crate::search_feed::{HostReplicas, ShardSearcher, StorageStream};
 
 pub struct RunningNode {
     pub id: u64,
@@ -54,12 +54,12 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
             Host::start(host_config, listener, &storage).await.context("cannot start raft")
         })
         .await??;
-    host.set_searcher(shard.clone());
+    host.set_searcher(Arc::new(ShardSearcher(shard.clone())));
     let (stop_indexer, stopped) = watch::channel(false);
-    let indexer = Indexer { shard: shard.clone(), host: host.clone(), changes };
+    let indexer = Indexer { shard: shard.clone(), replicas: HostReplicas { host: host.clone(), changes } };
     let indexer = std::thread::Builder::new().name("search-indexer".into()).spawn(move || {
         match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(runtime) => runtime.block_on(indexer.run(change_stream, stopped)),
+            Ok(runtime) => runtime.block_on(indexer.run(StorageStream(change_stream), stopped)),
             Err(error) => tracing::error!(%error, "the search indexer could not start"),
         }
     })?;

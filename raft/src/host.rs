@@ -11,75 +11,34 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use model::{
-    BookingId, ClusterError, ClusterStatus, Command, Consistency, GroupId, Millis, NodeId, NodeStatus, Outcome, Query,
-    QueryResult, ReplicaStatus, Role, SearchQuery, SearchResult, TicketId,
+    ClusterError, ClusterStatus, Command, Consistency, GroupId, Millis, NodeId, NodeStatus, Outcome, Query,
+    QueryResult, ReplicaStatus, Role, SearchQuery, SearchResult,
 };
-use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{BasicNode, ServerState};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::clock::{Clock, GroupClock};
 use crate::config::HostConfig;
+use crate::consensus::RaftCore;
 use crate::link::{Handler, LinkLimits, Peers};
 use crate::metrics::{self, GroupCounters};
 use crate::network::NetworkFactory;
 use crate::proposer::{BatchLimits, Proposer};
 use crate::reads::ReadRounds;
-use crate::refusals::{RefusalLimits, Refuser, Verdict};
-use crate::types::{Raft, Snapshot, TypeConfig};
+use crate::refusals::{LinkedLeader, RefusalLimits, Refuser, Verdict};
+use crate::seams::{plainly_taken, ErrorKind, GroupStorage, SeamError, Searcher, StateReader};
+use crate::types::{Raft, Snapshot};
 use crate::wire::{ReadPoint, Refusal, Request, Response};
-
-/// Reads a group's applied state. Implemented by the storage crate.
-pub trait StateReader: Send + Sync + 'static {
-    fn query(&self, query: &Query) -> Result<QueryResult, String>;
-
-    /// The time of the last applied entry: the floor for the next stamp.
-    fn last_applied_at(&self) -> Millis;
-
-    /// Which of `tickets` of the booking's event a hold stamped `at` could not take, as the
-    /// applied state stands: sold, or held by another booking beyond `at`.
-    fn taken(&self, booking: BookingId, tickets: &[TicketId], at: Millis) -> Result<Vec<TicketId>, String>;
-}
-
-/// For a hold, the tickets it could not take as `reader`'s applied state stands at `at`; `None`
-/// for other commands, for holds that look possible, and when the state cannot be read. The one
-/// test of every early refusal (the leader's proposer, a follower's refuser): a hold under an
-/// idempotency key may be the retry of one that took these very seats, which only apply knows,
-/// so it always goes through the log.
-pub(crate) fn plainly_taken(reader: &dyn StateReader, command: &Command, at: Millis) -> Option<Vec<TicketId>> {
-    let Command::Hold { booking, tickets, idempotency: None, .. } = command else { return None };
-    reader.taken(*booking, tickets, at).ok().filter(|taken| !taken.is_empty())
-}
-
-/// What one group runs on: its log, its state machine and a reader of its applied state.
-pub struct GroupParts<L, S> {
-    pub log: L,
-    pub state_machine: S,
-    pub reader: Arc<dyn StateReader>,
-}
-
-/// A node's search shard, as the host needs it. Implemented by the node.
-pub trait Searcher: Send + Sync + 'static {
-    /// Answers `query` for those of `groups` this node's index has caught up with; the result
-    /// names the groups it covers.
-    fn search(&self, groups: &[GroupId], query: &SearchQuery) -> Result<SearchResult, String>;
-}
-
-/// Opens the parts of one group. Implemented by the storage crate.
-pub trait GroupStorage {
-    type Log: RaftLogStorage<TypeConfig>;
-    type StateMachine: RaftStateMachine<TypeConfig>;
-
-    fn open(&self, group: GroupId) -> Result<GroupParts<Self::Log, Self::StateMachine>, String>;
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     #[error("bad raft settings: {0}")]
     Config(String),
     #[error("opening group {group}: {reason}")]
-    Open { group: GroupId, reason: String },
+    Open { group: GroupId, reason: SeamError },
+    #[error("starting group {group}: {reason}")]
+    Start { group: GroupId, reason: String },
 }
 
 /// Immediate redirects a write follows before it waits and asks again.
@@ -98,6 +57,8 @@ const STATUS_TIMEOUT_MS: u64 = 500;
 const PEERS_WAIT_BEFORE_INIT_MS: u64 = 2_000;
 /// How often that wait looks at the links.
 const PEERS_POLL_MS: u64 = 10;
+/// Times a read is tried while this node's replica answers busy, before it is refused.
+const BUSY_READ_ATTEMPTS_MAX: u32 = 4;
 /// Queries that scan many rows run on the blocking pool rather than on a runtime worker.
 fn is_scan(query: &Query) -> bool {
     matches!(
@@ -112,11 +73,13 @@ struct Group {
     /// Batches this node's proposals to the group (used while it leads).
     proposer: Proposer,
     /// Read-index rounds shared by the linearizable reads and refusals (while it leads).
-    reads: ReadRounds,
+    reads: ReadRounds<RaftCore>,
     /// Refuses holds for taken seats without the leader's log (used while it follows).
     refuser: Refuser,
     /// The write path's counters, for `/metrics`.
     counters: Arc<GroupCounters>,
+    /// Why this replica was stopped by the host (it read data it cannot trust), once it was.
+    failure: std::sync::OnceLock<SeamError>,
 }
 
 pub struct Host {
@@ -167,12 +130,14 @@ impl Host {
                 NetworkFactory { group, peers: peers.clone(), entries_bytes_max: config.raft.append_entries_bytes_max };
             let raft = Raft::new(me, raft_config.clone(), network, log, sm)
                 .await
-                .map_err(|e| HostError::Open { group, reason: e.to_string() })?;
-            let reads = ReadRounds::start(raft.clone(), Duration::from_millis(config.raft.rpc_timeout_ms));
+                .map_err(|e| HostError::Start { group, reason: e.to_string() })?;
+            let core = RaftCore(raft.clone());
+            let rpc_timeout = Duration::from_millis(config.raft.rpc_timeout_ms);
+            let reads = ReadRounds::start(core.clone(), rpc_timeout);
             let stamps = Arc::new(GroupClock::default());
             let counters = Arc::new(GroupCounters::default());
             let proposer = Proposer::start(
-                raft.clone(),
+                core.clone(),
                 reads.clone(),
                 reader.clone(),
                 stamps,
@@ -185,16 +150,10 @@ impl Host {
                 queue_holds_max: config.raft.propose_queue_commands_max,
                 round_timeout_ms: config.raft.rpc_timeout_ms,
             };
-            let refuser = Refuser::start(
-                group,
-                me,
-                raft.clone(),
-                reader.clone(),
-                peers.clone(),
-                counters.clone(),
-                refusal_limits,
-            );
-            groups.insert(group, Group { raft, reader, proposer, reads, refuser, counters });
+            let leader = LinkedLeader { group, peers: peers.clone(), timeout: rpc_timeout };
+            let refuser = Refuser::start(me, core, leader, reader.clone(), counters.clone(), refusal_limits);
+            let failure = std::sync::OnceLock::new();
+            groups.insert(group, Group { raft, reader, proposer, reads, refuser, counters, failure });
         }
         let searcher = std::sync::OnceLock::new();
         let host = Arc::new(Host { config, searcher, clock, groups, peers: peers.clone(), shutdown });
@@ -319,6 +278,9 @@ impl Host {
                 return std::future::pending().await;
             }
             for (group, g) in &self.groups {
+                if let Some(error) = g.failure.get() {
+                    return format!("group {group} stopped: its replica read {error}");
+                }
                 let metrics = g.raft.metrics();
                 if let Err(error) = &metrics.borrow().running_state {
                     return format!("group {group} stopped: {error}");
@@ -492,21 +454,52 @@ impl Host {
         }
     }
 
-    /// Reads this node's replica; for a linearizable read it must be the leader.
+    /// Reads this node's replica; for a linearizable read it must be the leader. A busy
+    /// replica is asked again a few times; one that read corrupt data is stopped.
     async fn read_local(&self, group: GroupId, query: Query, consistency: Consistency) -> Result<QueryResult, Refusal> {
         let g = self.group(group)?;
         if consistency == Consistency::Linearizable {
             g.reads.ensure_linearizable().await.map_err(|r| self.stopping(r))?;
         }
-        let reader = g.reader.clone();
-        let answer = if is_scan(&query) {
-            tokio::task::spawn_blocking(move || reader.query(&query))
-                .await
-                .map_err(|e| Refusal::Unavailable(e.to_string()))?
-        } else {
-            reader.query(&query)
-        };
-        answer.map_err(Refusal::Unavailable)
+        let mut backoff_ms = RETRY_BACKOFF_MIN_MS;
+        for attempt in 1.. {
+            let error = match query_replica(g, &query).await {
+                Ok(answer) => return Ok(answer),
+                Err(error) => error,
+            };
+            if error.kind != ErrorKind::Busy || attempt >= BUSY_READ_ATTEMPTS_MAX {
+                return Err(self.refusal_for(group, error));
+            }
+            tracing::debug!(group, attempt, %error, "replica busy: reading again");
+            tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+            backoff_ms = (backoff_ms * 2).min(RETRY_BACKOFF_MAX_MS);
+        }
+        unreachable!("the loop returns by its last attempt")
+    }
+
+    /// What a caller hears of a replica's failed read; corrupt data stops the replica.
+    fn refusal_for(&self, group: GroupId, error: SeamError) -> Refusal {
+        match error.kind {
+            ErrorKind::Corrupt => {
+                self.stop_replica(group, error.clone());
+                Refusal::Unavailable(format!("this node's replica stopped: {error}"))
+            }
+            ErrorKind::Stopped => self.stopping(Refusal::Unavailable(error.to_string())),
+            ErrorKind::Busy | ErrorKind::NotFound => Refusal::Unavailable(error.to_string()),
+        }
+    }
+
+    /// Stops this node's replica of `group` after it read data it cannot trust: any answer
+    /// built on it could be wrong. `fatal` then reports it, and the node stops.
+    fn stop_replica(&self, group: GroupId, error: SeamError) {
+        let Some(g) = self.groups.get(&group) else { return };
+        if g.failure.set(error.clone()).is_ok() {
+            tracing::error!(group, %error, "replica read corrupt data: stopping it");
+            let raft = g.raft.clone();
+            tokio::spawn(async move {
+                let _ = raft.shutdown().await;
+            });
+        }
     }
 
     /// Handles a request from a peer.
@@ -554,8 +547,8 @@ impl Host {
             let Some(searcher) = searcher else { return Ok(SearchResult::default()) };
             tokio::task::spawn_blocking(move || searcher.search(&groups, &query))
                 .await
-                .map_err(|e| Refusal::Unavailable(e.to_string()))?
-                .map_err(Refusal::Unavailable)
+                .map_err(|e| Refusal::Unavailable(format!("the search task ended: {e}")))?
+                .map_err(|e| Refusal::Unavailable(e.to_string()))
         }
     }
 
@@ -666,6 +659,17 @@ impl Host {
         }
         tracing::info!(node = self.node_id(), "raft host stopped");
     }
+}
+
+/// Asks a replica's state machine; queries that scan many rows run on the blocking pool.
+async fn query_replica(g: &Group, query: &Query) -> Result<QueryResult, SeamError> {
+    if !is_scan(query) {
+        return g.reader.query(query);
+    }
+    let (reader, query) = (g.reader.clone(), query.clone());
+    tokio::task::spawn_blocking(move || reader.query(&query))
+        .await
+        .map_err(|e| SeamError::stopped(format!("the read task ended: {e}")))?
 }
 
 /// The peer request handler: it holds the host weakly so that the host can be dropped.

@@ -2,11 +2,14 @@
 //!
 //! Group 0 holds placement and the catalog; groups 1..=n hold the events spread over them. Every
 //! node hosts every group for now. This crate knows nothing of RocksDB: a group's log and state
-//! machine come from a [`host::GroupStorage`] the node passes in (the storage crate).
+//! machine come from a [`seams::GroupStorage`] the node passes in (the storage crate).
 //!
 //! Layout:
 //! - [`types`]: the openraft type configuration shared by all groups;
+//! - [`seams`]: the traits the node implements for the host (a group's storage, a reader of its
+//!   state, the search shard) and their typed errors;
 //! - [`config`]: the node's raft settings, every limit named with its unit;
+//! - [`consensus`]: the consensus core as the write path needs it (a trait), over openraft;
 //! - [`clock`]: the leader's monotonic stamp for each group's entries;
 //! - [`wire`]: messages between nodes and their framing;
 //! - [`link`]: one connection per pair of nodes, dialed, kept, and redialed;
@@ -20,6 +23,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod consensus;
 pub mod host;
 pub mod link;
 pub mod metrics;
@@ -28,9 +32,11 @@ pub mod proposer;
 pub mod reads;
 pub mod refusals;
 mod rounds;
+pub mod seams;
 pub mod types;
 pub mod wire;
 
 pub use config::{HostConfig, PeerConfig, RaftConfig};
-pub use host::{GroupParts, GroupStorage, Host, HostError, Searcher, StateReader};
+pub use host::{Host, HostError};
+pub use seams::{ErrorKind, GroupParts, GroupStorage, SeamError, Searcher, StateReader};
 pub use types::TypeConfig;

@@ -298,3 +298,105 @@ async fn write_frames(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+    use crate::consensus::testing;
+
+    const LIMITS: LinkLimits = LinkLimits { frame_bytes_max: 1 << 20, queue_frames_max: 64 };
+
+    /// Answers a status request with no replicas, after `delay`.
+    fn answering(delay: Duration) -> Handler {
+        Arc::new(move |_, request| {
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                match request {
+                    Request::Status => Response::Status(vec![]),
+                    _ => Response::Refused(crate::wire::Refusal::NoSuchGroup),
+                }
+            })
+        })
+    }
+
+    /// Two nodes, 1 and 2, linked over loopback; node 2 answers after `delay`.
+    async fn pair(delay: Duration) -> (Arc<Peers>, Arc<Peers>, String, watch::Sender<bool>) {
+        let (one_listener, two_listener) =
+            (TcpListener::bind("127.0.0.1:0").await.unwrap(), TcpListener::bind("127.0.0.1:0").await.unwrap());
+        let (one_addr, two_addr) =
+            (one_listener.local_addr().unwrap().to_string(), two_listener.local_addr().unwrap().to_string());
+        let (stop, stopped) = watch::channel(false);
+        let one = Peers::new(1, "test".into(), BTreeMap::from([(2, two_addr.clone())]), LIMITS, stopped.clone());
+        let two = Peers::new(2, "test".into(), BTreeMap::from([(1, one_addr)]), LIMITS, stopped);
+        one.start(one_listener, answering(Duration::ZERO));
+        two.start(two_listener, answering(delay));
+        (one, two, two_addr, stop)
+    }
+
+    async fn until(what: impl Fn() -> bool) {
+        testing::until(Duration::from_secs(2), what).await
+    }
+
+    #[tokio::test]
+    async fn the_lower_id_dials_and_either_side_calls_the_other() {
+        let (one, two, _, _stop) = pair(Duration::ZERO).await;
+        until(|| one.is_connected(2) && two.is_connected(1)).await;
+        let timeout = Duration::from_secs(1);
+        assert!(matches!(one.call(2, Request::Status, timeout).await, Ok(Response::Status(r)) if r.is_empty()));
+        assert!(matches!(two.call(1, Request::Status, timeout).await, Ok(Response::Status(_))));
+        assert!(matches!(one.call(7, Request::Status, timeout).await, Err(LinkError::UnknownNode(7))));
+    }
+
+    #[tokio::test]
+    async fn a_call_the_peer_does_not_answer_in_time_fails_with_a_timeout() {
+        let (one, _two, _, _stop) = pair(Duration::from_secs(5)).await;
+        until(|| one.is_connected(2)).await;
+        let answer = one.call(2, Request::Status, Duration::from_millis(50)).await;
+        assert!(matches!(answer, Err(LinkError::Timeout(2, _))), "{answer:?}");
+    }
+
+    /// A stranger's hello (an id outside the cluster, another cluster's name, or an id that
+    /// should be dialed rather than dial) gets no answer and replaces no link.
+    #[tokio::test]
+    async fn a_hello_that_is_not_from_a_peer_gets_nothing() {
+        let (_one, two, two_addr, _stop) = pair(Duration::ZERO).await;
+        until(|| two.is_connected(1)).await;
+        for (from, cluster) in [(9, "test"), (1, "another"), (3, "test")] {
+            let mut stranger = TcpStream::connect(&two_addr).await.unwrap();
+            let hello = Request::Hello { from, cluster: cluster.into() };
+            stranger.write_all(&wire::encode(0, Kind::Request, &hello).unwrap()).await.unwrap();
+            let mut answer = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(2), stranger.read_to_end(&mut answer)).await;
+            assert!(matches!(read, Ok(Ok(0))), "hello from {from} of {cluster} is closed unanswered: {read:?}");
+        }
+        assert!(two.is_connected(1), "the real peer's link stays");
+    }
+
+    /// A frame over `frame_bytes_max` ends the connection before anything of that size is
+    /// read; the dialer connects again.
+    #[tokio::test]
+    async fn a_frame_over_the_limit_ends_the_connection() {
+        let (listener, two_listener) =
+            (TcpListener::bind("127.0.0.1:0").await.unwrap(), TcpListener::bind("127.0.0.1:0").await.unwrap());
+        let (one_addr, two_addr) =
+            (listener.local_addr().unwrap().to_string(), two_listener.local_addr().unwrap().to_string());
+        let (_stop, stopped) = watch::channel(false);
+        let two = Peers::new(2, "test".into(), BTreeMap::from([(1, one_addr)]), LIMITS, stopped);
+        two.start(two_listener, answering(Duration::ZERO));
+        // Node 1 by hand: a hello, then a frame that says it is 512 MiB long.
+        let mut one = TcpStream::connect(&two_addr).await.unwrap();
+        let hello = Request::Hello { from: 1, cluster: "test".into() };
+        one.write_all(&wire::encode(0, Kind::Request, &hello).unwrap()).await.unwrap();
+        let reply = wire::read_frame(&mut one, LIMITS.frame_bytes_max).await.unwrap().unwrap();
+        assert!(matches!(reply.decode::<Response>().unwrap(), Response::Hello { from: 2 }));
+        until(|| two.is_connected(1)).await;
+        one.write_all(&(512u32 << 20).to_be_bytes()).await.unwrap();
+        until(|| !two.is_connected(1)).await;
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(2), one.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(_)) | Ok(Err(_))), "the connection was closed");
+        drop(listener);
+    }
+}

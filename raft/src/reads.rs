@@ -10,11 +10,10 @@
 
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, RaftError};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::consensus::Core;
 use crate::rounds;
-use crate::types::Raft;
 use crate::wire::Refusal;
 
 /// Rounds a group keeps in flight; reads that come meanwhile share the next.
@@ -28,21 +27,21 @@ type Waiter = oneshot::Sender<Result<Option<u64>, Refusal>>;
 
 /// The way into one group's read-index rounds.
 #[derive(Clone)]
-pub struct ReadRounds {
+pub struct ReadRounds<C: Core> {
     queue: mpsc::Sender<Waiter>,
-    raft: Raft,
+    core: C,
     /// How long `ensure_linearizable` waits for this replica to apply up to a read index.
     apply_wait: Duration,
 }
 
-impl ReadRounds {
-    pub fn start(raft: Raft, apply_wait: Duration) -> ReadRounds {
+impl<C: Core> ReadRounds<C> {
+    pub fn start(core: C, apply_wait: Duration) -> ReadRounds<C> {
         let (queue, waiters) = mpsc::channel(QUEUE_READS_MAX);
-        let rounds = raft.clone();
+        let rounds = core.clone();
         let serve =
             rounds::serve(waiters, ROUNDS_IN_FLIGHT_MAX, ROUND_READS_MAX, move |round| answer(rounds.clone(), round));
         tokio::spawn(serve);
-        ReadRounds { queue, raft, apply_wait }
+        ReadRounds { queue, core, apply_wait }
     }
 
     /// The index a linearizable read must see applied (`None`: nothing committed yet), from a
@@ -60,23 +59,40 @@ impl ReadRounds {
     /// replica's state machine caught up with it.
     pub async fn ensure_linearizable(&self) -> Result<(), Refusal> {
         if let Some(index) = self.read_index().await? {
-            let applied = self.raft.wait(Some(self.apply_wait)).applied_index_at_least(Some(index), "read index").await;
-            applied.map_err(|e| Refusal::Unavailable(format!("applying up to the read index: {e}")))?;
+            self.core.applied(index, self.apply_wait).await?;
         }
         Ok(())
     }
 }
 
-async fn answer(raft: Raft, round: Vec<Waiter>) {
-    let result = match raft.get_read_log_id().await {
-        Ok((read, _applied)) => Ok(read.map(|log_id| log_id.index)),
-        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-            Err(Refusal::NotLeader { leader: f.leader_id })
-        }
-        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => Err(Refusal::Unavailable(e.to_string())),
-        Err(RaftError::Fatal(fatal)) => Err(Refusal::Unavailable(fatal.to_string())),
-    };
+async fn answer<C: Core>(core: C, round: Vec<Waiter>) {
+    let result = core.read_index().await;
     for waiter in round {
         let _ = waiter.send(result.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consensus::testing::MemCore;
+
+    /// Reads that come while a round is out share the next one: many reads, few rounds.
+    #[tokio::test]
+    async fn reads_that_come_together_share_a_round() {
+        let core = MemCore::new(true, |batch| vec![model::Outcome::NoSeats; batch.commands.len()]);
+        let reads = ReadRounds::start(core.clone(), Duration::from_secs(1));
+        let all = futures::future::join_all((0..200).map(|_| reads.ensure_linearizable())).await;
+        assert!(all.iter().all(|r| r.is_ok()));
+        assert!(core.read_rounds() < 200, "{} rounds for 200 reads", core.read_rounds());
+    }
+
+    /// A replica that no longer leads refuses every read of the round, naming no stale leader.
+    #[tokio::test]
+    async fn a_replica_that_lost_its_leadership_refuses_reads() {
+        let core = MemCore::new(true, |_| vec![]);
+        *core.leads.lock().unwrap() = false;
+        let reads = ReadRounds::start(core, Duration::from_secs(1));
+        assert_eq!(reads.ensure_linearizable().await, Err(Refusal::NotLeader { leader: None }));
     }
 }

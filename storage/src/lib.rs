@@ -24,12 +24,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use model::GroupId;
-use raft::{GroupParts, GroupStorage};
+use raft::{GroupParts, GroupStorage, SeamError};
 use rocksdb::DB;
 
 pub use log_store::LogStore;
 pub use state_machine::{Change, Changes, StateMachine};
-pub use writer::{DiskFaults, LogWriter};
+pub use writer::{DiskFaults, LogWriter, WriteError};
 
 /// A node's storage: its database and its log writer.
 pub struct Storage {
@@ -49,12 +49,8 @@ impl Storage {
         let db = db::open(path)?;
         let faults = Arc::new(DiskFaults::default());
         let writer = LogWriter::start(db.clone(), faults.clone());
-        let (sender, receiver) = tokio::sync::mpsc::channel(CHANGES_QUEUED_MAX);
-        let changes = Arc::new(Changes {
-            sender,
-            dirty: std::sync::Mutex::new(Default::default()),
-            opened: std::sync::Mutex::new(Default::default()),
-        });
+        let (changes, receiver) = Changes::channel(CHANGES_QUEUED_MAX);
+        let changes = Arc::new(changes);
         Ok(Storage { db, writer, faults, changes, change_stream: std::sync::Mutex::new(Some(receiver)) })
     }
 
@@ -78,7 +74,7 @@ impl GroupStorage for Storage {
     type Log = LogStore;
     type StateMachine = StateMachine;
 
-    fn open(&self, group: GroupId) -> Result<GroupParts<LogStore, StateMachine>, String> {
+    fn open(&self, group: GroupId) -> Result<GroupParts<LogStore, StateMachine>, SeamError> {
         let log = LogStore::new(group, self.db.clone(), self.writer.clone());
         let (state_machine, reader) = StateMachine::open(group, self.db.clone(), self.changes.clone())?;
         Ok(GroupParts { log, state_machine, reader })

@@ -14,7 +14,7 @@ use raft::TypeConfig;
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
 use crate::db::{self, cf, CF_LOG, CF_RAFT};
-use crate::writer::LogWriter;
+use crate::writer::{LogWriter, WriteError};
 
 const VOTE: &[u8] = b"v";
 const PURGED: &[u8] = b"p";
@@ -31,8 +31,8 @@ fn read_error(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::read_logs(&e).into()
 }
 
-fn write_error(e: String) -> StorageError {
-    StorageIOError::new(ErrorSubject::Logs, ErrorVerb::Write, openraft::AnyError::error(e)).into()
+fn write_error(e: WriteError) -> StorageError {
+    StorageIOError::new(ErrorSubject::Logs, ErrorVerb::Write, openraft::AnyError::new(&e)).into()
 }
 
 impl LogStore {
@@ -111,7 +111,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let value = bincode::serialize(&committed).expect("encodes");
         self.db
             .put_cf(cf(&self.db, CF_RAFT), db::key(self.group, COMMITTED), value)
-            .map_err(|e| write_error(e.to_string()))
+            .map_err(|e| write_error(WriteError::Disk(e.to_string())))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

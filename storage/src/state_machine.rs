@@ -17,7 +17,7 @@ use model::{EventId, Millis, Outcomes, Query, QueryResult};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, StorageIOError};
 use raft::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership};
-use raft::{StateReader, TypeConfig};
+use raft::{ErrorKind, SeamError, StateReader, TypeConfig};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
 
 use crate::db::{self, cf, CF_SM, CF_SNAP};
@@ -51,7 +51,7 @@ struct EventInfo {
 
 /// Events whose searchable facts changed in a group: created, or tickets sold or refunded. The
 /// node's search index follows this stream (the apply stream); when it overflows, the group is
-/// marked in [`Changes::dirty`] and the index rebuilds it from the state machine.
+/// marked lost ([`Changes::take_lost`]) and the index rebuilds it from the state machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub group: u32,
@@ -62,19 +62,40 @@ pub struct Change {
 
 /// The way changes leave the node's state machines.
 pub struct Changes {
-    pub sender: tokio::sync::mpsc::Sender<Change>,
+    sender: tokio::sync::mpsc::Sender<Change>,
     /// Groups whose changes were dropped (or replaced by a snapshot): rebuild them whole.
-    pub dirty: Mutex<std::collections::BTreeSet<u32>>,
+    dirty: Mutex<std::collections::BTreeSet<u32>>,
     /// Each group's applied index when its state machine opened: every change after it comes
     /// through the stream, so an index recorded at exactly this point is current.
-    pub opened: Mutex<std::collections::BTreeMap<u32, u64>>,
+    opened: Mutex<std::collections::BTreeMap<u32, u64>>,
 }
 
 impl Changes {
+    /// The sending side of a change stream, and the stream.
+    pub fn channel(changes_queued_max: usize) -> (Changes, tokio::sync::mpsc::Receiver<Change>) {
+        let (sender, receiver) = tokio::sync::mpsc::channel(changes_queued_max);
+        (Changes { sender, dirty: Mutex::default(), opened: Mutex::default() }, receiver)
+    }
+
     fn publish(&self, group: u32, applied: u64, events: Vec<EventId>) {
         if self.sender.try_send(Change { group, applied, events }).is_err() {
-            self.dirty.lock().expect("dirty lock").insert(group);
+            self.lose(group);
         }
+    }
+
+    /// Marks a group's changes as lost: the index must rebuild it.
+    fn lose(&self, group: u32) {
+        self.dirty.lock().expect("dirty lock").insert(group);
+    }
+
+    /// The groups whose changes were lost since the last call.
+    pub fn take_lost(&self) -> std::collections::BTreeSet<u32> {
+        std::mem::take(&mut *self.dirty.lock().expect("dirty lock"))
+    }
+
+    /// Each group's applied index when its state machine opened.
+    pub fn opened(&self) -> std::collections::BTreeMap<u32, u64> {
+        self.opened.lock().expect("opened lock").clone()
     }
 }
 
@@ -103,6 +124,18 @@ pub struct StateMachine {
     meta: Meta,
 }
 
+/// A RocksDB error reading `key`, typed by what the host should do about it: ask again when
+/// the database is busy, stop the replica when its data cannot be trusted.
+fn db_fault(key: &[u8], error: rocksdb::Error) -> Fault {
+    use rocksdb::ErrorKind as Db;
+    let kind = match error.kind() {
+        Db::Busy | Db::TryAgain | Db::TimedOut | Db::Incomplete => ErrorKind::Busy,
+        Db::ShutdownInProgress => ErrorKind::Stopped,
+        _ => ErrorKind::Corrupt,
+    };
+    Fault { key: key.to_vec(), reason: error.to_string(), kind }
+}
+
 fn sm_error(verb: ErrorVerb, e: impl ToString) -> StorageError {
     StorageIOError::new(ErrorSubject::StateMachine, verb, openraft::AnyError::error(e.to_string())).into()
 }
@@ -122,9 +155,7 @@ impl Shared {
     }
 
     fn get_stored(&self, suffix: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
-        self.db
-            .get_cf(cf(&self.db, CF_SM), db::key(self.group, suffix))
-            .map_err(|e| Fault { key: suffix.to_vec(), reason: e.to_string() })
+        self.db.get_cf(cf(&self.db, CF_SM), db::key(self.group, suffix)).map_err(|e| db_fault(suffix, e))
     }
 
     /// A row as apply reads it: a ticket row read from the database is cached.
@@ -166,7 +197,7 @@ impl Shared {
         let iter = self.db.iterator_cf(cf(&self.db, CF_SM), IteratorMode::From(&start, Direction::Forward));
         let mut rows = Vec::new();
         for item in iter {
-            let (key, value) = item.map_err(|e| Fault { key: prefix.to_vec(), reason: e.to_string() })?;
+            let (key, value) = item.map_err(|e| db_fault(prefix, e))?;
             if !key.starts_with(&full_prefix) || rows.len() >= limit {
                 break;
             }
@@ -186,7 +217,7 @@ impl Shared {
         options.set_iterate_upper_bound(db::group_prefix(self.group + 1).to_vec());
         let mut meta = Meta::default();
         for item in view.iterator_cf_opt(family, options, IteratorMode::From(&prefix, Direction::Forward)) {
-            let (key, value) = item.map_err(|e| Fault { key: prefix.to_vec(), reason: e.to_string() })?;
+            let (key, value) = item.map_err(|e| db_fault(&prefix, e))?;
             let key = &key[4..];
             if key == keys::META {
                 meta = ledger::decode(key, &value)?;
@@ -219,7 +250,7 @@ impl Shared {
             let start = db::key(self.group, &prefix);
             let mut rows = Vec::new();
             for item in view.iterator_cf(family, IteratorMode::From(&start, Direction::Forward)) {
-                let (key, value) = item.map_err(|e| Fault { key: prefix.clone(), reason: e.to_string() })?;
+                let (key, value) = item.map_err(|e| db_fault(&prefix, e))?;
                 if !key.starts_with(&start) || rows.len() >= SCAN_ROWS_MAX {
                     break;
                 }
@@ -229,8 +260,7 @@ impl Shared {
         };
         let mut tickets = Vec::new();
         for (key, value) in scan(keys::tickets_of(event))? {
-            let ticket = keys::ticket_of_key(&key)
-                .ok_or_else(|| Fault { key: key.clone(), reason: "short ticket key".into() })?;
+            let ticket = keys::ticket_of_key(&key).ok_or_else(|| Fault::corrupt(&key, "short ticket key"))?;
             tickets.push((ticket, ledger::decode(&key, &value)?));
         }
         let bookings =
@@ -244,7 +274,7 @@ impl StateMachine {
         group: u32,
         db: Arc<DB>,
         changes: Arc<Changes>,
-    ) -> Result<(StateMachine, Arc<dyn StateReader>), String> {
+    ) -> Result<(StateMachine, Arc<dyn StateReader>), SeamError> {
         let shared = Arc::new(Shared {
             group,
             db,
@@ -254,7 +284,7 @@ impl StateMachine {
             snapshots_built: AtomicU64::new(0),
             changes,
         });
-        let meta = shared.load_meta().map_err(|e| e.to_string())?;
+        let meta = shared.load_meta()?;
         shared.last_at.store(meta.last_at, Ordering::Release);
         let applied = meta.last_applied.map(|l| l.index).unwrap_or(0);
         shared.changes.opened.lock().expect("opened lock").insert(group, applied);
@@ -446,7 +476,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         shared.events.lock().expect("events lock").clear();
         shared.tickets.lock().expect("tickets lock").clear();
         shared.last_at.store(installed_meta.last_at, Ordering::Release);
-        shared.changes.dirty.lock().expect("dirty lock").insert(shared.group);
+        shared.changes.lose(shared.group);
         tracing::info!(group = shared.group, last_log_id = ?meta.last_log_id, rows = rows.len(), "snapshot installed");
         self.meta = installed_meta;
         Ok(())
@@ -537,8 +567,7 @@ impl Reader {
                 let prefix = keys::tickets_of(*event);
                 let mut tickets = Vec::new();
                 for (key, value) in s.scan(&prefix, &prefix, SCAN_ROWS_MAX)? {
-                    let ticket = keys::ticket_of_key(&key)
-                        .ok_or_else(|| Fault { key: key.clone(), reason: "short ticket key".into() })?;
+                    let ticket = keys::ticket_of_key(&key).ok_or_else(|| Fault::corrupt(&key, "short ticket key"))?;
                     tickets.push((ticket, ledger::decode(&key, &value)?));
                 }
                 QueryResult::Tickets(tickets)
@@ -547,8 +576,7 @@ impl Reader {
             Query::FanBookings(user) => {
                 let mut bookings = Vec::new();
                 for (key, _) in s.scan(&keys::fan_bookings(*user), &keys::fan_bookings(*user), SCAN_ROWS_MAX)? {
-                    let id = keys::booking_of_fan_key(&key)
-                        .ok_or_else(|| Fault { key: key.clone(), reason: "short fan key".into() })?;
+                    let id = keys::booking_of_fan_key(&key).ok_or_else(|| Fault::corrupt(&key, "short fan key"))?;
                     bookings.extend(s.read::<model::Booking>(&keys::booking(id))?);
                 }
                 QueryResult::Bookings(bookings)
@@ -581,8 +609,8 @@ impl Reader {
                     keys::PENDING_PREFIX,
                     (*limit).min(model::UPCOMING_EVENTS_MAX) as usize,
                 )? {
-                    let id = keys::booking_of_pending_key(&key)
-                        .ok_or_else(|| Fault { key: key.clone(), reason: "short pending key".into() })?;
+                    let id =
+                        keys::booking_of_pending_key(&key).ok_or_else(|| Fault::corrupt(&key, "short pending key"))?;
                     bookings.extend(s.read::<model::Booking>(&keys::booking(id))?);
                 }
                 QueryResult::Bookings(bookings)
@@ -592,8 +620,7 @@ impl Reader {
                 let limit = (*limit).min(model::UPCOMING_EVENTS_MAX) as usize;
                 let mut events = Vec::new();
                 for (key, _) in s.scan(keys::STARTS_PREFIX, &keys::starts(*from, 0), limit)? {
-                    let id = keys::event_of_starts(&key)
-                        .ok_or_else(|| Fault { key: key.clone(), reason: "short index key".into() })?;
+                    let id = keys::event_of_starts(&key).ok_or_else(|| Fault::corrupt(&key, "short index key"))?;
                     events.extend(s.read(&keys::event(id))?);
                 }
                 QueryResult::Events(events)
@@ -603,8 +630,8 @@ impl Reader {
 }
 
 impl StateReader for Reader {
-    fn query(&self, query: &Query) -> Result<QueryResult, String> {
-        self.answer(query).map_err(|e| e.to_string())
+    fn query(&self, query: &Query) -> Result<QueryResult, SeamError> {
+        Ok(self.answer(query)?)
     }
 
     fn last_applied_at(&self) -> Millis {
@@ -616,11 +643,10 @@ impl StateReader for Reader {
         booking: model::BookingId,
         tickets: &[model::TicketId],
         at: Millis,
-    ) -> Result<Vec<model::TicketId>, String> {
+    ) -> Result<Vec<model::TicketId>, SeamError> {
         let mut taken = Vec::new();
         for &ticket in tickets {
-            let state: Option<model::TicketState> =
-                self.shared.read(&keys::ticket(booking.event, ticket)).map_err(|e| e.to_string())?;
+            let state: Option<model::TicketState> = self.shared.read(&keys::ticket(booking.event, ticket))?;
             if state.is_some_and(|s| s.booking() != booking && !s.is_free_at(at)) {
                 taken.push(ticket);
             }

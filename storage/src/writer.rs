@@ -19,6 +19,18 @@ const LOG_QUEUE_SYNCS_MAX: usize = 4_096;
 /// Waiters one sync may answer.
 const LOG_SYNC_WAITERS_MAX: usize = 4_096;
 
+/// Why a log write did not become durable. Either way openraft stops the group, and the node
+/// with it: a replica that cannot write its log must not vote or answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// RocksDB refused the write or its sync (a full disk, an I/O error).
+    #[error("log write failed: {0}")]
+    Disk(String),
+    /// The sync thread is gone (the node is stopping, or the thread panicked).
+    #[error("the log sync thread stopped")]
+    Stopped,
+}
+
 /// Disk faults to inject into log writes (chaos testing): a slow disk and a full one.
 #[derive(Debug, Default)]
 pub struct DiskFaults {
@@ -31,7 +43,7 @@ pub struct DiskFaults {
 /// Someone waiting for the next sync.
 enum Waiter {
     Append(LogFlushed<TypeConfig>),
-    Done(oneshot::Sender<Result<(), String>>),
+    Done(oneshot::Sender<Result<(), WriteError>>),
 }
 
 #[derive(Clone)]
@@ -74,13 +86,13 @@ impl LogWriter {
     }
 
     /// Writes `batch` without waiting for the disk: readable at once, durable at the next sync.
-    fn write_unsynced(&self, batch: WriteBatch) -> Result<(), String> {
+    fn write_unsynced(&self, batch: WriteBatch) -> Result<(), WriteError> {
         let mut options = WriteOptions::default();
         options.set_sync(false);
-        self.db.write_opt(batch, &options).map_err(|e| e.to_string())
+        self.db.write_opt(batch, &options).map_err(|e| WriteError::Disk(e.to_string()))
     }
 
-    async fn enqueue(&self, waiter: Waiter) -> Result<(), String> {
+    async fn enqueue(&self, waiter: Waiter) -> Result<(), WriteError> {
         match self.queue.try_send(waiter) {
             Ok(()) => Ok(()),
             Err(std::sync::mpsc::TrySendError::Full(waiter)) => {
@@ -88,28 +100,28 @@ impl LogWriter {
                 let queue = self.queue.clone();
                 tokio::task::spawn_blocking(move || queue.send(waiter))
                     .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|_| "the log sync thread stopped".to_string())
+                    .map_err(|_| WriteError::Stopped)?
+                    .map_err(|_| WriteError::Stopped)
             }
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err("the log sync thread stopped".into()),
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(WriteError::Stopped),
         }
     }
 
     /// Writes appended entries; `flushed` hears of it once they are synced.
-    pub async fn append(&self, batch: WriteBatch, flushed: LogFlushed<TypeConfig>) -> Result<(), String> {
+    pub async fn append(&self, batch: WriteBatch, flushed: LogFlushed<TypeConfig>) -> Result<(), WriteError> {
         if let Err(error) = self.write_unsynced(batch) {
-            flushed.log_io_completed(Err(std::io::Error::other(error.clone())));
+            flushed.log_io_completed(Err(std::io::Error::other(error.to_string())));
             return Err(error);
         }
         self.enqueue(Waiter::Append(flushed)).await
     }
 
     /// Writes `batch` and returns once it is synced to disk.
-    pub async fn write(&self, batch: WriteBatch) -> Result<(), String> {
+    pub async fn write(&self, batch: WriteBatch) -> Result<(), WriteError> {
         self.write_unsynced(batch)?;
         let (done, synced) = oneshot::channel();
         self.enqueue(Waiter::Done(done)).await?;
-        synced.await.map_err(|_| "the log sync thread stopped".to_string())?
+        synced.await.map_err(|_| WriteError::Stopped)?
     }
 }
 
@@ -128,15 +140,17 @@ fn run(db: Arc<DB>, waiters: std::sync::mpsc::Receiver<Waiter>, faults: Arc<Disk
         }
         // One fsync makes every write before it durable: the WAL is sequential.
         let result = match faults.write_fail.load(Ordering::Relaxed) {
-            true => Err("injected fault: no space left on device".to_string()),
-            false => db.flush_wal(true).map_err(|e| e.to_string()),
+            true => Err(WriteError::Disk("injected fault: no space left on device".into())),
+            false => db.flush_wal(true).map_err(|e| WriteError::Disk(e.to_string())),
         };
         if let Err(error) = &result {
             tracing::error!(%error, "log sync failed");
         }
         for waiter in round {
             match waiter {
-                Waiter::Append(flushed) => flushed.log_io_completed(result.clone().map_err(std::io::Error::other)),
+                Waiter::Append(flushed) => {
+                    flushed.log_io_completed(result.clone().map_err(|e| std::io::Error::other(e.to_string())))
+                }
                 Waiter::Done(done) => {
                     let _ = done.send(result.clone());
                 }

@@ -1,8 +1,8 @@
 //! Bad input of every kind gets a 4xx with an application/problem+json body, never a 5xx, and
 //! changes nothing.
 
+use harness::{answer, ticket_statuses, Answer, Cluster, Settings, StatusCode, ADMIN_TOKEN};
 use serde_json::json;
-use tests::{answer, ticket_statuses, Answer, Cluster, Settings, StatusCode, ADMIN_TOKEN};
 
 fn assert_problem(what: &str, answer: &Answer, status: StatusCode) {
     assert_eq!(answer.status, status, "{what}: {answer:?}");

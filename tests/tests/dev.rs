@@ -6,16 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    std::env::var("BOXOFFICE_BIN")
-        .map(Into::into)
-        .unwrap_or_else(|_| exe.parent().and_then(|d| d.parent()).unwrap().join("boxoffice"))
-}
-
 fn start(addr: &str, data: &std::path::Path, log: &std::path::Path) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    Command::new(binary())
+    Command::new(harness::test_binary())
         .args(["dev", "--http", addr, "--data"])
         .arg(data)
         .stdout(Stdio::from(log.try_clone().unwrap()))

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tests::{Cluster, Settings, StatusCode};
+use harness::{Cluster, Settings, StatusCode};
 
 const HOLD_TTL_MS: u64 = 1_500;
 

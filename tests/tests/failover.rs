@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tests::{ticket_statuses, Cluster, Fan, Settings, StatusCode};
+use harness::{ticket_statuses, Cluster, Fan, Settings, StatusCode};
 
 const SEATS: usize = 40_000;
 const WORKERS: usize = 16;
@@ -177,7 +177,7 @@ async fn killing_a_leader_under_load_loses_nothing_and_it_catches_up_from_a_snap
         let response = cluster
             .http
             .post(format!("{}/admin/groups/{group}/snapshot", cluster.url(id)))
-            .bearer_auth(tests::ADMIN_TOKEN)
+            .bearer_auth(harness::ADMIN_TOKEN)
             .send()
             .await
             .unwrap();

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use harness::{answer, checkout, signed_webhook, Cluster, Settings, StatusCode, WEBHOOK_SECRET};
 use serde_json::{json, Value};
-use tests::{answer, checkout, signed_webhook, Cluster, Settings, StatusCode, WEBHOOK_SECRET};
 
 const GOOD: &str = "4242424242424242";
 const DECLINED: &str = "4000000000000002";
@@ -153,7 +153,7 @@ async fn webhooks_apply_once_in_any_order_and_forged_or_stale_ones_are_refused()
         send(succeeded.replace("succeeded", "succeeded "), signed_webhook(WEBHOOK_SECRET, now_s(), &succeeded)).await;
     assert_eq!(tampered.status, StatusCode::BAD_REQUEST);
     assert_eq!(fan.booking(&base, &booking).await.unwrap().body["status"], "paymentPending");
-    let logs = std::fs::read_to_string(cluster.dir.path().join("node1.log")).unwrap();
+    let logs = std::fs::read_to_string(cluster.dir().join("node1.log")).unwrap();
     assert!(logs.contains("webhook refused"), "refusals are logged");
 
     // The success, twice, then an older failure that arrives late: confirmed once, and stays so.

@@ -2,7 +2,7 @@
 //! exactly one wins each ticket, and a multi-ticket hold is all or nothing.
 
 use futures::future::join_all;
-use tests::{ticket_statuses, ticket_statuses_when, Cluster, Settings, StatusCode};
+use harness::{ticket_statuses, ticket_statuses_when, Cluster, Settings, StatusCode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_fans_race_for_one_ticket_and_exactly_one_wins() {

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use harness::{answer, Cluster, Settings, StatusCode};
 use serde_json::{json, Value};
-use tests::{answer, Cluster, Settings, StatusCode};
 
 struct Catalog {
     eras: u64,

@@ -15,10 +15,9 @@ use crate::cache::{none_match_hits, CachedBody};
 use crate::cluster::Cluster;
 use crate::extract::{PathParams, QueryParams};
 use crate::problem::Problem;
-use crate::routes::json_bytes;
 use crate::state::{unexpected, AppState, Shared};
 use crate::validate::Page;
-use crate::views::{EventList, EventSummary, EventView, TicketsView};
+use crate::views::{json_bytes, EventList, EventSummary, EventView, TicketsView};
 
 /// The page size of `GET /events` when the client names none.
 pub const PAGE_SIZE_DEFAULT: u32 = 20;

@@ -58,12 +58,3 @@ pub fn build<C: Cluster>(state: AppState<C>) -> Router {
         .layer(from_fn_with_state(counters, metrics::track))
         .with_state(state)
 }
-
-/// A value as a JSON body. Serializing the API's own views cannot fail in practice; if it ever
-/// did, it would be a bug on our side, hence a logged 500.
-pub(crate) fn json_bytes(value: &impl serde::Serialize) -> Result<Vec<u8>, crate::Problem> {
-    serde_json::to_vec(value).map_err(|error| {
-        tracing::error!(%error, "response serialization failed");
-        crate::Problem::internal()
-    })
-}

@@ -1,4 +1,4 @@
-//! `GET /events/search`: the seed's search, extended.
+//! `GET /events/search`: a search by keyword, date range and filters, with facets.
 //!
 //! `keyword` (typos forgiven, the last word a prefix), `start`/`end` (RFC 3339 or a date),
 //! `city`, `category`, `performer`, `venue`, `available`, `sort` (`relevance` or `date`),

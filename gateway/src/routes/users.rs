@@ -6,11 +6,12 @@ use axum::Json;
 use model::{normalize_email, Command, Consistency, Outcome, Query, QueryResult, User, PLACEMENT_GROUP};
 use serde::Deserialize;
 
-use crate::auth::{self, Claims};
+use crate::auth;
 use crate::cluster::Cluster;
 use crate::extract::JsonBody;
 use crate::problem::Problem;
 use crate::state::{unexpected, AppState, Shared};
+use crate::tokens::Claims;
 use crate::validate;
 use crate::views::{rfc3339, SessionView, UserView};
 

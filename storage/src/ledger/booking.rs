@@ -1,7 +1,7 @@
 //! The inventory commands: holding seats (chosen or best available), releasing them, and a
 //! booking's payment from start to capture, failure or refund.
 //!
-//! Rows this module keeps beside tickets and bookings (keys in [`super::keys`]):
+//! Rows this module keeps beside tickets and bookings (keys in [`crate::ledger::keys`]):
 //! - `f{user}{event}{nonce}`: a fan's bookings, for per-fan limits and "my bookings";
 //! - `q{event}{nonce}`: bookings waiting for a payment, for the reconciliation task;
 //! - `k{user}{key}`: idempotency keys and the first answer given under each;
@@ -15,7 +15,12 @@ use model::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{keys, read, write, Fault, Rows, HOLD_TTL_HARD_MAX_MS};
+use crate::ledger::invariants;
+use crate::ledger::keys;
+use crate::ledger::rows::{read, write, Fault, Rows};
+
+/// The longest hold apply accepts: a day. Settings pick far shorter ones.
+pub const HOLD_TTL_HARD_MAX_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Most of a fan's bookings for one event that a per-fan limit looks at; past it, the fan is
 /// refused (a fan with a thousand bookings for one event is not a fan).
@@ -131,6 +136,7 @@ fn hold_tickets(
             return Ok(Outcome::FanLimit { held: held.min(u32::MAX as u64) as u32, max: request.fan_tickets_max });
         }
     }
+    invariants::assert_none_sold_to_another(rows, id, tickets)?;
     let until = at + request.ttl_ms;
     for &ticket in tickets {
         write(rows, keys::ticket(id.event, ticket), &TicketState::Held { booking: id, until });
@@ -149,6 +155,7 @@ fn hold_tickets(
     };
     write(rows, keys::booking(id), &booking);
     rows.put(keys::fan_booking(request.user, id), Vec::new());
+    invariants::assert_held(rows, &booking)?;
     Ok(Outcome::Held(booking))
 }
 
@@ -292,6 +299,7 @@ pub fn release(rows: &mut impl Rows, at: Millis, id: BookingId, user: u64) -> Re
     set_pending(rows, &booking, None);
     booking.state = BookingState::Released { at };
     save(rows, &booking);
+    invariants::assert_freed(rows, &booking, at)?;
     Ok(Outcome::Released(booking))
 }
 
@@ -338,6 +346,7 @@ fn start(
     // Never an endless hold: at most the first hold's length plus one extension.
     let bound = booking.created_at + booking.hold_ttl_ms + extension_ms;
     booking.held_until = booking.held_until.max((at + extension_ms).min(bound));
+    invariants::assert_none_sold_to_another(rows, booking.id, &booking.tickets)?;
     for &ticket in &booking.tickets {
         write(
             rows,
@@ -349,6 +358,7 @@ fn start(
     booking.last_payment_error = None;
     set_pending(rows, &booking, Some(at));
     save(rows, &booking);
+    invariants::assert_held(rows, &booking)?;
     Ok(Outcome::PaymentPending(booking))
 }
 
@@ -389,6 +399,7 @@ pub fn payment_succeeded(
     if !lost.is_empty() {
         return Ok(Outcome::HoldLost { booking, tickets: lost });
     }
+    invariants::assert_none_sold_to_another(rows, id, &booking.tickets)?;
     for &ticket in &booking.tickets {
         write(rows, keys::ticket(id.event, ticket), &TicketState::Sold { booking: id });
     }
@@ -397,6 +408,7 @@ pub fn payment_succeeded(
     booking.last_payment_error = None;
     save(rows, &booking);
     count_sold(rows, booking.event, booking.tickets.len() as i64)?;
+    invariants::assert_sold(rows, &booking)?;
     Ok(Outcome::Confirmed(booking))
 }
 
@@ -452,6 +464,7 @@ pub fn payment_refunded(
     set_pending(rows, &booking, None);
     booking.state = BookingState::Refunded { payment: payment.into(), at };
     save(rows, &booking);
+    invariants::assert_freed(rows, &booking, at)?;
     Ok(Outcome::Updated(booking))
 }
 

@@ -1,0 +1,344 @@
+//! One benchmark run: every scenario asked for against every system asked for, each system alone
+//! on the machine in turn (the others stopped), then the result files.
+//!
+//! Data and logs go to `<work>/<stamp>/<system>`, removed after a run that succeeded unless
+//! `--keep-data`; the results go to `<out>/<name>.json`, `.md` and `.svg`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::boxoffice::{Boxoffice, Buy, Get};
+use crate::load::{self, LoadResult, LoadSpec, Mixed};
+use crate::options::{Options, Scenario, System};
+use crate::peers::nginx::Nginx;
+use crate::peers::postgres::{pg_workers, PgBuy, PgHold, PgRead, Postgres};
+use crate::peers::redis::{redis_workers, Redis, RedisHold};
+use crate::peers::Holder;
+use crate::report::{self, Row};
+use crate::wrk::wrk;
+
+/// How long a hold lasts in the churn scenario.
+const CHURN_TTL_MS: u64 = 2_000;
+/// How long "never" is for Boxoffice's holds in the sell-out (its longest allowed hold).
+const NEVER_MS: u64 = 24 * 60 * 60 * 1000;
+/// Size of the JSON body of the event row PostgreSQL reads in the mixed scenario.
+const EVENT_JSON_BYTES: usize = 2_000;
+/// Reads of the event page for every hold in the mixed scenario.
+const MIXED_READS: u32 = 100;
+
+/// Runs the benchmark as `options` say and writes its result files.
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&options.out)?;
+    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
+    std::fs::create_dir_all(&options.work)?;
+    let work = std::path::absolute(&options.work)?.join(&stamp);
+    let mut run = Run { options: &options, work: work.clone(), rows: Vec::new() };
+    let measured = async {
+        run.boxoffice().await?;
+        run.postgres(System::Postgres, 0).await?;
+        run.postgres(System::Postgres3, 2).await?;
+        run.redis(System::Redis, false).await?;
+        run.redis(System::RedisAof, true).await?;
+        run.search().await
+    }
+    .await;
+    if let Err(error) = measured {
+        return Err(error.context(format!("the systems' data and logs are kept in {}", work.display())));
+    }
+    write_results(&options, &run.rows, &stamp)?;
+    if !options.keep_data && work.exists() {
+        std::fs::remove_dir_all(&work).with_context(|| format!("cannot remove {}", work.display()))?;
+    }
+    Ok(())
+}
+
+/// The `boxoffice` binary to run: `--bin`, or the one beside this executable.
+fn boxoffice_binary(options: &Options) -> PathBuf {
+    options.bin.clone().unwrap_or_else(harness::sibling_binary)
+}
+
+/// A run under way: what it was asked, where its systems keep their data, and its rows so far.
+struct Run<'a> {
+    options: &'a Options,
+    work: PathBuf,
+    rows: Vec<Row>,
+}
+
+impl Run<'_> {
+    /// Prints one result and adds it as a row; `scenario` is its row's scenario (`sl` for the
+    /// search latency run), `system` the system as the results name it.
+    fn row(&mut self, scenario: &str, system: &str, result: LoadResult, checked: String) {
+        println!(
+            "{scenario} {system}: {:.0} answered/s, {:.0} granted/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} s, errors {} ({checked})",
+            result.per_s, result.granted_per_s, result.p50_ms, result.p99_ms, result.elapsed_s, result.errors
+        );
+        self.rows.push(Row { scenario: scenario.into(), system: system.into(), result, checked });
+    }
+
+    /// a1, a2, c and p against Boxoffice, and b against it and nginx.
+    async fn boxoffice(&mut self) -> anyhow::Result<()> {
+        use Scenario::*;
+        let (options, work) = (self.options, self.work.clone());
+        let bin = boxoffice_binary(options);
+        let nodes = options.nodes;
+        let system = &format!("boxoffice ({nodes} {})", if nodes == 1 { "node" } else { "nodes" });
+        let n = options.tickets;
+        let runs = |scenario| options.runs(scenario, System::Boxoffice);
+        if options.runs_any(&[A1, B, C, P], System::Boxoffice) || options.runs(B, System::Nginx) {
+            println!("starting {system}, holds never expire");
+            let bo = Boxoffice::start(bin.clone(), work.join("boxoffice-a1"), nodes, n, NEVER_MS, "").await?;
+            let tokens = bo.fans(options.clients).await?;
+            if runs(A1) {
+                let event = bo.new_event("sell-out").await?;
+                let result =
+                    load::run(options.spec("a1 boxoffice", None, Some(n as u64)), bo.holds(&tokens, event, n)).await;
+                let held = bo.verify(event, result.granted, false).await?;
+                self.row("a1", system, result, format!("{held} tickets held, each by one booking"));
+            }
+            if runs(C) {
+                let event = bo.new_event("mixed").await?;
+                let bases = bo.bases();
+                let workers: Vec<_> = bo
+                    .holds(&tokens, event, n)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, write)| {
+                        let read = Get::new(&bases[i % bases.len()], format!("/events/{event}"));
+                        Mixed { reads: MIXED_READS, done: i as u32 % (MIXED_READS + 1), read, write }
+                    })
+                    .collect();
+                let result = load::run(options.spec("c boxoffice", Some(options.mixed), None), workers).await;
+                let held = bo.verify(event, result.granted, false).await?;
+                self.row("c", system, result, format!("{held} tickets held, each by one booking"));
+            }
+            if runs(P) {
+                let event = bo.new_event("purchases").await?;
+                let workers = bo.holds(&tokens, event, n).into_iter().map(Buy::new).collect();
+                let result = load::run(options.purchases_spec("p boxoffice"), workers).await;
+                let (granted, paid) = (result.granted, result.paid);
+                let sold = bo.verify_sales(event, granted, paid).await?;
+                self.row("p", system, result, format!("{sold} bookings confirmed, one per purchase"));
+            }
+            if runs(B) || options.runs(B, System::Nginx) {
+                self.page_scenario(&bo).await?;
+            }
+        }
+        if runs(A2) {
+            println!("starting {system}, holds end after {CHURN_TTL_MS} ms");
+            let bo = Boxoffice::start(bin, work.join("boxoffice-a2"), nodes, n, CHURN_TTL_MS, "").await?;
+            let tokens = bo.fans(options.clients).await?;
+            let event = bo.new_event("churn").await?;
+            let result =
+                load::run(options.spec("a2 boxoffice", Some(options.churn), None), bo.holds(&tokens, event, n)).await;
+            let held = bo.verify(event, result.granted, true).await?;
+            self.row("a2", system, result, format!("no ticket held twice ({held} ticket rows)"));
+        }
+        Ok(())
+    }
+
+    /// b: the cached event page through the gateway, then the same bytes from nginx, both with wrk.
+    async fn page_scenario(&mut self, bo: &Boxoffice) -> anyhow::Result<()> {
+        let (options, work) = (self.options, self.work.clone());
+        let event = bo.new_event("page").await?;
+        let url = format!("{}/events/{event}", bo.cluster.url(1));
+        let body = bo.http.get(&url).send().await?.bytes().await?;
+        if options.runs(Scenario::B, System::Boxoffice) {
+            let result = wrk("b boxoffice", &url, options.clients, options.page).await?;
+            self.row("b", "boxoffice gateway (cached)", result, format!("{} byte page", body.len()));
+        }
+        if options.runs(Scenario::B, System::Nginx) {
+            let nginx = Nginx::start(&work.join("nginx"), &format!("/events/{event}"), &body).await?;
+            let result = wrk("b nginx", &nginx.url, options.clients, options.page).await?;
+            self.row("b", "nginx (static file)", result, format!("{} byte page", body.len()));
+        }
+        Ok(())
+    }
+
+    /// a1, a2, c and p against PostgreSQL with `standbys` synchronous standbys.
+    async fn postgres(&mut self, system: System, standbys: usize) -> anyhow::Result<()> {
+        use Scenario::*;
+        let (options, work) = (self.options, self.work.clone());
+        if !options.runs_any(&[A1, A2, C, P], system) {
+            return Ok(());
+        }
+        let name = system.name();
+        let label =
+            if standbys == 0 { "postgres 15".to_string() } else { format!("postgres 15 + {standbys} sync standbys") };
+        println!("starting {label}");
+        let pg = Postgres::start(&work.join(name), standbys).await?;
+        let event_json = format!("{{\"name\":\"{}\"}}", "x".repeat(EVENT_JSON_BYTES));
+        let (n, clients) = (options.tickets, options.clients);
+        if options.runs(A1, system) {
+            pg.load(n, &event_json).await?;
+            let workers = pg_workers(&pg, Holder::clients(clients, n, None)).await?;
+            let result = load::run(options.spec(&format!("a1 {name}"), None, Some(n as u64)), workers).await;
+            let held = PgHold::connect(&pg).await?.reserved_count().await?;
+            self.row("a1", &label, result, format!("{held} tickets reserved"));
+        }
+        if options.runs(A2, system) {
+            pg.load(n, &event_json).await?;
+            let workers = pg_workers(&pg, Holder::clients(clients, n, Some(CHURN_TTL_MS))).await?;
+            let result = load::run(options.spec(&format!("a2 {name}"), Some(options.churn), None), workers).await;
+            self.row("a2", &label, result, "one row per ticket".into());
+        }
+        if options.runs(C, system) {
+            pg.load(n, &event_json).await?;
+            let mut workers = Vec::new();
+            for (i, write) in pg_workers(&pg, Holder::clients(clients, n, None)).await?.into_iter().enumerate() {
+                let read = PgRead::connect(&pg).await?;
+                workers.push(Mixed { reads: MIXED_READS, done: i as u32 % (MIXED_READS + 1), read, write });
+            }
+            let result = load::run(options.spec(&format!("c {name}"), Some(options.mixed), None), workers).await;
+            self.row("c", &label, result, "event row read, one row per ticket".into());
+        }
+        if options.runs(P, system) {
+            pg.load(n, &event_json).await?;
+            let workers =
+                pg_workers(&pg, Holder::clients(clients, n, None)).await?.into_iter().map(PgBuy::new).collect();
+            let result = load::run(options.purchases_spec(&format!("p {name}")), workers).await;
+            let sold = PgHold::connect(&pg).await?.sold_count().await?;
+            if sold != result.paid {
+                bail!("{} payments marked a row sold but {sold} rows are sold", result.paid);
+            }
+            self.row("p", &label, result, format!("{sold} rows sold, one per purchase"));
+        }
+        Ok(())
+    }
+
+    /// a1 and a2 against Redis, with `appendfsync always` when `fsync_always`.
+    async fn redis(&mut self, system: System, fsync_always: bool) -> anyhow::Result<()> {
+        use Scenario::*;
+        let (options, work) = (self.options, self.work.clone());
+        if !options.runs_any(&[A1, A2], system) {
+            return Ok(());
+        }
+        let name = system.name();
+        let label = if fsync_always { "redis 7 (appendfsync always)" } else { "redis 7 (default persistence)" };
+        println!("starting {label}");
+        let redis = Redis::start(&work.join(name), fsync_always).await?;
+        let (n, clients) = (options.tickets, options.clients);
+        let mut admin = RedisHold::connect(&redis.addr).await?;
+        if options.runs(A1, system) {
+            admin.flush().await?;
+            let workers = redis_workers(&redis, Holder::clients(clients, n, None)).await?;
+            let result = load::run(options.spec(&format!("a1 {name}"), None, Some(n as u64)), workers).await;
+            let held = admin.count().await?;
+            self.row("a1", label, result, format!("{held} keys set"));
+        }
+        if options.runs(A2, system) {
+            admin.flush().await?;
+            let workers = redis_workers(&redis, Holder::clients(clients, n, Some(CHURN_TTL_MS))).await?;
+            let result = load::run(options.spec(&format!("a2 {name}"), Some(options.churn), None), workers).await;
+            self.row("a2", label, result, "one key per ticket".into());
+        }
+        Ok(())
+    }
+
+    /// The search benchmark: one catalog in Boxoffice and PostgreSQL, the same mix against each.
+    async fn search(&mut self) -> anyhow::Result<()> {
+        let (options, work) = (self.options, self.work.clone());
+        use crate::search::{self as s, GatewaySearch, PostgresSearch};
+        if !options.scenarios.contains(&Scenario::S) {
+            return Ok(());
+        }
+        const SEED: u64 = 2026;
+        let from_ms = chrono::Utc::now().timestamp_millis() as u64;
+        let mix = s::mix(&s::catalog(SEED, options.events, from_ms), from_ms);
+        // Each system answers the mix twice: at a fixed rate for latency, then as fast as it goes.
+        let spec = |label: &str, rate_per_s: Option<u64>| LoadSpec {
+            label: label.into(),
+            duration: Some(Duration::from_millis(options.search)),
+            granted_target: None,
+            rate_per_s,
+            progress: true,
+        };
+        let runs = [("sl", Some(options.search_rate)), ("s", None)];
+        if options.runs(Scenario::S, System::Boxoffice) {
+            println!(
+                "starting boxoffice ({} nodes, search cache off) and loading {} events",
+                options.nodes, options.events
+            );
+            let bin = boxoffice_binary(options);
+            let bo = Boxoffice::start(
+                bin,
+                work.join("boxoffice-search"),
+                options.nodes,
+                1,
+                NEVER_MS,
+                "search_cache_ttl_ms = 0",
+            )
+            .await?;
+            s::load_boxoffice(&bo, SEED, options.events, from_ms).await?;
+            s::wait_indexed(&bo, options.events).await?;
+            s::wait_merged(&bo).await?;
+            if let Ok(minutes) = std::env::var("BOXOFFICE_BENCH_PAUSE_MINUTES") {
+                println!("paused for {minutes} minutes: gateways {:?}", bo.bases());
+                tokio::time::sleep(Duration::from_secs(60 * minutes.parse::<u64>().unwrap_or(10))).await;
+            }
+            let bases = bo.bases();
+            let paths: Vec<String> = mix.iter().map(|q| q.path()).collect();
+            for (scenario, rate) in runs {
+                let workers: Vec<_> = (0..options.search_clients)
+                    .map(|n| GatewaySearch {
+                        conn: crate::http::Conn::new(&bases[n % bases.len()]),
+                        paths: paths.clone(),
+                        turn: n * 5,
+                    })
+                    .collect();
+                let result = load::run(spec(&format!("{scenario} boxoffice"), rate), workers).await;
+                let system = "boxoffice (search shards, cache off)";
+                self.row(scenario, system, result, format!("{} events", options.events));
+            }
+        }
+        if options.runs(Scenario::S, System::Postgres) {
+            println!("starting postgres 15 and loading {} events", options.events);
+            let pg = Postgres::start(&work.join("postgres-search"), 0).await?;
+            let (client, connection) = tokio_postgres::connect(&pg.dsn, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            s::load_postgres(&client, SEED, options.events, from_ms).await?;
+            for (like, label) in [(false, "postgres 15 (tsvector, GIN)"), (true, "postgres 15 (LIKE)")] {
+                for (scenario, rate) in runs {
+                    let mut workers = Vec::new();
+                    for n in 0..options.search_clients {
+                        workers.push(PostgresSearch::connect(&pg.dsn, &mix, like, n * 5).await?);
+                    }
+                    let result = load::run(spec(&format!("{scenario} {label}"), rate), workers).await;
+                    self.row(scenario, label, result, format!("{} events", options.events));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `<name>.json`, `<name>.md` and `<name>.svg` into `--out`, and prints the table.
+fn write_results(options: &Options, rows: &[Row], stamp: &str) -> anyhow::Result<()> {
+    let command: String = std::env::args().skip(1).map(|a| format!(" {a}")).collect();
+    let mut setup = Vec::new();
+    if options.scenarios.iter().any(|s| *s != Scenario::S) {
+        setup.push(format!("{} tickets, {} clients", options.tickets, options.clients));
+    }
+    if options.scenarios.contains(&Scenario::S) {
+        setup.push(format!(
+            "{} events, {} search clients, {} searches/s in the latency run",
+            options.events, options.search_clients, options.search_rate
+        ));
+    }
+    let header = format!(
+        "# Benchmark results\n\nOne run of `scripts/bench{command}` on this machine ({stamp} UTC): {}; every \
+         system alone on the machine in turn. Boxoffice is a {}-node cluster on loopback, every node syncing its log.",
+        setup.join("; "),
+        options.nodes
+    );
+    std::fs::write(options.out.join(format!("{}.json", options.name)), serde_json::to_vec_pretty(rows)?)?;
+    std::fs::write(options.out.join(format!("{}.md", options.name)), report::markdown(rows, &header))?;
+    std::fs::write(
+        options.out.join(format!("{}.svg", options.name)),
+        report::svg(rows, "Boxoffice against PostgreSQL, Redis and nginx"),
+    )?;
+    println!("\n{}", report::markdown(rows, &header));
+    println!("results written to {}", options.out.display());
+    Ok(())
+}

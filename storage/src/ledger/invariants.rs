@@ -1,0 +1,144 @@
+//! The ledger's invariants, asserted around every change of a seat's owner.
+//!
+//! Each check is one half of a pair: the command's own logic decided the change was allowed
+//! (the tickets were free, the booking was the one holding them), and these read the rows back
+//! and state what must then be true. They run in every build, on every replica: a ledger that
+//! broke one would go on to sell a seat twice or lose a sale, so it stops the process instead
+//! (the node exits and the chaos runner, or the operator, sees it).
+//!
+//! The rows are read through the same [`Rows`] apply writes to, so a check sees this command's
+//! own changes; the cost is one in-memory read per ticket of the booking.
+
+use model::{Booking, BookingId, Millis, TicketId, TicketState};
+
+use crate::ledger::keys;
+use crate::ledger::rows::{read, Fault, Rows};
+
+fn ticket(rows: &impl Rows, event: u64, ticket: TicketId) -> Result<Option<TicketState>, Fault> {
+    read(rows, &keys::ticket(event, ticket))
+}
+
+/// Before a booking takes `tickets`: none of them is sold to another booking. The availability
+/// check (`taken`) already refused any such hold or confirm; this is its pair. The test-only
+/// build that skips that check skips this one too, so the chaos runner can show it catches the
+/// double sale that follows.
+pub fn assert_none_sold_to_another(rows: &impl Rows, id: BookingId, tickets: &[TicketId]) -> Result<(), Fault> {
+    if cfg!(feature = "chaos-skip-availability-check") {
+        return Ok(());
+    }
+    for &t in tickets {
+        if let Some(TicketState::Sold { booking }) = ticket(rows, id.event, t)? {
+            assert_eq!(booking, id, "ticket {t} of event {} is sold to {booking:?}: {id:?} must not take it", id.event);
+        }
+    }
+    Ok(())
+}
+
+/// After a hold or a payment start: every ticket of the booking is held by it until the
+/// booking's `held_until`, and the booking is live for that long.
+pub fn assert_held(rows: &impl Rows, booking: &Booking) -> Result<(), Fault> {
+    assert!(!booking.tickets.is_empty(), "a held booking {:?} has tickets", booking.id);
+    assert!(booking.held_until > booking.created_at, "a hold of {:?} ends after it began", booking.id);
+    for &t in &booking.tickets {
+        let state = ticket(rows, booking.event, t)?;
+        let expected = TicketState::Held { booking: booking.id, until: booking.held_until };
+        assert_eq!(state, Some(expected), "ticket {t} of a held booking {:?} reads as held by it", booking.id);
+    }
+    Ok(())
+}
+
+/// After a confirm: every ticket of the booking is sold to it.
+pub fn assert_sold(rows: &impl Rows, booking: &Booking) -> Result<(), Fault> {
+    for &t in &booking.tickets {
+        let state = ticket(rows, booking.event, t)?;
+        let expected = TicketState::Sold { booking: booking.id };
+        assert_eq!(state, Some(expected), "ticket {t} of a confirmed booking {:?} reads as sold to it", booking.id);
+    }
+    Ok(())
+}
+
+/// After a release or the refund of an unpaid booking: no ticket is held by it any more (a
+/// ticket may be someone else's by now, never this booking's).
+pub fn assert_freed(rows: &impl Rows, booking: &Booking, at: Millis) -> Result<(), Fault> {
+    for &t in &booking.tickets {
+        if let Some(state) = ticket(rows, booking.event, t)? {
+            let theirs = state.booking() != booking.id;
+            assert!(theirs || state.is_free_at(at), "ticket {t} is still {state:?} after {:?} let it go", booking.id);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use model::{BookingState, TicketState};
+
+    use super::*;
+    use crate::ledger::rows::write;
+    use crate::ledger::tests::MapRows;
+
+    fn booking(nonce: u64, tickets: Vec<TicketId>, held_until: Millis) -> Booking {
+        Booking {
+            id: BookingId { event: 1, nonce },
+            event: 1,
+            user: 7,
+            tickets,
+            total_cents: 0,
+            held_until,
+            hold_ttl_ms: held_until - 10,
+            state: BookingState::Held,
+            created_at: 10,
+            last_payment_error: None,
+        }
+    }
+
+    #[test]
+    fn a_held_booking_whose_ticket_is_not_held_by_it_stops_the_ledger() {
+        let mut rows = MapRows::default();
+        let held = booking(1, vec![0, 1], 100);
+        write(&mut rows, keys::ticket(1, 0), &TicketState::Held { booking: held.id, until: 100 });
+        write(&mut rows, keys::ticket(1, 1), &TicketState::Held { booking: held.id, until: 100 });
+        assert_held(&rows, &held).unwrap();
+        let other = BookingId { event: 1, nonce: 2 };
+        write(&mut rows, keys::ticket(1, 1), &TicketState::Held { booking: other, until: 100 });
+        let broken = std::panic::catch_unwind(|| assert_held(&rows, &held));
+        assert!(broken.is_err(), "a ticket held by another booking breaks the held invariant");
+    }
+
+    #[test]
+    fn taking_a_ticket_sold_to_another_booking_stops_the_ledger() {
+        let mut rows = MapRows::default();
+        let sold = BookingId { event: 1, nonce: 1 };
+        write(&mut rows, keys::ticket(1, 3), &TicketState::Sold { booking: sold });
+        assert_none_sold_to_another(&rows, sold, &[3]).unwrap();
+        let thief = BookingId { event: 1, nonce: 2 };
+        let broken = std::panic::catch_unwind(|| assert_none_sold_to_another(&rows, thief, &[3]));
+        assert_eq!(broken.is_err(), !cfg!(feature = "chaos-skip-availability-check"));
+    }
+
+    #[test]
+    fn a_released_booking_may_leave_its_seats_to_others_but_not_to_itself() {
+        let mut rows = MapRows::default();
+        let released = booking(1, vec![0, 1], 100);
+        let other = BookingId { event: 1, nonce: 2 };
+        write(&mut rows, keys::ticket(1, 0), &TicketState::Held { booking: other, until: 200 });
+        assert_freed(&rows, &released, 50).unwrap();
+        write(&mut rows, keys::ticket(1, 1), &TicketState::Held { booking: released.id, until: 100 });
+        assert_freed(&rows, &released, 100).unwrap();
+        let broken = std::panic::catch_unwind(|| assert_freed(&rows, &released, 50));
+        assert!(broken.is_err(), "a live hold of the released booking breaks the freed invariant");
+        write(&mut rows, keys::ticket(1, 1), &TicketState::Sold { booking: released.id });
+        let sold = std::panic::catch_unwind(|| assert_freed(&rows, &released, 500));
+        assert!(sold.is_err(), "a ticket sold to the released booking breaks the freed invariant");
+    }
+
+    #[test]
+    fn a_confirmed_booking_owns_every_ticket() {
+        let mut rows = MapRows::default();
+        let confirmed = booking(1, vec![4], 100);
+        write(&mut rows, keys::ticket(1, 4), &TicketState::Sold { booking: confirmed.id });
+        assert_sold(&rows, &confirmed).unwrap();
+        rows.delete(keys::ticket(1, 4));
+        assert!(std::panic::catch_unwind(|| assert_sold(&rows, &confirmed)).is_err());
+    }
+}
