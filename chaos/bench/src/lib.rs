@@ -17,8 +17,9 @@
 //! - [`catalog`] and [`search`]: the generated catalog, and the search benchmark over it;
 //! - [`report`]: the results as JSON, a markdown table and an SVG chart.
 //!
-//! The peers' tests (`tests/peers.rs`) need the PostgreSQL, Redis and nginx servers installed:
-//! `scripts/bench` runs them before the benchmark.
+//! The peers' tests (`tests/peers.rs`) need the PostgreSQL, Redis and nginx servers installed,
+//! so they are built only with the `peers` feature: `scripts/bench` runs them before the
+//! benchmark (`cargo test --release -p bench --features peers --test peers`).
 
 pub mod boxoffice;
 pub mod catalog;
