@@ -461,32 +461,25 @@ impl Host {
         if consistency == Consistency::Linearizable {
             g.reads.ensure_linearizable().await.map_err(|r| self.stopping(r))?;
         }
-        let mut backoff_ms = RETRY_BACKOFF_MIN_MS;
         for attempt in 1.. {
             let error = match query_replica(g, &query).await {
                 Ok(answer) => return Ok(answer),
                 Err(error) => error,
             };
-            if error.kind != ErrorKind::Busy || attempt >= BUSY_READ_ATTEMPTS_MAX {
-                return Err(self.refusal_for(group, error));
+            match after_failed_read(error.kind, attempt) {
+                AfterFailedRead::Again { backoff_ms } => {
+                    tracing::debug!(group, attempt, %error, "replica busy: reading again");
+                    tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+                }
+                AfterFailedRead::StopReplica => {
+                    self.stop_replica(group, error.clone());
+                    return Err(Refusal::Unavailable(format!("this node's replica stopped: {error}")));
+                }
+                AfterFailedRead::Stopping => return Err(self.stopping(Refusal::Unavailable(error.to_string()))),
+                AfterFailedRead::Refuse => return Err(Refusal::Unavailable(error.to_string())),
             }
-            tracing::debug!(group, attempt, %error, "replica busy: reading again");
-            tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
-            backoff_ms = (backoff_ms * 2).min(RETRY_BACKOFF_MAX_MS);
         }
-        unreachable!("the loop returns by its last attempt")
-    }
-
-    /// What a caller hears of a replica's failed read; corrupt data stops the replica.
-    fn refusal_for(&self, group: GroupId, error: SeamError) -> Refusal {
-        match error.kind {
-            ErrorKind::Corrupt => {
-                self.stop_replica(group, error.clone());
-                Refusal::Unavailable(format!("this node's replica stopped: {error}"))
-            }
-            ErrorKind::Stopped => self.stopping(Refusal::Unavailable(error.to_string())),
-            ErrorKind::Busy | ErrorKind::NotFound => Refusal::Unavailable(error.to_string()),
-        }
+        unreachable!("a read ends by its last attempt")
     }
 
     /// Stops this node's replica of `group` after it read data it cannot trust: any answer
@@ -661,6 +654,34 @@ impl Host {
     }
 }
 
+/// What the host does after a read of its replica failed, on the `attempt`th try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterFailedRead {
+    /// Ask the replica again after a pause: it was busy.
+    Again { backoff_ms: u64 },
+    /// Stop the replica: its data cannot be trusted, and neither could any answer built on it.
+    StopReplica,
+    /// The node is stopping: say so.
+    Stopping,
+    /// Refuse the read as unavailable.
+    Refuse,
+}
+
+/// The host's policy for failed reads, by kind: busy is asked again (with a doubling pause) up
+/// to `BUSY_READ_ATTEMPTS_MAX` tries, corrupt stops the replica at once, the rest is refused.
+fn after_failed_read(kind: ErrorKind, attempt: u32) -> AfterFailedRead {
+    assert!(attempt >= 1, "attempts count from one");
+    match kind {
+        ErrorKind::Busy if attempt < BUSY_READ_ATTEMPTS_MAX => {
+            let backoff_ms = RETRY_BACKOFF_MIN_MS.saturating_mul(1 << (attempt - 1).min(16));
+            AfterFailedRead::Again { backoff_ms: backoff_ms.min(RETRY_BACKOFF_MAX_MS) }
+        }
+        ErrorKind::Corrupt => AfterFailedRead::StopReplica,
+        ErrorKind::Stopped => AfterFailedRead::Stopping,
+        ErrorKind::Busy | ErrorKind::NotFound => AfterFailedRead::Refuse,
+    }
+}
+
 /// Asks a replica's state machine; queries that scan many rows run on the blocking pool.
 async fn query_replica(g: &Group, query: &Query) -> Result<QueryResult, SeamError> {
     if !is_scan(query) {
@@ -683,4 +704,25 @@ fn handler(host: Weak<Host>) -> Handler {
             }
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_replica_is_asked_again_with_growing_pauses_then_refused() {
+        let pauses: Vec<AfterFailedRead> =
+            (1..=BUSY_READ_ATTEMPTS_MAX).map(|n| after_failed_read(ErrorKind::Busy, n)).collect();
+        let again = |backoff_ms| AfterFailedRead::Again { backoff_ms };
+        assert_eq!(pauses[..3], [again(20), again(40), again(80)]);
+        assert_eq!(pauses.last(), Some(&AfterFailedRead::Refuse), "busy for good: refused, never forever");
+    }
+
+    #[test]
+    fn corrupt_data_stops_the_replica_at_the_first_read() {
+        assert_eq!(after_failed_read(ErrorKind::Corrupt, 1), AfterFailedRead::StopReplica);
+        assert_eq!(after_failed_read(ErrorKind::NotFound, 1), AfterFailedRead::Refuse);
+        assert_eq!(after_failed_read(ErrorKind::Stopped, 1), AfterFailedRead::Stopping);
+    }
 }
