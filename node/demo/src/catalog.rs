@@ -8,10 +8,7 @@ use model::SeatMap;
 
 use crate::bodies::{EventBody, PerformerBody, VenueBody};
 use crate::geometry::{arena_map, club_map, stadium_map, theater_map};
-use crate::lists::{Layout, PriceRule, PERFORMERS, SHOWS, VENUES};
-
-/// Events are spread over this many days after the day of `now_ms`.
-pub const HORIZON_DAYS: u64 = 180;
+use crate::lists::{Layout, PriceRule, HORIZON_DAYS, PERFORMERS, SHOWS, VENUES};
 
 const DAY_MS: u64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;

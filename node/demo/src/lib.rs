@@ -24,5 +24,6 @@ mod geometry;
 mod lists;
 mod loader;
 
-pub use catalog::{generate, DemoCatalog, DemoEvent, DemoPerformer, DemoVenue, VenueKind, HORIZON_DAYS};
+pub use catalog::{generate, DemoCatalog, DemoEvent, DemoPerformer, DemoVenue, VenueKind};
+pub use lists::HORIZON_DAYS;
 pub use loader::{load, load_with, DemoSummary, LoadError, LoadOptions, Unavailable, REQUEST_TIMEOUT, RETRY_BUDGET};

@@ -1,8 +1,11 @@
 //! The fixed lists the demo catalog is made of: ten venues in ten cities with their seat-map
 //! layouts, the performers, and the shows with their stops (venue and day). Plain data: turning
-//! it into a catalog is [`crate::catalog`]'s job.
+//! it into a catalog is the `catalog` module's job.
 
 use crate::geometry::{ClubSpec, TheaterSpec};
+
+/// Events are spread over this many days after the day of `now_ms`.
+pub const HORIZON_DAYS: u64 = 180;
 
 pub(crate) enum Layout {
     Club(ClubSpec),
@@ -206,7 +209,7 @@ pub(crate) struct ShowSpec {
     /// Local start time (hour, minute).
     pub(crate) time: (i64, i64),
     pub(crate) prices: PriceRule,
-    /// (venue name, days after the day of `now_ms`, 1..=[`HORIZON_DAYS`](crate::catalog::HORIZON_DAYS))
+    /// (venue name, days after the day of `now_ms`, 1..=[`HORIZON_DAYS`])
     pub(crate) stops: &'static [(&'static str, u64)],
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Each check is one half of a pair: the command's own logic decided the change was allowed
 //! (the tickets were free, the booking was the one holding them), and these read the rows back
-//! and state what must then be true. They run in every build, on every replica: a ledger that
+//! and state what must then be true (or, where the command read nothing, what must already be). They run in every build, on every replica: a ledger that
 //! broke one would go on to sell a seat twice or lose a sale, so it stops the process instead
 //! (the node exits and the chaos runner, or the operator, sees it).
 //!
@@ -18,10 +18,12 @@ fn ticket(rows: &impl Rows, event: u64, ticket: TicketId) -> Result<Option<Ticke
     read(rows, &keys::ticket(event, ticket))
 }
 
-/// Before a booking takes `tickets`: none of them is sold to another booking. The availability
-/// check (`taken`) already refused any such hold or confirm; this is its pair. The test-only
-/// build that skips that check skips this one too, so the chaos runner can show it catches the
-/// double sale that follows.
+/// Before a payment start holds a booking's tickets again: none of them is sold to another
+/// booking. A hold and a confirm need no such check, because their availability check (`taken`)
+/// has just read the same rows; a payment start on a live hold reads none, and relies on the
+/// held invariant instead, which this states. The test-only build that skips the availability
+/// check skips this one too, so the chaos runner can show it catches the double sale that
+/// follows.
 pub fn assert_none_sold_to_another(rows: &impl Rows, id: BookingId, tickets: &[TicketId]) -> Result<(), Fault> {
     if cfg!(feature = "chaos-skip-availability-check") {
         return Ok(());
