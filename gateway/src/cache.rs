@@ -1,10 +1,12 @@
 //! The gateway's caches (moka). Reads may be stale (design rule 8); what is cached here either
-//! never changes (placements, seat maps) or changes rarely and expires (event pages).
+//! never changes (placements, seat maps) or changes rarely and expires (event pages, waiting
+//! rooms).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use model::room::RoomState;
 use model::{EventId, GroupId, SeatMap};
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
@@ -20,6 +22,23 @@ pub struct Caches {
     pub events: Cache<EventId, Arc<CachedBody>>,
     /// Search answers by normalized query, briefly (`search_cache_ttl_ms`).
     pub searches: Cache<String, bytes::Bytes>,
+    /// An event's waiting room (`None`: it has none), for a second: every hold on a hot event
+    /// asks whether it needs an admission, and the group should not hear that question per hold.
+    pub rooms: Cache<EventId, Option<Arc<RoomState>>>,
+}
+
+/// How long a waiting room's state is reused.
+pub const ROOM_CACHE_TTL_MS: u64 = 1_000;
+/// Most items (places, passes, buckets and reports, some tens of bytes each) over all cached
+/// waiting rooms: a room with many nodes reporting long fronts weighs more than an idle one.
+pub const ROOM_CACHE_ITEMS_MAX: u64 = 2_000_000;
+
+/// A room's weight in [`ROOM_CACHE_ITEMS_MAX`] items.
+fn room_items(room: &Option<Arc<RoomState>>) -> u32 {
+    let Some(room) = room else { return 1 };
+    let reported: usize = room.reports.iter().map(|(_, _, r)| 1 + r.front.len() + r.quantiles.len()).sum();
+    let items = 1 + reported + room.passes.len() + room.ends.len() + room.used.len() + room.late.len();
+    u32::try_from(items).unwrap_or(u32::MAX)
 }
 
 impl Caches {
@@ -38,6 +57,11 @@ impl Caches {
             searches: Cache::builder()
                 .max_capacity(config.search_cache_entries_max)
                 .time_to_live(Duration::from_millis(config.search_cache_ttl_ms.max(1)))
+                .build(),
+            rooms: Cache::builder()
+                .max_capacity(ROOM_CACHE_ITEMS_MAX)
+                .weigher(|_, room: &Option<Arc<RoomState>>| room_items(room))
+                .time_to_live(Duration::from_millis(ROOM_CACHE_TTL_MS))
                 .build(),
         }
     }

@@ -12,6 +12,7 @@
 //! - [`problem`]: the error type of every handler and how it renders;
 //! - [`extract`]: axum's extractors wrapped so that their rejections are problems;
 //! - [`tokens`]: fan tokens signed with the cluster secret, and comparing secrets;
+//! - [`admission`]: the waiting room's keys and signed tokens (admissions, and the room's own);
 //! - [`auth`]: password hashing, and the fan and admin extractors;
 //! - [`validate`]: pure checks of what clients send;
 //! - [`views`]: the JSON shapes of the API, the time format, and a view as a body;
@@ -21,6 +22,7 @@
 //! - [`metrics`]: response and hold counters in Prometheus text;
 //! - [`routes`]: the handlers, one module per area, and the router that ties them together.
 
+pub mod admission;
 pub mod auth;
 pub mod cache;
 pub mod cluster;
@@ -49,13 +51,7 @@ pub use problem::Problem;
 /// if it is empty), and the task that reconciles payments left pending (it stops when the router
 /// is dropped). Must be called inside a Tokio runtime.
 pub fn router<C: Cluster>(cluster: Arc<C>, config: GatewayConfig) -> axum::Router {
-    let payments: Arc<dyn PaymentProvider> = if config.payment_api_url.is_empty() {
-        tracing::warn!("no payment provider configured: payments are unavailable");
-        Arc::new(NoProvider)
-    } else {
-        Arc::new(HttpProvider::new(&config.payment_api_url, &config.payment_api_key))
-    };
-    router_with_payments(cluster, config, payments)
+    router_with(cluster, config, None, axum::Router::new())
 }
 
 /// The gateway's routes with a chosen payment provider.
@@ -64,9 +60,32 @@ pub fn router_with_payments<C: Cluster>(
     config: GatewayConfig,
     payments: Arc<dyn PaymentProvider>,
 ) -> axum::Router {
+    router_with(cluster, config, Some(payments), axum::Router::new())
+}
+
+/// The gateway's routes with `extra` routes merged in (the node's waiting room over HTTP), and
+/// a chosen payment provider or (`None`) the one the configuration names. `extra` must have no
+/// fallback of its own: the gateway's problems answer unknown routes and wrong methods for all.
+pub fn router_with<C: Cluster>(
+    cluster: Arc<C>,
+    config: GatewayConfig,
+    payments: Option<Arc<dyn PaymentProvider>>,
+    extra: axum::Router,
+) -> axum::Router {
+    let payments = payments.unwrap_or_else(|| configured_provider(&config));
     let state = state::AppState::new(cluster, config, payments);
     tokio::spawn(settle::reconcile(state.downgrade()));
-    routes::build(state)
+    routes::build(state, extra)
+}
+
+/// The provider at `payment_api_url`, or none if it is empty.
+fn configured_provider(config: &GatewayConfig) -> Arc<dyn PaymentProvider> {
+    if config.payment_api_url.is_empty() {
+        tracing::warn!("no payment provider configured: payments are unavailable");
+        Arc::new(NoProvider)
+    } else {
+        Arc::new(HttpProvider::new(&config.payment_api_url, &config.payment_api_key))
+    }
 }
 
 /// Serve `router` on `listener` until `shutdown` completes, then finish the requests in flight.

@@ -6,7 +6,7 @@
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use model::{ClusterError, TicketId};
+use model::{ClusterError, EventId, TicketId};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -108,6 +108,14 @@ impl Problem {
             format!("{} of the ticket ids do not exist for this event", tickets.len()),
         )
         .with("unknownTicketIds", tickets)
+    }
+
+    /// A hold on an event that sells through its waiting room, without a valid admission: the
+    /// `waitingRoom` member says where to join.
+    pub fn waiting_room(event: EventId, detail: impl Into<String>) -> Self {
+        let join = format!("/events/{event}/waiting-room");
+        Self::new(StatusCode::FORBIDDEN, "waiting-room", "Join the waiting room", detail)
+            .with("waitingRoom", serde_json::json!({"event": event, "join": join}))
     }
 
     pub fn payment_declined(reason: impl Into<String>) -> Self {
@@ -272,6 +280,15 @@ mod tests {
         assert_eq!(headers[header::CONNECTION], "close");
         let (_, headers, _) = render(Problem::not_found("no event 7")).await;
         assert!(headers.get(header::CONNECTION).is_none(), "other problems keep the connection");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_room_problem_says_where_to_join() {
+        let (status, _, body) = render(Problem::waiting_room(42, "join it")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["type"], "https://boxoffice.dev/problems/waiting-room");
+        assert_eq!(body["title"], "Join the waiting room");
+        assert_eq!(body["waitingRoom"], serde_json::json!({"event": 42, "join": "/events/42/waiting-room"}));
     }
 
     #[tokio::test]

@@ -4,11 +4,13 @@ use std::fmt::Debug;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use model::room::RoomState;
 use model::{
     Booking, BookingId, Command, Consistency, Event, EventId, GroupId, Millis, Outcome, Placement, Query, QueryResult,
     SeatMap, BOOKING_TICKETS_HARD_MAX, PLACEMENT_GROUP,
 };
 
+use crate::admission::AdmissionSigner;
 use crate::cache::{CachedBody, Caches};
 use crate::cluster::Cluster;
 use crate::config::GatewayConfig;
@@ -24,6 +26,8 @@ pub struct Shared<C> {
     pub cluster: Arc<C>,
     pub config: GatewayConfig,
     pub tokens: TokenSigner,
+    /// Checks the admission tokens the waiting room gives fans (holds on a queued event).
+    pub admissions: AdmissionSigner,
     pub caches: Caches,
     pub payments: Arc<dyn PaymentProvider>,
     pub metrics: Arc<Metrics>,
@@ -64,9 +68,10 @@ impl<C: Cluster> AppState<C> {
         if config.admin_token.is_empty() {
             tracing::info!("no admin token configured: admin endpoints are disabled");
         }
+        let admissions = AdmissionSigner::for_cluster(&config.cluster_secret);
         let caches = Caches::new(&config);
         let metrics = Arc::new(Metrics::default());
-        AppState(Arc::new(Shared { cluster, config, tokens, caches, payments, metrics }))
+        AppState(Arc::new(Shared { cluster, config, tokens, admissions, caches, payments, metrics }))
     }
 }
 
@@ -137,6 +142,35 @@ impl<C: Cluster> Shared<C> {
     pub async fn event(&self, event: EventId, group: GroupId) -> Result<Event, Problem> {
         let found = self.read_existing(group, Query::Event(event), pick_event).await?;
         found.ok_or_else(|| no_event(event))
+    }
+
+    /// The waiting room of `event`, owned by `group`, if it has one: read from any replica and
+    /// reused for a second (apply checks admissions again, so a stale answer only delays when a
+    /// hold is told it needs one).
+    pub async fn room(&self, event: EventId, group: GroupId) -> Result<Option<Arc<RoomState>>, Problem> {
+        let load = async {
+            match self.read(group, Query::Room(event), Consistency::Stale).await? {
+                QueryResult::Room(room) => Ok(room.map(Arc::new)),
+                other => Err(unexpected("room", &other)),
+            }
+        };
+        self.caches.rooms.try_get_with(event, load).await.map_err(|e| Problem::clone(&e))
+    }
+
+    /// The waiting room of `event` as its group's leader has it now (and so this gateway's
+    /// holds see it from now on).
+    pub async fn room_now(&self, event: EventId, group: GroupId) -> Result<Option<RoomState>, Problem> {
+        let room = match self.read(group, Query::Room(event), Consistency::Linearizable).await? {
+            QueryResult::Room(room) => room,
+            other => return Err(unexpected("room", &other)),
+        };
+        self.remember_room(event, room.clone()).await;
+        Ok(room)
+    }
+
+    /// Caches what the gateway just read or wrote of a room.
+    pub async fn remember_room(&self, event: EventId, room: Option<RoomState>) {
+        self.caches.rooms.insert(event, room.map(Arc::new)).await;
     }
 
     /// A booking and its group, read from the leader: a fan who just paid must see it paid.

@@ -5,7 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Booking, BookingId, Event, GroupId, Millis, Performer, Placement, SeatMap, TicketId, UserId, VenueId};
+use crate::room::{Admission, Place, RoomReport, RoomSettings, RoomState};
+use crate::{
+    Booking, BookingId, Event, EventId, GroupId, Millis, NodeId, Performer, Placement, SeatMap, TicketId, UserId,
+    VenueId,
+};
 
 /// What one raft entry carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +89,22 @@ pub enum Command {
     PaymentFailed { booking: BookingId, payment: String, reason: String, event: Option<String> },
     /// The provider refunded the payment.
     PaymentRefunded { booking: BookingId, payment: String, event: Option<String> },
+
+    // Waiting rooms (the event's inventory group). Appended last: older logs still decode.
+    /// Set an event's waiting room. `draw_key` is drawn by the gateway; apply keeps the first
+    /// one, and changes neither it nor the on-sale time once the on-sale has passed.
+    RoomConfigure { event: EventId, settings: RoomSettings, draw_key: [u8; 16] },
+    /// A node's report on the fans it holds in the event's room.
+    RoomReport { event: EventId, node: NodeId, report: RoomReport },
+    /// The leader's tick: moves the watermark over as many reported places as the rate and the
+    /// shopping limit allow. Applies only as the step after the last.
+    RoomTick { event: EventId, step: u64 },
+    /// Admission for up to `count` fans whose places were passed while no node counted them
+    /// (they came back, or moved from a node that died); as many as the shopping limit allows.
+    RoomLateAdmit { event: EventId, node: NodeId, boot: u64, seq: u64, count: u32 },
+    /// A hold (`Hold` or `HoldBest`) under an admission: one booking per place, while the
+    /// admission lasts, by the fan it was given to.
+    Admitted { admission: Admission, hold: Box<Command> },
 }
 
 /// An `Idempotency-Key` and a fingerprint of the request it came with: a retry with the same key
@@ -128,6 +148,11 @@ impl Command {
             Command::PaymentSucceeded { .. } => "payment_succeeded",
             Command::PaymentFailed { .. } => "payment_failed",
             Command::PaymentRefunded { .. } => "payment_refunded",
+            Command::RoomConfigure { .. } => "room_configure",
+            Command::RoomReport { .. } => "room_report",
+            Command::RoomTick { .. } => "room_tick",
+            Command::RoomLateAdmit { .. } => "room_late_admit",
+            Command::Admitted { .. } => "admitted",
         }
     }
 }
@@ -188,6 +213,30 @@ pub enum Outcome {
     WrongState(Booking),
     /// The command was malformed; the gateway should have refused it first.
     Rejected(String),
+    /// The room as it stands after a configure.
+    RoomConfigured(RoomState),
+    /// A report was kept; `at` is the entry's stamp (the node's clock sample).
+    RoomReported {
+        at: Millis,
+    },
+    /// A tick applied: how many places it passed, and the watermark after it.
+    RoomTicked {
+        admitted: u64,
+        watermark: Option<Place>,
+    },
+    /// How many of a late admission's fans were admitted, and when.
+    LateAdmitted {
+        granted: u32,
+        at: Millis,
+    },
+    /// The event has no waiting room.
+    NoRoom,
+    /// The event sells through its waiting room: a hold needs an admission.
+    AdmissionRequired,
+    /// The admission ended, or is another fan's, or another event's.
+    AdmissionInvalid(String),
+    /// A booking was already made under this place.
+    AdmissionSpent,
 }
 
 /// Most events one bulk command places or creates.

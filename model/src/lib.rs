@@ -12,6 +12,7 @@
 //! - [`inventory`]: ticket states and bookings, and how a state reads at a given time;
 //! - [`command`]: the commands a raft group applies and the outcome each returns;
 //! - [`query`]: the reads a group answers;
+//! - [`room`]: the waiting room's places, settings, node reports and replicated state;
 //! - [`search`]: event search queries and results;
 //! - [`cluster`]: cluster status and the errors of cluster calls;
 //! - [`duration`]: durations as people write them in settings and flags (`10m`, `90s`).
@@ -23,6 +24,7 @@ pub mod duration;
 pub mod ids;
 pub mod inventory;
 pub mod query;
+pub mod room;
 pub mod search;
 
 pub use catalog::*;

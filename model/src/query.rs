@@ -45,6 +45,12 @@ pub enum Query {
     },
     /// These events with their sold counts (those that exist).
     IndexEntries(Vec<EventId>),
+    /// An event's waiting room.
+    Room(EventId),
+    /// The events of this group that have a waiting room, at most `limit`.
+    Rooms {
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +75,8 @@ pub enum QueryResult {
     Bookings(Vec<Booking>),
     /// Events and how many of their tickets are sold.
     IndexEntries(Vec<(Event, u32)>),
+    Room(Option<crate::room::RoomState>),
+    Rooms(Vec<EventId>),
 }
 
 /// How fresh a read must be.

@@ -18,6 +18,12 @@
 //! admin_token = "…"
 //! cluster_secret = "…"          # the same on every node: it signs fans' tokens
 //! hold_ttl_ms = 600000
+//!
+//! [room]                        # optional; the waiting room's QUIC endpoint
+//! addr = "10.0.0.1:4433"        # UDP; default: the gateway's host, a free port
+//! advertise_host = "fans.example.com"  # what fans dial; default: the bound address
+//! cert_path = "room.crt"        # PEM; without both paths a self-signed certificate is made
+//! key_path = "room.key"
 //! ```
 
 use std::collections::BTreeMap;
@@ -40,6 +46,43 @@ pub struct NodeConfig {
     pub raft: RaftConfig,
     #[serde(default)]
     pub gateway: GatewayConfig,
+    #[serde(default)]
+    pub room: RoomSection,
+}
+
+/// The waiting room's endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomSection {
+    /// UDP address of the QUIC endpoint; empty: the gateway's host with a free port.
+    pub addr: String,
+    /// The host fans dial, if not the bound address (behind NAT, or a DNS name).
+    pub advertise_host: Option<String>,
+    pub cert_path: Option<PathBuf>,
+    pub key_path: Option<PathBuf>,
+    /// Validity of a self-signed certificate: browsers accept a pinned one of at most 14 days.
+    pub cert_days: u32,
+    /// Joins one client address may make per minute (0: no limit).
+    pub joins_per_address_per_min: u32,
+    /// QUIC connections the endpoint holds at once.
+    pub connections_max: usize,
+    /// Fans whose estimated wait is longer are parked (told when to come back) instead of held.
+    pub park_wait_ms: u64,
+}
+
+impl Default for RoomSection {
+    fn default() -> Self {
+        RoomSection {
+            addr: String::new(),
+            advertise_host: None,
+            cert_path: None,
+            key_path: None,
+            cert_days: 13,
+            joins_per_address_per_min: 600,
+            connections_max: 200_000,
+            park_wait_ms: 10 * 60 * 1000,
+        }
+    }
 }
 
 impl NodeConfig {
@@ -66,10 +109,22 @@ impl NodeConfig {
         if !ids.contains(&self.id) {
             bail!("this node's id {} is not in [[nodes]]; list every node, this one included", self.id);
         }
+        if self.room.cert_path.is_some() != self.room.key_path.is_some() {
+            bail!("[room] give both cert_path and key_path, or neither (a self-signed certificate)");
+        }
         if self.gateway.cluster_secret.len() < 16 {
             bail!("[gateway] cluster_secret must be at least 16 characters, the same on every node");
         }
         Ok(())
+    }
+
+    /// The UDP address of the room's endpoint.
+    pub fn room_addr(&self) -> String {
+        if !self.room.addr.is_empty() {
+            return self.room.addr.clone();
+        }
+        let host = self.http_addr.rsplit_once(':').map_or("127.0.0.1", |(host, _)| host);
+        format!("{host}:0")
     }
 
     pub fn host(&self) -> HostConfig {

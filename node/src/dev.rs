@@ -92,6 +92,7 @@ pub async fn run(options: DevOptions, shutdown: impl std::future::Future<Output 
             nodes: peers.clone(),
             raft: RaftConfig::default(),
             gateway: gateway.clone(),
+            room: Default::default(),
         };
         config.check()?;
         starting.push(tokio::spawn(async move { server::start(&config, raft, http).await }));
@@ -140,6 +141,7 @@ async fn serve(
             );
         }
         tracing::info!(?summary, "demo data ready");
+        demo::open_room(&base, &gateway.admin_token).await.context("opening the demo's waiting room")?;
     }
     println!();
     println!("  boxoffice dev is up: 3 nodes replicating over loopback");
@@ -148,6 +150,16 @@ async fn serve(
     println!("  admin token {}   (Authorization: Bearer …, e.g. {base}/admin/cluster)", gateway.admin_token);
     println!("  data        {}   (run again with the same --data to keep it)", data.display());
     println!("  payments    {}   (the sandbox provider: test card 4242 4242 4242 4242)", gateway.payment_api_url);
+    if options.demo {
+        println!(
+            "  room        {base}/waiting-room/{}   (event {} sells through the waiting room)",
+            demo::ROOM_EVENT,
+            demo::ROOM_EVENT
+        );
+    }
+    for node in nodes {
+        println!("  room quic   {}   certificate sha-256 {}", node.room_addr, node.room_cert_sha256);
+    }
     println!("  stop        Ctrl-C");
     println!();
     std::future::pending().await

@@ -19,6 +19,12 @@ pub struct RunningNode {
     pub id: u64,
     pub host: Arc<Host>,
     pub http_addr: SocketAddr,
+    /// The waiting room's QUIC endpoint (UDP) and its certificate's SHA-256.
+    pub room_addr: SocketAddr,
+    pub room_cert_sha256: String,
+    /// Stops the room's endpoint and clockwork.
+    stop_room: watch::Sender<bool>,
+    room: Option<room::Room<HostCluster>>,
     /// Tells the gateway to stop taking requests and finish the ones in flight.
     stop_gateway: watch::Sender<bool>,
     gateway: JoinHandle<std::io::Result<()>>,
@@ -64,17 +70,25 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
         }
     })?;
     let http_addr = http.local_addr()?;
-    let cluster = HostCluster { host: host.clone(), disk, shard };
-    let router = gateway::router(Arc::new(cluster), config.gateway.clone());
+    let cluster = Arc::new(HostCluster { host: host.clone(), disk, shard });
+    let (stop_room, room_stopped) = watch::channel(false);
+    let room = start_room(config, cluster.clone(), room_stopped).await?;
+    let fallback = room::http::routes(room.node.clone()).merge(room::page::routes());
+    let router = gateway::router_with(cluster, config.gateway.clone(), None, fallback);
     let (stop_gateway, mut stopped) = watch::channel(false);
     let gateway = tokio::spawn(gateway::serve(http, router, async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     }));
-    tracing::info!(node = config.id, %http_addr, raft_addr = %config.raft_addr, "node started");
+    let room_addr = room.endpoint.local_addr;
+    tracing::info!(node = config.id, %http_addr, raft_addr = %config.raft_addr, %room_addr, "node started");
     Ok(RunningNode {
         id: config.id,
         host,
         http_addr,
+        room_addr,
+        room_cert_sha256: room.endpoint.cert_sha256.clone(),
+        stop_room,
+        room: Some(room),
         stop_gateway,
         gateway,
         raft_runtime: Some(raft_runtime),
@@ -91,6 +105,10 @@ impl RunningNode {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(node = self.id, %error, "gateway stopped with an error"),
             Err(error) => tracing::warn!(node = self.id, %error, "gateway task failed"),
+        }
+        let _ = self.stop_room.send(true);
+        if let Some(room) = self.room.take() {
+            room.stopped().await;
         }
         let _ = self.stop_indexer.send(true);
         if let Some(indexer) = self.indexer.take() {
@@ -112,6 +130,31 @@ impl RunningNode {
     pub fn every_group_has_a_leader(&self) -> bool {
         self.host.local_status().iter().all(|r| r.leader.is_some())
     }
+}
+
+/// Starts the waiting room's endpoint (a self-signed certificate unless the config names one).
+async fn start_room(
+    config: &NodeConfig,
+    cluster: Arc<HostCluster>,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<room::Room<HostCluster>> {
+    let section = &config.room;
+    let cert = match (&section.cert_path, &section.key_path) {
+        (Some(cert), Some(key)) => room::RoomCert::from_pem_files(cert, key)?,
+        _ => {
+            let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+            names.extend(section.advertise_host.clone());
+            room::RoomCert::self_signed(&names, section.cert_days)?
+        }
+    };
+    let addr = config.room_addr();
+    let addr = addr.parse().with_context(|| format!("[room] addr `{addr}` is not an address like 10.0.0.1:4433"))?;
+    let endpoint = room::EndpointConfig { addr, connections_max: section.connections_max, ..Default::default() };
+    let mut room_config = room::RoomConfig::new(config.id, config.gateway.cluster_secret.clone());
+    room_config.joins_per_address_per_min = section.joins_per_address_per_min;
+    room_config.park_wait_ms = section.park_wait_ms;
+    let room = room::start(cluster, room_config, endpoint, cert, section.advertise_host.clone(), stopped).await?;
+    Ok(room)
 }
 
 /// Binds a listener, saying which address could not be bound.

@@ -208,6 +208,24 @@ impl Shared {
 }
 
 impl Shared {
+    /// Keys under `prefix`, in key order, at most `limit`, without the group prefix; values are
+    /// not read out (a room row is tens of kilobytes).
+    fn scan_keys(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, Fault> {
+        let full_prefix = db::key(self.group, prefix);
+        let mut iter = self.db.raw_iterator_cf(cf(&self.db, CF_SM));
+        iter.seek(&full_prefix);
+        let mut keys = Vec::new();
+        while let Some(key) = iter.key() {
+            if !key.starts_with(&full_prefix) || keys.len() >= limit {
+                break;
+            }
+            keys.push(key[4..].to_vec());
+            iter.next();
+        }
+        iter.status().map_err(|e| db_fault(prefix, e))?;
+        Ok(keys)
+    }
+
     /// Calls `each` with every row of the group in `view` (keys without the group prefix), in
     /// key order, and returns the state machine's meta as of that view.
     fn each_row(&self, view: &rocksdb::Snapshot<'_>, mut each: impl FnMut(&[u8], &[u8])) -> Result<Meta, Fault> {
@@ -616,6 +634,15 @@ impl Reader {
                 QueryResult::Bookings(bookings)
             }
             Query::Digest => s.digest()?,
+            Query::Room(event) => QueryResult::Room(s.read(&keys::room(*event))?),
+            Query::Rooms { limit } => {
+                let limit = (*limit).min(ledger::room::ROOMS_LISTED_MAX) as usize;
+                let mut events = Vec::new();
+                for key in s.scan_keys(keys::ROOMS_PREFIX, limit)? {
+                    events.push(keys::event_of_room_key(&key).ok_or_else(|| Fault::corrupt(&key, "short room key"))?);
+                }
+                QueryResult::Rooms(events)
+            }
             Query::UpcomingEvents { from, limit } => {
                 let limit = (*limit).min(model::UPCOMING_EVENTS_MAX) as usize;
                 let mut events = Vec::new();
@@ -671,6 +698,40 @@ mod tests {
     fn hold(nonce: u64) -> Command {
         let booking = BookingId { event: 7, nonce };
         Command::Hold { booking, user: 1, tickets: vec![2], ttl_ms: 60_000, fan_tickets_max: 0, idempotency: None }
+    }
+
+    /// A room reads back whole, and the group lists the events that have one.
+    #[tokio::test]
+    async fn rooms_are_read_and_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = crate::Storage::open(dir.path()).unwrap();
+        let parts = raft::GroupStorage::open(&storage, 1).unwrap();
+        let (mut sm, reader) = (parts.state_machine, parts.reader);
+        let settings = model::room::RoomSettings {
+            enabled: true,
+            on_sale_at: 5_000,
+            rate_per_min: 600,
+            shopping_max: 100,
+            admission_ms: 60_000,
+            pow_bits: 0,
+            paused: false,
+            abandon_ms: 60_000,
+        };
+        let mut index = 0;
+        for id in [9, 7, 8] {
+            index += 1;
+            sm.apply([entry(index, Command::CreateEvent { event: event(id, 4), seat_map: map(4) })]).await.unwrap();
+            if id != 8 {
+                index += 1;
+                let configure = Command::RoomConfigure { event: id, settings: settings.clone(), draw_key: [1; 16] };
+                sm.apply([entry(index, configure)]).await.unwrap();
+            }
+        }
+        assert_eq!(reader.query(&Query::Rooms { limit: 10 }).unwrap(), QueryResult::Rooms(vec![7, 9]));
+        assert_eq!(reader.query(&Query::Rooms { limit: 1 }).unwrap(), QueryResult::Rooms(vec![7]));
+        let QueryResult::Room(Some(room)) = reader.query(&Query::Room(9)).unwrap() else { panic!("a room") };
+        assert_eq!((room.event, room.settings), (9, settings));
+        assert_eq!(reader.query(&Query::Room(8)).unwrap(), QueryResult::Room(None));
     }
 
     /// Ticket reads go through the cache that apply keeps: a reader sees every apply at once,

@@ -2,12 +2,16 @@
 
 use axum::extract::State;
 use axum::http::header::LOCATION;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use model::{Booking, BookingId, BookingState, BookingStatus, Command, EventId, GroupId, Millis, Outcome, TicketId};
+use model::room::Admission;
+use model::{
+    Booking, BookingId, BookingState, BookingStatus, Command, EventId, GroupId, Millis, Outcome, TicketId, UserId,
+};
 use serde::Deserialize;
 
+use crate::admission::{AdmissionError, AdmissionSigner};
 use crate::auth::Fan;
 use crate::cluster::Cluster;
 use crate::extract::{Keyed, PathParams};
@@ -40,11 +44,16 @@ pub struct PaymentRequest {
     return_url: Option<String>,
 }
 
-/// `POST /events/{eventId}/bookings`: hold tickets, all of them or none.
+/// The header a hold on an event with a waiting room carries its admission token in.
+pub const ADMISSION_TOKEN_HEADER: &str = "admission-token";
+
+/// `POST /events/{eventId}/bookings`: hold tickets, all of them or none. On an event that sells
+/// through its waiting room, only with the admission token the room gave the fan.
 pub async fn create<C: Cluster>(
     Fan(user): Fan,
     State(state): State<AppState<C>>,
     PathParams(event): PathParams<EventId>,
+    headers: HeaderMap,
     Keyed { body, idempotency }: Keyed<HoldRequest>,
 ) -> Result<Response, Problem> {
     let group = state.group_of(event).await?;
@@ -84,6 +93,7 @@ pub async fn create<C: Cluster>(
         }
         _ => return Err(Problem::invalid("give either ticketIds (the seats) or quantity (the best seats)")),
     };
+    let command = under_admission(&state, event, group, user, &headers, command).await?;
     match state.write(group, command).await? {
         Outcome::Held(held) => {
             state.metrics.count_hold(true);
@@ -109,8 +119,64 @@ pub async fn create<C: Cluster>(
             Err(Problem::conflict("booking-id-taken", "Booking id taken", "the booking id clashed; please retry"))
         }
         Outcome::Rejected(reason) => Err(Problem::invalid(reason)),
+        Outcome::AdmissionRequired => Err(join_the_room(event)),
+        Outcome::AdmissionInvalid(detail) => Err(Problem::waiting_room(event, detail)),
+        Outcome::AdmissionSpent => Err(Problem::waiting_room(event, "this admission already made a booking")),
         other => Err(unexpected("hold", &other)),
     }
+}
+
+/// `hold` as it goes to the group: under the fan's admission if the event's room is on, as it is
+/// otherwise (a token sent anyway is ignored).
+async fn under_admission<C: Cluster>(
+    state: &Shared<C>,
+    event: EventId,
+    group: GroupId,
+    user: UserId,
+    headers: &HeaderMap,
+    hold: Command,
+) -> Result<Command, Problem> {
+    let Some(room) = state.room(event, group).await? else { return Ok(hold) };
+    if !room.settings.enabled {
+        return Ok(hold);
+    }
+    let admission = admission_of(&state.admissions, headers, event, user, state.now())?;
+    tracing::debug!(event, user, seq = admission.place.seq, "hold under admission");
+    Ok(Command::Admitted { admission, hold: Box::new(hold) })
+}
+
+/// The admission the `Admission-Token` header grants `user` on `event` at `now`; a problem that
+/// sends the fan to the waiting room otherwise.
+fn admission_of(
+    signer: &AdmissionSigner,
+    headers: &HeaderMap,
+    event: EventId,
+    user: UserId,
+    now: Millis,
+) -> Result<Admission, Problem> {
+    let header = headers.get(ADMISSION_TOKEN_HEADER).ok_or_else(|| join_the_room(event))?;
+    let not_valid = || Problem::waiting_room(event, "the admission token is not valid");
+    let token = header.to_str().map_err(|_| not_valid())?.trim();
+    let claims = signer.verify(token, now).map_err(|error| match error {
+        AdmissionError::Expired => {
+            Problem::waiting_room(event, "the admission token has expired: join the waiting room again")
+        }
+        AdmissionError::Malformed | AdmissionError::BadSignature => not_valid(),
+    })?;
+    if claims.event != event {
+        return Err(Problem::waiting_room(event, "the admission token is for another event"));
+    }
+    if claims.user != user {
+        return Err(Problem::waiting_room(event, "the admission token is another fan's"));
+    }
+    Ok(Admission { place: claims.place, user: claims.user, expires_at: claims.expires_at })
+}
+
+fn join_the_room(event: EventId) -> Problem {
+    Problem::waiting_room(
+        event,
+        format!("event {event} sells through its waiting room: join it for an admission token"),
+    )
 }
 
 fn idempotency_mismatch() -> Problem {
@@ -317,6 +383,8 @@ fn fan_limit(held: u32, max: u32) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::AdmissionClaims;
+    use model::room::{Place, CLASS_ONSALE};
 
     fn booking(state: BookingState) -> Booking {
         let id = BookingId { event: 3, nonce: 0xab };
@@ -366,6 +434,57 @@ mod tests {
         ] {
             assert_eq!(serde_json::to_value(status).unwrap(), status_name(status));
         }
+    }
+
+    const NOW: Millis = 1_800_000_000_000;
+
+    fn signer() -> AdmissionSigner {
+        AdmissionSigner::new(b"secret")
+    }
+
+    fn claims() -> AdmissionClaims {
+        let place = Place { class: CLASS_ONSALE, primary: NOW, node: 1, seq: 3 };
+        AdmissionClaims { event: 42, user: 7, place, expires_at: NOW + 60_000 }
+    }
+
+    fn headers(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(ADMISSION_TOKEN_HEADER, token.parse().unwrap());
+        headers
+    }
+
+    fn refusal(headers: &HeaderMap, event: EventId, user: UserId, now: Millis) -> Problem {
+        let problem = admission_of(&signer(), headers, event, user, now).unwrap_err();
+        assert_eq!(problem.status(), StatusCode::FORBIDDEN);
+        assert_eq!(problem.slug(), "waiting-room");
+        let join = format!("/events/{event}/waiting-room");
+        assert_eq!(problem.extension("waitingRoom"), Some(&serde_json::json!({"event": event, "join": join})));
+        problem
+    }
+
+    #[test]
+    fn a_valid_token_grants_its_place() {
+        let token = signer().sign(&claims());
+        let admission = admission_of(&signer(), &headers(&token), 42, 7, NOW).unwrap();
+        assert_eq!(admission, Admission { place: claims().place, user: 7, expires_at: NOW + 60_000 });
+    }
+
+    #[test]
+    fn no_token_sends_the_fan_to_the_room() {
+        let problem = refusal(&HeaderMap::new(), 42, 7, NOW);
+        assert_eq!(problem.detail(), "event 42 sells through its waiting room: join it for an admission token");
+    }
+
+    #[test]
+    fn each_wrong_token_is_told_apart() {
+        let token = signer().sign(&claims());
+        let expired = refusal(&headers(&token), 42, 7, NOW + 60_000);
+        assert_eq!(expired.detail(), "the admission token has expired: join the waiting room again");
+        assert_eq!(refusal(&headers(&token), 43, 7, NOW).detail(), "the admission token is for another event");
+        assert_eq!(refusal(&headers(&token), 42, 8, NOW).detail(), "the admission token is another fan's");
+        let forged = AdmissionSigner::new(b"other").sign(&claims());
+        assert_eq!(refusal(&headers(&forged), 42, 7, NOW).detail(), "the admission token is not valid");
+        assert_eq!(refusal(&headers("junk"), 42, 7, NOW).detail(), "the admission token is not valid");
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The routes, one module per area, and the router that ties them together.
 //!
 //! Public routes accept bodies up to `body_bytes_max`, admin routes up to `admin_body_bytes_max`.
-//! Unknown paths and wrong methods answer with problems too, and every response is counted.
+//! Unknown paths and wrong methods answer with problems too, and every response is counted,
+//! including those of the extra routes the node merges in (the waiting room's HTTP endpoints).
 
 pub mod admin;
 pub mod bookings;
 pub mod events;
 pub mod me;
+pub mod room;
 pub mod search;
 pub mod users;
 pub mod web;
@@ -14,14 +16,16 @@ pub mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 
 use crate::cluster::Cluster;
 use crate::state::AppState;
 use crate::{metrics, problem};
 
-pub fn build<C: Cluster>(state: AppState<C>) -> Router {
+/// The gateway's routes with `extra` merged in (routes of their own state, without a fallback:
+/// the gateway's answers for unknown routes and wrong methods cover them too).
+pub fn build<C: Cluster>(state: AppState<C>, extra: Router) -> Router {
     let public = Router::new()
         .route("/", get(web::index))
         .route("/healthz", get(web::healthz::<C>))
@@ -32,6 +36,7 @@ pub fn build<C: Cluster>(state: AppState<C>) -> Router {
         .route("/events/search", get(search::search::<C>))
         .route("/events/{eventId}", get(events::get_event::<C>))
         .route("/events/{eventId}/tickets", get(events::tickets::<C>))
+        .route("/events/{eventId}/waiting-room", get(room::public_room::<C>))
         .route("/events/{eventId}/bookings", post(bookings::create::<C>))
         .route("/bookings/{bookingId}", get(bookings::get_booking::<C>).delete(bookings::release::<C>))
         .route("/bookings/{bookingId}/payment", post(bookings::pay::<C>))
@@ -47,14 +52,16 @@ pub fn build<C: Cluster>(state: AppState<C>) -> Router {
         .route("/admin/groups/{group}/snapshot", post(admin::snapshot::<C>))
         .route("/admin/groups/{group}/digest", get(admin::digest::<C>))
         .route("/admin/events/{eventId}/state", get(admin::event_state::<C>))
-        .route("/admin/faults", axum::routing::put(admin::inject_faults::<C>))
+        .route("/admin/events/{eventId}/waiting-room", get(room::get_room::<C>).put(room::configure::<C>))
+        .route("/admin/faults", put(admin::inject_faults::<C>))
         .layer(DefaultBodyLimit::max(state.config.admin_body_bytes_max));
     let counters = state.metrics.clone();
     public
         .merge(admin)
+        .with_state(state)
+        .merge(extra)
         .fallback(problem::no_route)
         // After every route is added: it only reaches the routes that exist when it is called.
         .method_not_allowed_fallback(problem::wrong_method)
         .layer(from_fn_with_state(counters, metrics::track))
-        .with_state(state)
 }

@@ -26,4 +26,7 @@ mod loader;
 
 pub use catalog::{generate, DemoCatalog, DemoEvent, DemoPerformer, DemoVenue, VenueKind};
 pub use lists::HORIZON_DAYS;
-pub use loader::{load, load_with, DemoSummary, LoadError, LoadOptions, Unavailable, REQUEST_TIMEOUT, RETRY_BUDGET};
+pub use loader::{
+    load, load_with, open_room, DemoSummary, LoadError, LoadOptions, Unavailable, REQUEST_TIMEOUT, RETRY_BUDGET,
+    ROOM_EVENT,
+};

@@ -195,6 +195,34 @@ pub async fn load_with(
     Ok(summary)
 }
 
+/// The demo event that sells through the waiting room.
+pub const ROOM_EVENT: u64 = 1;
+
+/// Puts [`ROOM_EVENT`] behind the waiting room, on sale now, 60 fans a minute, 20 shopping at
+/// once (a room already there is left as it is, so a restart keeps the line).
+pub async fn open_room(base_url: &str, admin_token: &str) -> Result<(), LoadError> {
+    let client = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().map_err(LoadError::Client)?;
+    let options = LoadOptions::default();
+    let api = Api { client, base: base_url.trim_end_matches('/').to_string(), token: admin_token.to_string(), options };
+    let path = format!("/admin/events/{ROOM_EVENT}/waiting-room");
+    let settings = serde_json::json!({
+        "enabled": true,
+        "ratePerMinute": 60,
+        "shoppingMax": 20,
+        "admissionMs": 600_000,
+        "powBits": 12,
+        "abandonMs": 60_000,
+    });
+    match api.call(Method::GET, &path, None, "read the demo's waiting room").await {
+        Ok(_) => Ok(()),
+        Err(LoadError::Refused { status: StatusCode::NOT_FOUND, .. }) => {
+            let body = serde_json::to_vec(&settings).map_err(LoadError::Encode)?;
+            api.call(Method::PUT, &path, Some(body), "open the demo's waiting room").await.map(|_| ())
+        }
+        Err(error) => Err(error),
+    }
+}
+
 fn id_of(created: &Value, what: &str) -> Result<u64, LoadError> {
     created
         .get("id")

@@ -44,8 +44,14 @@ struct Remembered {
 }
 
 /// The answer remembered under `key`, if it is still remembered: the same request gets it
-/// again, another request is refused.
-fn remembered(rows: &impl Rows, user: u64, key: Option<&Idempotency>, at: Millis) -> Result<Option<Outcome>, Fault> {
+/// again, another request is refused. The room asks too, before it refuses a retried hold whose
+/// place a first attempt (under another booking id) already spent.
+pub fn remembered(
+    rows: &impl Rows,
+    user: u64,
+    key: Option<&Idempotency>,
+    at: Millis,
+) -> Result<Option<Outcome>, Fault> {
     let Some(key) = key else { return Ok(None) };
     let Some(record) = read::<Remembered, _>(rows, &keys::idempotency(user, &key.key))? else { return Ok(None) };
     if at >= record.at + IDEMPOTENCY_TTL_MS {

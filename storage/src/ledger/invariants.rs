@@ -1,4 +1,5 @@
-//! The ledger's invariants, asserted around every change of a seat's owner.
+//! The ledger's invariants, asserted around every change of a seat's owner and every admission
+//! to a waiting room.
 //!
 //! Each check is one half of a pair: the command's own logic decided the change was allowed
 //! (the tickets were free, the booking was the one holding them), and these read the rows back
@@ -9,6 +10,7 @@
 //! The rows are read through the same [`Rows`] apply writes to, so a check sees this command's
 //! own changes; the cost is one in-memory read per ticket of the booking.
 
+use model::room::{Place, RoomState};
 use model::{Booking, BookingId, Millis, TicketId, TicketState};
 
 use crate::ledger::keys;
@@ -69,6 +71,29 @@ pub fn assert_freed(rows: &impl Rows, booking: &Booking, at: Millis) -> Result<(
         }
     }
     Ok(())
+}
+
+/// A room as it stood before a tick or a late admission, for [`assert_admitted`].
+pub struct RoomBefore {
+    pub watermark: Option<Place>,
+    /// Fans shopping at the command's stamp, before it admitted anyone.
+    pub shopping: u64,
+}
+
+/// After a tick or a late admission: the watermark did not move back, no more fans were admitted
+/// than the rate and the shopping limit allowed (`allowed`), and no more fans shop than the limit
+/// unless more already did (a lowered limit is waited out, never broken further).
+pub fn assert_admitted(before: &RoomBefore, room: &RoomState, at: Millis, admitted: u64, allowed: u64) {
+    assert!(room.watermark >= before.watermark, "the watermark of room {} moved back", room.event);
+    assert!(admitted <= allowed, "room {} admitted {admitted} where {allowed} were allowed", room.event);
+    let shopping = room.shopping(at);
+    let max = u64::from(room.settings.shopping_max);
+    assert!(
+        shopping <= max || shopping <= before.shopping,
+        "room {} has {shopping} fans shopping over its limit of {max} (before: {})",
+        room.event,
+        before.shopping
+    );
 }
 
 #[cfg(test)]
@@ -132,6 +157,54 @@ mod tests {
         write(&mut rows, keys::ticket(1, 1), &TicketState::Sold { booking: released.id });
         let sold = std::panic::catch_unwind(|| assert_freed(&rows, &released, 500));
         assert!(sold.is_err(), "a ticket sold to the released booking breaks the freed invariant");
+    }
+
+    fn room(watermark: Option<model::room::Place>, ends: Vec<(u64, u64)>, shopping_max: u32) -> RoomState {
+        let settings = model::room::RoomSettings {
+            enabled: true,
+            on_sale_at: 0,
+            rate_per_min: 60,
+            shopping_max,
+            admission_ms: 60_000,
+            pow_bits: 0,
+            paused: false,
+            abandon_ms: 60_000,
+        };
+        RoomState {
+            event: 1,
+            settings,
+            draw_key: [0; 16],
+            step: 1,
+            watermark,
+            segment_since: 0,
+            segment_admitted: 0,
+            admitted_total: 0,
+            late_total: 0,
+            done_total: 0,
+            abandoned_total: 0,
+            ends,
+            passes: vec![],
+            reports: vec![],
+            used: vec![],
+            last_tick_at: 0,
+            late: vec![],
+        }
+    }
+
+    #[test]
+    fn an_admission_that_moves_the_watermark_back_or_overfills_the_room_stops_the_ledger() {
+        let place = |seq| Some(model::room::Place { class: 1, primary: 5, node: 1, seq });
+        let before = RoomBefore { watermark: place(2), shopping: 1 };
+        assert_admitted(&before, &room(place(3), vec![(9, 2)], 2), 0, 1, 1);
+        let back = std::panic::catch_unwind(|| assert_admitted(&before, &room(place(1), vec![], 2), 0, 0, 1));
+        assert!(back.is_err(), "a watermark moved back breaks the invariant");
+        let over = std::panic::catch_unwind(|| assert_admitted(&before, &room(place(3), vec![(9, 3)], 2), 0, 2, 2));
+        assert!(over.is_err(), "more fans shopping than the limit breaks the invariant");
+        let unallowed = std::panic::catch_unwind(|| assert_admitted(&before, &room(place(3), vec![], 2), 0, 2, 1));
+        assert!(unallowed.is_err(), "passing more than allowed breaks the invariant");
+        // A limit lowered below the fans already shopping is waited out, not broken.
+        let lowered = RoomBefore { watermark: place(2), shopping: 3 };
+        assert_admitted(&lowered, &room(place(2), vec![(9, 3)], 2), 0, 0, 0);
     }
 
     #[test]

@@ -1,6 +1,13 @@
 //! Row keys within a group. Numbers are big endian so that keys sort by them; a key starts
 //! with a one-byte tag, and `0x00` is reserved for the state machine's own metadata.
+//!
+//! Tags in use (a new kind of row takes a free one): `a` room, `b` booking, `c` counters,
+//! `e` event, `f` fan's booking, `h` booking's admitted place, `i` start index, `k` idempotency
+//! key, `l` placement, `m` email, `n` sold count, `o` admitted place's booking, `p` performer,
+//! `q` pending payment, `r` created request, `s` seat map, `t` ticket, `u` user, `v` venue,
+//! `w` webhook.
 
+use model::room::Place;
 use model::{BookingId, EventId, Millis, TicketId};
 
 pub const META: &[u8] = &[0x00];
@@ -105,4 +112,21 @@ pub fn event_of_key(key: &[u8]) -> Option<EventId> {
 /// A webhook event applied: `w{event id}` → when.
 pub fn webhook(event: &str) -> Vec<u8> {
     tagged(b'w', &[event.as_bytes()])
+}
+/// An event's waiting room: `a{event}` → the room's state.
+pub fn room(event: EventId) -> Vec<u8> {
+    tagged(b'a', &[&event.to_be_bytes()])
+}
+pub const ROOMS_PREFIX: &[u8] = b"a";
+/// The event of a room row's key.
+pub fn event_of_room_key(key: &[u8]) -> Option<EventId> {
+    (key.len() == 9 && key[0] == b'a').then(|| u64::from_be_bytes(key[1..9].try_into().expect("8 bytes")))
+}
+/// The booking made under an admitted place: `o{event}{place}` → the slot.
+pub fn slot(event: EventId, place: &Place) -> Vec<u8> {
+    tagged(b'o', &[&event.to_be_bytes(), &place.to_key_bytes()])
+}
+/// The place a booking was made under: `h{event}{nonce}` → the place.
+pub fn admitted_booking(id: BookingId) -> Vec<u8> {
+    tagged(b'h', &[&id.event.to_be_bytes(), &id.nonce.to_be_bytes()])
 }

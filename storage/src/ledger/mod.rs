@@ -6,11 +6,15 @@
 //! answers alike, so the router may retry a write whose answer it lost.
 //!
 //! Layout: this module applies a command and keeps the catalog (venues, performers, fans,
-//! placements, events); [`booking`] holds, releases and pays; [`rows`] is the row interface and
+//! placements, events); [`booking`] holds, releases and pays; [`room`] keeps an event's waiting
+//! room (settings, node reports, the ticks that admit fans, and the holds made under an
+//! admission: a hold on an event whose room is enabled needs one, and a booking made under one
+//! ends its fan's shopping when it is released or confirmed); [`rows`] is the row interface and
 //! its encoding; [`keys`] the row keys; `invariants` the assertions that follow every change of
 //! a seat's owner (a ticket held, sold or freed agrees with its booking, and no ticket sold to
-//! one booking is taken by another), checked in every build: a ledger that breaks them stops
-//! the process rather than sell a seat twice.
+//! one booking is taken by another) and every admission (the watermark never moves back, the
+//! shopping limit holds), checked in every build: a ledger that breaks them stops the process
+//! rather than sell a seat twice.
 
 use model::{
     group_for_new_event, normalize_email, Command, Event, Millis, Outcome, Performer, Placement, SeatMap, User, Venue,
@@ -23,6 +27,7 @@ use rows::{read, write};
 pub mod booking;
 mod invariants;
 pub mod keys;
+pub mod room;
 pub mod rows;
 
 pub use booking::HOLD_TTL_HARD_MAX_MS;
@@ -39,6 +44,13 @@ struct Counters {
 
 /// Applies one command stamped `at`.
 pub fn apply(command: &Command, at: Millis, rows: &mut impl Rows) -> Result<Outcome, Fault> {
+    let outcome = dispatch(command, at, rows)?;
+    // A booking made under an admission ends or extends its fan's shopping with it.
+    room::after_booking(rows, at, &outcome)?;
+    Ok(outcome)
+}
+
+fn dispatch(command: &Command, at: Millis, rows: &mut impl Rows) -> Result<Outcome, Fault> {
     match command {
         Command::CreateVenue { request, name, address, city, seat_map } => {
             create_venue(rows, *request, name, address, city, seat_map)
@@ -51,6 +63,42 @@ pub fn apply(command: &Command, at: Millis, rows: &mut impl Rows) -> Result<Outc
         Command::PlaceEvents { groups, count } => place_events(rows, *groups, *count),
         Command::CreateEvents { events } => create_events(rows, events),
         Command::CreateEvent { event, seat_map } => create_event(rows, event, seat_map),
+        Command::Hold { booking, .. } | Command::HoldBest { booking, .. } => {
+            if room::requires_admission(rows, booking.event)? {
+                return Ok(Outcome::AdmissionRequired);
+            }
+            hold(command, at, rows)
+        }
+        Command::Release { booking, user } => booking::release(rows, at, *booking, *user),
+        Command::StartPayment { booking, user, payment, extension_ms, idempotency } => {
+            booking::start_payment(rows, at, *booking, *user, payment, *extension_ms, idempotency.as_ref())
+        }
+        Command::PaymentSucceeded { booking, payment, event } => {
+            booking::payment_succeeded(rows, at, *booking, payment, event.as_deref())
+        }
+        Command::PaymentFailed { booking, payment, reason, event } => {
+            booking::payment_failed(rows, at, *booking, payment, reason, event.as_deref())
+        }
+        Command::PaymentRefunded { booking, payment, event } => {
+            booking::payment_refunded(rows, at, *booking, payment, event.as_deref())
+        }
+        Command::RoomConfigure { event, settings, draw_key } => room::configure(rows, at, *event, settings, *draw_key),
+        Command::RoomReport { event, node, report } => room::report(rows, at, *event, *node, report),
+        Command::RoomTick { event, step } => room::tick(rows, at, *event, *step),
+        Command::RoomLateAdmit { event, node, boot, seq, count } => {
+            let late = room::LateAdmission { node: *node, boot: *boot, seq: *seq, count: *count };
+            room::late_admit(rows, at, *event, &late)
+        }
+        Command::Admitted { admission, hold: inner } => {
+            room::admitted(rows, at, admission, inner, |rows| hold(inner, at, rows))
+        }
+    }
+}
+
+/// Applies a hold (`Hold` or `HoldBest`) as it stands, whether its event sells through a room or
+/// not: the caller decided it may.
+fn hold(command: &Command, at: Millis, rows: &mut impl Rows) -> Result<Outcome, Fault> {
+    match command {
         Command::Hold { booking, user, tickets, ttl_ms, fan_tickets_max, idempotency } => {
             let request = HoldRequest {
                 booking: *booking,
@@ -80,19 +128,7 @@ pub fn apply(command: &Command, at: Millis, rows: &mut impl Rows) -> Result<Outc
             };
             booking::hold_best(rows, at, &request, *quantity, section.as_deref(), *max_price_cents)
         }
-        Command::Release { booking, user } => booking::release(rows, at, *booking, *user),
-        Command::StartPayment { booking, user, payment, extension_ms, idempotency } => {
-            booking::start_payment(rows, at, *booking, *user, payment, *extension_ms, idempotency.as_ref())
-        }
-        Command::PaymentSucceeded { booking, payment, event } => {
-            booking::payment_succeeded(rows, at, *booking, payment, event.as_deref())
-        }
-        Command::PaymentFailed { booking, payment, reason, event } => {
-            booking::payment_failed(rows, at, *booking, payment, reason, event.as_deref())
-        }
-        Command::PaymentRefunded { booking, payment, event } => {
-            booking::payment_refunded(rows, at, *booking, payment, event.as_deref())
-        }
+        _ => Ok(Outcome::Rejected("an admission goes with a hold".into())),
     }
 }
 
@@ -240,3 +276,6 @@ pub struct Meta {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod room_tests;

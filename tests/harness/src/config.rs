@@ -55,7 +55,11 @@ pub fn node_config(settings: &Settings, node: &NodeConfig) -> String {
          payment_api_key = \"{payment_api_key}\"\npayment_webhook_secret = \"{webhook_secret}\"\n\
          reconcile_interval_ms = 1000\nreconcile_after_ms = {reconcile_after_ms}\n{gateway_extra}\n"
     );
-    format!("{head}{peers}\n{raft}{gateway}")
+    let room = match settings.room_extra.as_str() {
+        "" => String::new(),
+        extra => format!("\n[room]\n{extra}\n"),
+    };
+    format!("{head}{peers}\n{raft}{gateway}{room}")
 }
 
 #[cfg(test)]
@@ -67,6 +71,7 @@ mod tests {
         let settings = Settings {
             write_timeout_ms: Some(5_000),
             gateway_extra: "tickets_per_fan_max = 0".into(),
+            room_extra: "joins_per_address_per_min = 5".into(),
             ..Settings::default()
         };
         let peers = [
@@ -89,5 +94,9 @@ mod tests {
         assert!(text.contains("admin_token = \"test-admin-token\"\n"));
         assert!(text.contains("payment_api_url = \"http://127.0.0.1:5\"\n"));
         assert!(text.contains("reconcile_after_ms = 2000\ntickets_per_fan_max = 0\n"), "{text}");
+        let table = text.parse::<toml::Table>().unwrap();
+        assert_eq!(table["room"]["joins_per_address_per_min"].as_integer(), Some(5), "{text}");
+        let plain = node_config(&Settings::default(), &node);
+        assert!(!plain.contains("[room]"), "no room table without room settings: {plain}");
     }
 }

@@ -17,6 +17,8 @@
 //!   signed in, the provider's view of payments;
 //! - [`fan`]: a fan's requests and their answers, ticket statuses, the provider's checkout page,
 //!   signed webhooks;
+//! - [`room`]: a fan's client of the waiting room over QUIC (fan tokens, joins, tickets,
+//!   admissions), the room's admin and public views, holds under an admission;
 //! - [`interrupt`]: stopping a runner on SIGINT or SIGTERM without leaving processes behind.
 //!
 //! When a test fails (panics) with a cluster alive, the tail of every node's log is printed;
@@ -29,6 +31,7 @@ pub mod fan;
 pub mod interrupt;
 pub mod ports;
 pub mod process;
+pub mod room;
 pub mod settings;
 
 pub use admin::grid_seat_map;
@@ -36,4 +39,8 @@ pub use cluster::{Cluster, Direct, Links, Node};
 pub use fan::{answer, checkout, signed_webhook, ticket_statuses, ticket_statuses_when, Answer, Fan};
 pub use interrupt::interrupted;
 pub use reqwest::StatusCode;
+pub use room::{
+    fan_token, get_room, hold_admitted, join, put_room, resume, room_info, room_info_when, wait_admitted, Admission,
+    AdmissionClaims, FanStream, Joined, Place, RoomClient, RoomError, RoomInfo, RoomNode,
+};
 pub use settings::{sibling_binary, test_binary, Secrets, Settings, ADMIN_TOKEN, PAYMENT_API_KEY, WEBHOOK_SECRET};

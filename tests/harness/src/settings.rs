@@ -52,6 +52,8 @@ pub struct Settings {
     pub raft_extra: String,
     /// Extra lines for the `[gateway]` table.
     pub gateway_extra: String,
+    /// Lines for a `[room]` table (the waiting room's endpoint and limits); no table when empty.
+    pub room_extra: String,
     /// Nodes in every node's config that `start` does not start (`restart` starts them later).
     pub not_started: Vec<u64>,
     pub secrets: Secrets,
@@ -81,6 +83,7 @@ impl Default for Settings {
             write_timeout_ms: None,
             raft_extra: String::new(),
             gateway_extra: String::new(),
+            room_extra: String::new(),
             not_started: Vec::new(),
             secrets: Secrets::HARNESS,
             fault_injection: false,

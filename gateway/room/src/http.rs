@@ -1,0 +1,230 @@
+//! The HTTP fallback for clients without WebTransport: `hello` and `join` as JSON requests, and
+//! the wait as server-sent events. Each request opens its own session with the logic and closes it
+//! when answered (or, for the event stream, when the client goes); an open event stream counts as
+//! a live fan, so it sends the session a heartbeat every 10 s on the fan's behalf.
+//!
+//! Refusals are RFC 9457 problems whose `type` ends in `/problems/waiting-room/<code>`, with the
+//! wire's error code also as the `code` member. Bad input (JSON, unknown fields, paths, a body over
+//! [`BODY_BYTES_MAX`]) is always a 4xx.
+//!
+//! The fan's address comes from axum's `ConnectInfo<SocketAddr>` when the server provides it
+//! (`into_make_service_with_connect_info`); without it, sessions see `0.0.0.0`.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
+use futures::Stream;
+use gateway::Problem;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::native::OpenSession;
+use crate::session::{Sessions, Via};
+use crate::wire::{code, ClientMsg, ServerMsg};
+
+/// Largest request body accepted.
+pub const BODY_BYTES_MAX: usize = 4 * 1024;
+/// Longest wait for the logic's answer to a message before a 503.
+pub const ANSWER_TIMEOUT_MS: u64 = 10_000;
+/// How often an open event stream tells the session that its fan is still there.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 10_000;
+
+/// The routes, to merge into the node's gateway router.
+pub fn routes<S: Sessions>(sessions: Arc<S>) -> Router {
+    Router::new()
+        .route("/events/{event_id}/waiting-room/hello", post(hello::<S>))
+        .route("/events/{event_id}/waiting-room/join", post(join::<S>))
+        .route("/events/{event_id}/waiting-room/stream", get(stream::<S>))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(sessions)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HelloBody {
+    /// The ticket of an earlier join: a resume.
+    #[serde(default)]
+    ticket: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinBody {
+    challenge: String,
+    answer: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamQuery {
+    ticket: Option<String>,
+    /// The fan token, for `EventSource`, which cannot set headers.
+    token: Option<String>,
+}
+
+/// The fan's address, if the server recorded it.
+type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+async fn hello<S: Sessions>(
+    State(sessions): State<Arc<S>>,
+    event: Result<Path<u64>, PathRejection>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let Path(event) = event?;
+    let token = bearer(&headers).ok_or_else(no_token)?;
+    let body: HelloBody = json_body(body)?;
+    let (session, mut outbox) = OpenSession::open(sessions, peer_ip(peer), Via::Http);
+    session.message(ClientMsg::Hello { event, token, ticket: body.ticket }).await;
+    answer(next_answer(&mut outbox).await?)
+}
+
+async fn join<S: Sessions>(
+    State(sessions): State<Arc<S>>,
+    event: Result<Path<u64>, PathRejection>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let Path(event) = event?;
+    let token = bearer(&headers).ok_or_else(no_token)?;
+    let body: JoinBody = json_body(body)?;
+    let (session, mut outbox) = OpenSession::open(sessions, peer_ip(peer), Via::Http);
+    session.message(ClientMsg::Hello { event, token, ticket: None }).await;
+    match next_answer(&mut outbox).await? {
+        ServerMsg::Challenge { .. } => {}
+        other => return answer(other),
+    }
+    session.message(ClientMsg::Join { challenge: body.challenge, answer: body.answer }).await;
+    answer(next_answer(&mut outbox).await?)
+}
+
+async fn stream<S: Sessions>(
+    State(sessions): State<Arc<S>>,
+    event: Result<Path<u64>, PathRejection>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
+    peer: Peer,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let Path(event) = event?;
+    let Query(query) = query?;
+    let token = bearer(&headers).or(query.token).ok_or_else(no_token)?;
+    let (session, mut outbox) = OpenSession::open(sessions, peer_ip(peer), Via::Http);
+    session.message(ClientMsg::Hello { event, token, ticket: query.ticket }).await;
+    let first = next_answer(&mut outbox).await?;
+    if let ServerMsg::Error { code, detail } = first {
+        return Err(refused(&code, detail));
+    }
+    let live = Live { session, outbox, heartbeat: heartbeat(), first: Some(first) };
+    Ok(Sse::new(events(live)).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// An open event stream: the session, and what it still has to send.
+struct Live<S: Sessions> {
+    session: OpenSession<S>,
+    outbox: mpsc::Receiver<ServerMsg>,
+    heartbeat: tokio::time::Interval,
+    /// The answer to the hello, already read to choose between a stream and a problem.
+    first: Option<ServerMsg>,
+}
+
+/// Every message of the session as an event, heartbeats sent in between; ends when the logic
+/// drops the session's sender. Dropping the stream (the client went) closes the session.
+fn events<S: Sessions>(live: Live<S>) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+    futures::stream::unfold(live, |mut live| async move {
+        if let Some(first) = live.first.take() {
+            return Some((Ok(event(&first)), live));
+        }
+        loop {
+            tokio::select! {
+                msg = live.outbox.recv() => return msg.map(|msg| (Ok(event(&msg)), live)),
+                _ = live.heartbeat.tick() => live.session.message(ClientMsg::Heartbeat).await,
+            }
+        }
+    })
+}
+
+fn heartbeat() -> tokio::time::Interval {
+    let period = Duration::from_millis(HEARTBEAT_INTERVAL_MS);
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval
+}
+
+/// A message as an event: `event: <type>`, `data: <the message's JSON>`.
+fn event(msg: &ServerMsg) -> Event {
+    let value = serde_json::to_value(msg).expect("room messages serialize");
+    let kind = value["type"].as_str().unwrap_or("message").to_owned();
+    Event::default().event(kind).data(value.to_string())
+}
+
+/// The logic's next message, within [`ANSWER_TIMEOUT_MS`].
+async fn next_answer(outbox: &mut mpsc::Receiver<ServerMsg>) -> Result<ServerMsg, Problem> {
+    match tokio::time::timeout(Duration::from_millis(ANSWER_TIMEOUT_MS), outbox.recv()).await {
+        Ok(Some(msg)) => Ok(msg),
+        Ok(None) => Err(refused(code::BUSY, "the waiting room ended the session without answering".into())),
+        Err(_) => Err(refused(code::BUSY, format!("the waiting room did not answer within {ANSWER_TIMEOUT_MS} ms"))),
+    }
+}
+
+/// A message as the answer to a request: an error is a problem, anything else is 200 JSON.
+fn answer(msg: ServerMsg) -> Result<Response, Problem> {
+    match msg {
+        ServerMsg::Error { code, detail } => Err(refused(&code, detail)),
+        other => Ok(Json(other).into_response()),
+    }
+}
+
+/// The problem for a wire error code.
+pub fn refused(code: &str, detail: String) -> Problem {
+    let (status, slug, title) = match code {
+        code::BAD_MESSAGE => (StatusCode::BAD_REQUEST, "waiting-room/bad_message", "Bad message"),
+        code::BAD_ANSWER => (StatusCode::BAD_REQUEST, "waiting-room/bad_answer", "Wrong proof-of-work answer"),
+        code::BAD_CHALLENGE => (StatusCode::BAD_REQUEST, "waiting-room/bad_challenge", "Bad challenge"),
+        code::BAD_TOKEN => (StatusCode::UNAUTHORIZED, "waiting-room/bad_token", "Bad fan token"),
+        code::BAD_TICKET => (StatusCode::FORBIDDEN, "waiting-room/bad_ticket", "Bad ticket"),
+        code::WRONG_EVENT => (StatusCode::FORBIDDEN, "waiting-room/wrong_event", "Ticket for another event"),
+        code::WRONG_FAN => (StatusCode::FORBIDDEN, "waiting-room/wrong_fan", "Ticket of another fan"),
+        code::NO_ROOM => (StatusCode::NOT_FOUND, "waiting-room/no_room", "No waiting room"),
+        code::RATE_LIMITED => (StatusCode::TOO_MANY_REQUESTS, "waiting-room/rate_limited", "Too many requests"),
+        code::BUSY => (StatusCode::SERVICE_UNAVAILABLE, "waiting-room/busy", "Waiting room busy"),
+        code::OUT_OF_ORDER => (StatusCode::CONFLICT, "waiting-room/out_of_order", "Message out of order"),
+        _ => (StatusCode::BAD_REQUEST, "waiting-room/refused", "Refused"),
+    };
+    Problem::new(status, slug, title, detail).with("code", code)
+}
+
+fn no_token() -> Problem {
+    refused(code::BAD_TOKEN, "send the fan token as `Authorization: Bearer <token>`".into())
+}
+
+/// The bearer token of the `Authorization` header.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}
+
+/// A JSON body, unknown fields refused; every failure is a 4xx.
+fn json_body<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> Result<T, Problem> {
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Problem::payload_too_large(format!("the body is over {BODY_BYTES_MAX} bytes")),
+        _ => Problem::bad_request(rejection.body_text()),
+    })?;
+    serde_json::from_slice(&body).map_err(|error| refused(code::BAD_MESSAGE, format!("bad json body: {error}")))
+}
+
+fn peer_ip(peer: Peer) -> IpAddr {
+    peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |Extension(ConnectInfo(addr))| addr.ip().to_canonical())
+}
