@@ -209,7 +209,7 @@ impl Shared {
 
 impl Shared {
     /// Keys under `prefix`, in key order, at most `limit`, without the group prefix; values are
-    /// not read out (a room row is tens of kilobytes).
+    /// not read out.
     fn scan_keys(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, Fault> {
         let full_prefix = db::key(self.group, prefix);
         let mut iter = self.db.raw_iterator_cf(cf(&self.db, CF_SM));
@@ -260,22 +260,24 @@ impl Shared {
         Ok(QueryResult::Digest { applied_index: meta.last_applied.map(|l| l.index), digest })
     }
 
+    /// Rows of `view` under `prefix`, in key order, at most `limit`; keys without the group prefix.
+    fn scan_view(&self, view: &rocksdb::Snapshot<'_>, prefix: &[u8], limit: usize) -> Result<Vec<RawRow>, Fault> {
+        let start = db::key(self.group, prefix);
+        let mut rows = Vec::new();
+        for item in view.iterator_cf(cf(&self.db, CF_SM), IteratorMode::From(&start, Direction::Forward)) {
+            let (key, value) = item.map_err(|e| db_fault(prefix, e))?;
+            if !key.starts_with(&start) || rows.len() >= limit {
+                break;
+            }
+            rows.push((key[4..].to_vec(), value.to_vec()));
+        }
+        Ok(rows)
+    }
+
     /// Every ticket row and booking of an event, read from one view.
     fn event_state(&self, event: EventId) -> Result<QueryResult, Fault> {
         let view = self.db.snapshot();
-        let family = cf(&self.db, CF_SM);
-        let scan = |prefix: Vec<u8>| -> Result<Vec<RawRow>, Fault> {
-            let start = db::key(self.group, &prefix);
-            let mut rows = Vec::new();
-            for item in view.iterator_cf(family, IteratorMode::From(&start, Direction::Forward)) {
-                let (key, value) = item.map_err(|e| db_fault(&prefix, e))?;
-                if !key.starts_with(&start) || rows.len() >= SCAN_ROWS_MAX {
-                    break;
-                }
-                rows.push((key[4..].to_vec(), value.to_vec()));
-            }
-            Ok(rows)
-        };
+        let scan = |prefix: Vec<u8>| self.scan_view(&view, &prefix, SCAN_ROWS_MAX);
         let mut tickets = Vec::new();
         for (key, value) in scan(keys::tickets_of(event))? {
             let ticket = keys::ticket_of_key(&key).ok_or_else(|| Fault::corrupt(&key, "short ticket key"))?;
@@ -284,6 +286,19 @@ impl Shared {
         let bookings =
             scan(keys::bookings_of(event))?.iter().map(|(k, v)| ledger::decode(k, v)).collect::<Result<_, _>>()?;
         Ok(QueryResult::EventState { tickets, bookings })
+    }
+
+    /// An event's room whole: its core, passes and reports rows, read from one view so that they
+    /// agree (a tick writes the core and the passes together).
+    fn room(&self, event: EventId) -> Result<QueryResult, Fault> {
+        let view = self.db.snapshot();
+        let get = |suffix: &[u8]| {
+            view.get_cf(cf(&self.db, CF_SM), db::key(self.group, suffix)).map_err(|e| db_fault(suffix, e))
+        };
+        let Some(core) = get(&keys::room(event))? else { return Ok(QueryResult::Room(None)) };
+        let passes = get(&keys::room_passes(event))?;
+        let reports = self.scan_view(&view, &keys::room_reports(event), ledger::room::ROOM_NODES_MAX)?;
+        Ok(QueryResult::Room(Some(ledger::room::state_of(event, &core, passes.as_deref(), &reports)?)))
     }
 }
 
@@ -634,7 +649,7 @@ impl Reader {
                 QueryResult::Bookings(bookings)
             }
             Query::Digest => s.digest()?,
-            Query::Room(event) => QueryResult::Room(s.read(&keys::room(*event))?),
+            Query::Room(event) => s.room(*event)?,
             Query::Rooms { limit } => {
                 let limit = (*limit).min(ledger::room::ROOMS_LISTED_MAX) as usize;
                 let mut events = Vec::new();
@@ -691,8 +706,31 @@ mod tests {
     use crate::ledger::tests::{event, map};
 
     fn entry(index: u64, command: Command) -> Entry {
+        entry_at(index, 1_000 + index, command)
+    }
+
+    fn entry_at(index: u64, at: Millis, command: Command) -> Entry {
         let log_id = LogId::new(CommittedLeaderId::new(1, 1), index);
-        Entry { log_id, payload: EntryPayload::Normal(Batch { at: 1_000 + index, commands: vec![command] }) }
+        Entry { log_id, payload: EntryPayload::Normal(Batch { at, commands: vec![command] }) }
+    }
+
+    /// A report of node `node`'s one place, built after an on-sale at 5,000.
+    fn room_report(node: u16) -> model::room::RoomReport {
+        let place = model::room::Place { class: model::room::CLASS_ONSALE, primary: 5_500, node, seq: 1 };
+        model::room::RoomReport {
+            boot: 1,
+            seq: 1,
+            clock_ms: 6_000,
+            live: 1,
+            connected: 1,
+            complete_to: model::room::Place::onsale_floor(6_000),
+            front: vec![place],
+            quantiles: Vec::new(),
+            abandoned: 0,
+            endpoint: format!("10.0.0.{node}:4433"),
+            cert_sha256: "ab".repeat(32),
+            uncertainty_ms: 5,
+        }
     }
 
     fn hold(nonce: u64) -> Command {
@@ -700,7 +738,8 @@ mod tests {
         Command::Hold { booking, user: 1, tickets: vec![2], ttl_ms: 60_000, fan_tickets_max: 0, idempotency: None }
     }
 
-    /// A room reads back whole, and the group lists the events that have one.
+    /// A room reads back whole (its core, passes and reports by node), and the group lists the
+    /// events that have one.
     #[tokio::test]
     async fn rooms_are_read_and_listed() {
         let dir = tempfile::tempdir().unwrap();
@@ -727,10 +766,23 @@ mod tests {
                 sm.apply([entry(index, configure)]).await.unwrap();
             }
         }
+        for node in [2, 1] {
+            index += 1;
+            let report = Command::RoomReport { event: 9, node: u64::from(node), report: room_report(node) };
+            sm.apply([entry_at(index, 6_000, report)]).await.unwrap();
+        }
+        sm.apply([entry_at(index + 1, 6_000, Command::RoomTick { event: 9, step: 1 })]).await.unwrap();
         assert_eq!(reader.query(&Query::Rooms { limit: 10 }).unwrap(), QueryResult::Rooms(vec![7, 9]));
         assert_eq!(reader.query(&Query::Rooms { limit: 1 }).unwrap(), QueryResult::Rooms(vec![7]));
         let QueryResult::Room(Some(room)) = reader.query(&Query::Room(9)).unwrap() else { panic!("a room") };
-        assert_eq!((room.event, room.settings), (9, settings));
+        assert_eq!((room.event, room.settings, room.admitted_total), (9, settings, 2));
+        let stamps: Vec<(u64, Millis)> = room.reports.iter().map(|(node, at, _)| (*node, *at)).collect();
+        assert_eq!(stamps, vec![(1, 6_000), (2, 6_000)], "reports by node, with their stamps");
+        assert_eq!(room.reports[1].2, room_report(2));
+        assert_eq!(room.passes.len(), 1, "the tick that passed both places");
+        assert_eq!(room.used, vec![(1, 1, 1), (2, 1, 1)]);
+        let QueryResult::Room(Some(other)) = reader.query(&Query::Room(7)).unwrap() else { panic!("a room") };
+        assert!(other.reports.is_empty() && other.passes.is_empty(), "another event's rows stay its own");
         assert_eq!(reader.query(&Query::Room(8)).unwrap(), QueryResult::Room(None));
     }
 

@@ -149,22 +149,44 @@ fn admit<C: Cluster>(node: &RoomNode<C>, room: &RoomState, seen: &mut Seen) {
     }
 }
 
-/// Asks admission for passed places no tick of this node counted (at most once a second).
+/// Asks admission for passed places no tick of this node counted (at most once a second), and
+/// tells the fans whose admission window closed before they came back that their place lapsed.
+///
+/// A late admission's token is the one any node gives for the place (it ends `admission_ms`
+/// after the watermark passed the place): a fan who moved nodes after its admission gets the
+/// same token again, never a second admission. The shopping slot a late admission takes may then
+/// be the place's second (if a tick counted it on a node that died): that errs on the safe side.
 async fn late<C: Cluster>(node: &RoomNode<C>, known: &Known, seen: &mut Seen, now: Millis) {
     if now < seen.late_last_at + BEAT_INTERVAL_MS {
         return;
     }
     let room = &known.state;
-    let waiting: Vec<Place> = {
-        let lines = node.lines.lock().expect("lines lock");
-        let Some(line) = lines.get(&room.event) else { return };
-        line.waiters
-            .iter()
-            .filter(|(_, w)| w.late && w.admitted.is_none())
-            .map(|(p, _)| *p)
-            .take(LATE_BATCH_MAX as usize)
-            .collect()
+    let (waiting, lapsed) = {
+        let mut lines = node.lines.lock().expect("lines lock");
+        let Some(line) = lines.get_mut(&room.event) else { return };
+        let mut waiting = Vec::new();
+        let mut lapsed = Vec::new();
+        for (place, waiter) in line.waiters.iter().filter(|(_, w)| w.late && w.admitted.is_none()) {
+            match room.passed_at(place) {
+                Some(at) if now < at + room.settings.admission_ms => waiting.push((*place, at)),
+                _ => lapsed.push((*place, waiter.session)),
+            }
+            if waiting.len() >= LATE_BATCH_MAX as usize {
+                break;
+            }
+        }
+        for (place, _) in &lapsed {
+            line.forget(place);
+        }
+        (waiting, lapsed)
     };
+    for (_, session) in lapsed {
+        if let Some(session) = session {
+            let detail = "your turn came while we did not hear from you, and its admission window has closed: \
+                          join again for a new place";
+            node.send(session, ServerMsg::Lapsed { detail: detail.into() });
+        }
+    }
     if waiting.is_empty() {
         return;
     }
@@ -177,14 +199,14 @@ async fn late<C: Cluster>(node: &RoomNode<C>, known: &Known, seen: &mut Seen, no
         seq: seen.late_seq,
         count: waiting.len() as u32,
     };
-    let Ok(Outcome::LateAdmitted { granted, at }) = node.cluster.write(known.group, command).await else { return };
+    let Ok(Outcome::LateAdmitted { granted, .. }) = node.cluster.write(known.group, command).await else { return };
     let mut sends = Vec::new();
     {
         let mut lines = node.lines.lock().expect("lines lock");
         let Some(line) = lines.get_mut(&room.event) else { return };
-        for place in waiting.into_iter().take(granted as usize) {
+        for (place, passed_at) in waiting.into_iter().take(granted as usize) {
             let Some(waiter) = line.waiters.get_mut(&place) else { continue };
-            let (token, expires_at) = node.admission(room, waiter.fan, place, at);
+            let (token, expires_at) = node.admission(room, waiter.fan, place, passed_at);
             waiter.admitted = Some((token.clone(), expires_at));
             waiter.late = false;
             node.counters.admitted.fetch_add(1, Ordering::Relaxed);

@@ -153,6 +153,15 @@ impl Line {
         }
     }
 
+    /// Drops a place (its fan is told why by the caller).
+    pub fn forget(&mut self, place: &Place) {
+        if let Some(waiter) = self.waiters.remove(place) {
+            if self.by_fan.get(&waiter.fan) == Some(place) {
+                self.by_fan.remove(&waiter.fan);
+            }
+        }
+    }
+
     /// Whether the tick that used report `seq` counted `place`.
     pub fn counted(&self, seq: u64, place: &Place) -> bool {
         self.reports.iter().find(|(s, _)| *s == seq).is_some_and(|(_, front)| front.binary_search(place).is_ok())

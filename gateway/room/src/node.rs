@@ -61,6 +61,8 @@ impl RoomConfig {
 pub(crate) struct Session {
     pub tx: mpsc::Sender<ServerMsg>,
     pub peer: IpAddr,
+    /// HTTP sessions are not sent to a home node: the fallback has no node addresses to follow.
+    pub via: Via,
     /// Set by a hello: the event and the fan, who may now join.
     pub fan: Option<(EventId, UserId)>,
     /// The place this session listens for.
@@ -190,6 +192,22 @@ impl<C: Cluster> RoomNode<C> {
         (self.keys.admission(&claims), expires_at)
     }
 
+    /// The fan's home node if it is another one: each fan joins at one node (the highest of a
+    /// hash of event, fan and node over the nodes with a fresh report), which remembers its
+    /// place, so that joining again anywhere finds the same place. Pre-sale places need no home:
+    /// the draw gives the same place everywhere.
+    fn home_elsewhere(&self, room: &RoomState, fan: UserId, now: Millis) -> Option<NodeView> {
+        let score = |node: NodeId| {
+            use std::hash::Hasher;
+            let mut hasher = siphasher::sip::SipHasher13::new_with_keys(room.event, fan);
+            hasher.write_u64(node);
+            hasher.finish()
+        };
+        let me = self.config.node;
+        let home = self.other_nodes(room, now).into_iter().max_by_key(|n| score(n.node))?;
+        (score(home.node) > score(me)).then_some(home)
+    }
+
     /// Other nodes a fan may try, freshest reports first.
     fn other_nodes(&self, room: &RoomState, now: Millis) -> Vec<NodeView> {
         room.reports
@@ -218,8 +236,10 @@ impl<C: Cluster> RoomNode<C> {
             return vec![error(code::NO_ROOM, format!("event {event} has no waiting room open"))];
         };
         let room = &known.state;
+        let mut via = Via::Http;
         if let Some(session) = self.sessions.lock().expect("sessions lock").get_mut(&session) {
             session.fan = Some((event, fan));
+            via = session.via;
         }
         if let Some(ticket) = ticket {
             return match self.keys.open_ticket(ticket, event, fan) {
@@ -234,6 +254,12 @@ impl<C: Cluster> RoomNode<C> {
         if let Some(place) = existing {
             let ticket = self.keys.ticket(&TicketClaims { e: event, u: fan, p: place });
             return self.attach(session, room, fan, place, ticket, now);
+        }
+        if room.settings.on_sale_at <= now && via != Via::Http {
+            if let Some(home) = self.home_elsewhere(room, fan, now) {
+                let detail = "this fan's place is kept by another node: join there".to_string();
+                return vec![ServerMsg::Redirect { nodes: vec![home], detail }];
+            }
         }
         let bits = room.settings.pow_bits;
         vec![ServerMsg::Challenge { challenge: self.keys.challenge(event, fan, bits, now), bits }]
@@ -403,7 +429,7 @@ fn refused(refusal: Refusal) -> ServerMsg {
 }
 
 impl<C: Cluster> Sessions for RoomNode<C> {
-    fn open(&self, peer: IpAddr, _via: Via) -> (SessionId, mpsc::Receiver<ServerMsg>) {
+    fn open(&self, peer: IpAddr, via: Via) -> (SessionId, mpsc::Receiver<ServerMsg>) {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(SESSION_QUEUE_MAX);
         let mut sessions = self.sessions.lock().expect("sessions lock");
@@ -411,7 +437,7 @@ impl<C: Cluster> Sessions for RoomNode<C> {
             let _ = tx.try_send(error(code::BUSY, "this node holds as many fans as it can: try another node"));
             return (id, rx);
         }
-        sessions.insert(id, Session { tx, peer, fan: None, place: None });
+        sessions.insert(id, Session { tx, peer, via, fan: None, place: None });
         (id, rx)
     }
 

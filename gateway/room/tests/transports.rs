@@ -17,7 +17,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, RwLock};
 
 /// The memory test takes it alone, every other test shares it, so that the RSS it reads grows
@@ -390,30 +390,90 @@ async fn open_fan(client: &quinn::Endpoint, addr: SocketAddr) -> FanConn {
     (conn, out, recv)
 }
 
+/// Where the fans' process connects, when this test binary runs as the fans (see below).
+const FANS_ADDR_ENV: &str = "ROOM_TEST_FANS_ADDR";
+/// The certificate pin the fans' process uses.
+const FANS_PIN_ENV: &str = "ROOM_TEST_FANS_PIN";
+/// Fans opened before the first measure, so that one-time allocations are not counted.
+const WARM_FANS: usize = 200;
+/// Fans measured.
+const FANS: usize = 2_000;
+
+/// The RSS growth of the endpoint's process per connection, each with one stream held open past
+/// its challenge. The fans run in a child process (this test binary again, in the fans' role),
+/// so that only the server's memory is measured.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_fan_connection_costs_little_memory() {
+    if let (Ok(addr), Ok(pin)) = (std::env::var(FANS_ADDR_ENV), std::env::var(FANS_PIN_ENV)) {
+        return be_the_fans(addr.parse().unwrap(), &pin).await;
+    }
     let _alone = SERIAL.write().await;
     let room = room(EndpointConfig::default()).await;
-    let client = native_client(&room.endpoint.cert_sha256);
-    let addr = room.endpoint.local_addr;
-    let warm = open_fans(&client, addr, 200).await;
-    let fans_count = 2_000;
+    let mut fans = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["an_idle_fan_connection_costs_little_memory", "--exact", "--nocapture", "--test-threads=1"])
+        .env(FANS_ADDR_ENV, room.endpoint.local_addr.to_string())
+        .env(FANS_PIN_ENV, &room.endpoint.cert_sha256)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut said = tokio::io::BufReader::new(fans.stdout.take().unwrap()).lines();
+    let mut go = fans.stdin.take().unwrap();
+    wait_for_line(&mut said, "fans warm").await;
     let before = rss_bytes();
-    let fans = open_fans(&client, addr, fans_count).await;
+    go.write_all(b"go\n").await.unwrap();
+    wait_for_line(&mut said, "fans ready").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = rss_bytes();
-    let per_connection = after.saturating_sub(before) / fans_count as u64;
+    let per_connection = after.saturating_sub(before) / FANS as u64;
     println!(
-        "rss {} KiB -> {} KiB for {fans_count} native connections with one stream each (client and server \
-         in this process): {} bytes per connection",
+        "endpoint rss {} KiB -> {} KiB for {FANS} more native connections with one stream each: \
+         {per_connection} bytes per connection",
         before / 1024,
         after / 1024,
-        per_connection
     );
     let stats = room.endpoint.stats();
-    assert_eq!((stats.connections_open, stats.sessions_open), (fans_count + 200, fans_count + 200));
+    assert_eq!((stats.connections_open, stats.sessions_open), (WARM_FANS + FANS, WARM_FANS + FANS));
     assert!(per_connection < 64 * 1024, "{per_connection} bytes per connection");
+    drop(go);
+    let exited = tokio::time::timeout(Duration::from_secs(30), fans.wait()).await.unwrap().unwrap();
+    assert!(exited.success(), "the fans' process failed: {exited}");
+}
+
+/// The fans' role: opens the warm fans, says so, waits for a line, opens the measured fans, says
+/// so, and holds them until its input closes.
+async fn be_the_fans(addr: SocketAddr, pin: &str) {
+    let client = native_client(pin);
+    let warm = open_fans(&client, addr, WARM_FANS).await;
+    println!("fans warm");
+    assert_eq!(told().await, "go\n");
+    let fans = open_fans(&client, addr, FANS).await;
+    println!("fans ready");
+    assert_eq!(told().await, "", "held until the measure is done");
     drop((warm, fans));
+}
+
+/// The next line of the fans' input ("" at its end).
+async fn told() -> String {
+    let reading = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    });
+    reading.await.unwrap().unwrap()
+}
+
+async fn wait_for_line(lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>, want: &str) {
+    let waiting = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            eprintln!("CHILD: {line}");
+            if line == want {
+                return;
+            }
+        }
+        panic!("the fans' process ended before saying {want:?}");
+    };
+    tokio::time::timeout(Duration::from_secs(120), waiting).await.expect("the fans in time");
 }
 
 /// The HTTP routes over an echo, served on 127.0.0.1 with the peers' addresses.

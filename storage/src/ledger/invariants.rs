@@ -10,8 +10,8 @@
 //! The rows are read through the same [`Rows`] apply writes to, so a check sees this command's
 //! own changes; the cost is one in-memory read per ticket of the booking.
 
-use model::room::{Place, RoomState};
-use model::{Booking, BookingId, Millis, TicketId, TicketState};
+use model::room::Place;
+use model::{Booking, BookingId, EventId, Millis, TicketId, TicketState};
 
 use crate::ledger::keys;
 use crate::ledger::rows::{read, Fault, Rows};
@@ -80,18 +80,27 @@ pub struct RoomBefore {
     pub shopping: u64,
 }
 
+/// A room as it stands after a tick or a late admission, for [`assert_admitted`].
+pub struct RoomAfter {
+    pub event: EventId,
+    pub watermark: Option<Place>,
+    /// Fans shopping at the command's stamp, after it admitted.
+    pub shopping: u64,
+    /// The room's shopping limit.
+    pub shopping_max: u32,
+}
+
 /// After a tick or a late admission: the watermark did not move back, no more fans were admitted
 /// than the rate and the shopping limit allowed (`allowed`), and no more fans shop than the limit
 /// unless more already did (a lowered limit is waited out, never broken further).
-pub fn assert_admitted(before: &RoomBefore, room: &RoomState, at: Millis, admitted: u64, allowed: u64) {
-    assert!(room.watermark >= before.watermark, "the watermark of room {} moved back", room.event);
-    assert!(admitted <= allowed, "room {} admitted {admitted} where {allowed} were allowed", room.event);
-    let shopping = room.shopping(at);
-    let max = u64::from(room.settings.shopping_max);
+pub fn assert_admitted(before: &RoomBefore, after: &RoomAfter, admitted: u64, allowed: u64) {
+    let room = after.event;
+    assert!(after.watermark >= before.watermark, "the watermark of room {room} moved back");
+    assert!(admitted <= allowed, "room {room} admitted {admitted} where {allowed} were allowed");
+    let (shopping, max) = (after.shopping, u64::from(after.shopping_max));
     assert!(
         shopping <= max || shopping <= before.shopping,
-        "room {} has {shopping} fans shopping over its limit of {max} (before: {})",
-        room.event,
+        "room {room} has {shopping} fans shopping over its limit of {max} (before: {})",
         before.shopping
     );
 }
@@ -159,52 +168,24 @@ mod tests {
         assert!(sold.is_err(), "a ticket sold to the released booking breaks the freed invariant");
     }
 
-    fn room(watermark: Option<model::room::Place>, ends: Vec<(u64, u64)>, shopping_max: u32) -> RoomState {
-        let settings = model::room::RoomSettings {
-            enabled: true,
-            on_sale_at: 0,
-            rate_per_min: 60,
-            shopping_max,
-            admission_ms: 60_000,
-            pow_bits: 0,
-            paused: false,
-            abandon_ms: 60_000,
-        };
-        RoomState {
-            event: 1,
-            settings,
-            draw_key: [0; 16],
-            step: 1,
-            watermark,
-            segment_since: 0,
-            segment_admitted: 0,
-            admitted_total: 0,
-            late_total: 0,
-            done_total: 0,
-            abandoned_total: 0,
-            ends,
-            passes: vec![],
-            reports: vec![],
-            used: vec![],
-            last_tick_at: 0,
-            late: vec![],
-        }
+    fn after(watermark: Option<Place>, shopping: u64, shopping_max: u32) -> RoomAfter {
+        RoomAfter { event: 1, watermark, shopping, shopping_max }
     }
 
     #[test]
     fn an_admission_that_moves_the_watermark_back_or_overfills_the_room_stops_the_ledger() {
-        let place = |seq| Some(model::room::Place { class: 1, primary: 5, node: 1, seq });
+        let place = |seq| Some(Place { class: 1, primary: 5, node: 1, seq });
         let before = RoomBefore { watermark: place(2), shopping: 1 };
-        assert_admitted(&before, &room(place(3), vec![(9, 2)], 2), 0, 1, 1);
-        let back = std::panic::catch_unwind(|| assert_admitted(&before, &room(place(1), vec![], 2), 0, 0, 1));
+        assert_admitted(&before, &after(place(3), 2, 2), 1, 1);
+        let back = std::panic::catch_unwind(|| assert_admitted(&before, &after(place(1), 0, 2), 0, 1));
         assert!(back.is_err(), "a watermark moved back breaks the invariant");
-        let over = std::panic::catch_unwind(|| assert_admitted(&before, &room(place(3), vec![(9, 3)], 2), 0, 2, 2));
+        let over = std::panic::catch_unwind(|| assert_admitted(&before, &after(place(3), 3, 2), 2, 2));
         assert!(over.is_err(), "more fans shopping than the limit breaks the invariant");
-        let unallowed = std::panic::catch_unwind(|| assert_admitted(&before, &room(place(3), vec![], 2), 0, 2, 1));
+        let unallowed = std::panic::catch_unwind(|| assert_admitted(&before, &after(place(3), 0, 2), 2, 1));
         assert!(unallowed.is_err(), "passing more than allowed breaks the invariant");
         // A limit lowered below the fans already shopping is waited out, not broken.
         let lowered = RoomBefore { watermark: place(2), shopping: 3 };
-        assert_admitted(&lowered, &room(place(2), vec![(9, 3)], 2), 0, 0, 0);
+        assert_admitted(&lowered, &after(place(2), 3, 2), 0, 0);
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! Row keys within a group. Numbers are big endian so that keys sort by them; a key starts
 //! with a one-byte tag, and `0x00` is reserved for the state machine's own metadata.
 //!
-//! Tags in use (a new kind of row takes a free one): `a` room, `b` booking, `c` counters,
-//! `e` event, `f` fan's booking, `h` booking's admitted place, `i` start index, `k` idempotency
-//! key, `l` placement, `m` email, `n` sold count, `o` admitted place's booking, `p` performer,
-//! `q` pending payment, `r` created request, `s` seat map, `t` ticket, `u` user, `v` venue,
-//! `w` webhook.
+//! Tags in use (a new kind of row takes a free one): `a` room's core, `b` booking, `c` counters,
+//! `e` event, `f` fan's booking, `g` room's passes, `h` booking's admitted place, `i` start
+//! index, `j` node's room report, `k` idempotency key, `l` placement, `m` email, `n` sold count,
+//! `o` admitted place's booking, `p` performer, `q` pending payment, `r` created request, `s` seat
+//! map, `t` ticket, `u` user, `v` venue, `w` webhook.
 
 use model::room::Place;
-use model::{BookingId, EventId, Millis, TicketId};
+use model::{BookingId, EventId, Millis, NodeId, TicketId};
 
 pub const META: &[u8] = &[0x00];
 pub const COUNTERS: &[u8] = b"c";
@@ -113,7 +113,7 @@ pub fn event_of_key(key: &[u8]) -> Option<EventId> {
 pub fn webhook(event: &str) -> Vec<u8> {
     tagged(b'w', &[event.as_bytes()])
 }
-/// An event's waiting room: `a{event}` → the room's state.
+/// An event's waiting room: `a{event}` → the room's core (all but its passes and reports).
 pub fn room(event: EventId) -> Vec<u8> {
     tagged(b'a', &[&event.to_be_bytes()])
 }
@@ -121,6 +121,22 @@ pub const ROOMS_PREFIX: &[u8] = b"a";
 /// The event of a room row's key.
 pub fn event_of_room_key(key: &[u8]) -> Option<EventId> {
     (key.len() == 9 && key[0] == b'a').then(|| u64::from_be_bytes(key[1..9].try_into().expect("8 bytes")))
+}
+/// The passes of an event's room: `g{event}` → the ticks that moved its watermark, oldest first.
+pub fn room_passes(event: EventId) -> Vec<u8> {
+    tagged(b'g', &[&event.to_be_bytes()])
+}
+/// A node's report to an event's room: `j{event}{node}` → (the report's stamp, the report).
+pub fn room_report(event: EventId, node: NodeId) -> Vec<u8> {
+    tagged(b'j', &[&event.to_be_bytes(), &node.to_be_bytes()])
+}
+/// The prefix of every report row of an event's room (they sort by node).
+pub fn room_reports(event: EventId) -> Vec<u8> {
+    tagged(b'j', &[&event.to_be_bytes()])
+}
+/// The node of a room report row's key.
+pub fn node_of_room_report_key(key: &[u8]) -> Option<NodeId> {
+    (key.len() == 17 && key[0] == b'j').then(|| u64::from_be_bytes(key[9..17].try_into().expect("8 bytes")))
 }
 /// The booking made under an admitted place: `o{event}{place}` → the slot.
 pub fn slot(event: EventId, place: &Place) -> Vec<u8> {

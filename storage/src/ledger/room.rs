@@ -2,17 +2,26 @@
 //! settings, the nodes' reports on the fans they hold, the leader's ticks that move the admission
 //! watermark at the room's rate, late admissions, and the holds made under an admission.
 //!
-//! Rows this module keeps (keys in [`crate::ledger::keys`]):
-//! - `a{event}`: the room ([`RoomState`]). Its size depends on the nodes that report (one report
-//!   each, at most [`REPORT_FRONT_MAX`] places) and on how long an admission lasts (passes and
-//!   shopping ends), never on how many fans wait;
+//! Rows this module keeps (keys in [`crate::ledger::keys`]), split by who writes them so that
+//! the commands that come at the admission rate (holds, releases, confirms and payment starts
+//! under an admission) read and write a few kilobytes, never the nodes' reports:
+//! - `a{event}`: the room's core (`RoomCore`): settings, draw key, step, watermark, metering
+//!   segment, counters, shopping ends, the reports the last tick used and late admissions. Its
+//!   size depends on how long a fan may shop (buckets of shopping ends) and on the nodes that
+//!   report, never on how many fans wait;
+//! - `g{event}`: the passes ([`Pass`]), written only by ticks; as many as an admission lasts
+//!   seconds, at most [`ROOM_PASSES_MAX`];
+//! - `j{event}{node}`: a node's report and its stamp, written only by that node's reports; at
+//!   most [`REPORT_FRONT_MAX`] places, and at most [`ROOM_NODES_MAX`] nodes per room;
 //! - `o{event}{place}`: the booking made under an admitted place ([`SlotRow`]), one per place;
 //! - `h{event}{nonce}`: the place a booking was made under, so that releasing or confirming the
 //!   booking ends its fan's shopping.
 //!
 //! Fans shopping are counted by when their shopping ends, in [`ROOM_BUCKET_MS`] buckets
-//! (`RoomState::ends`): an admission counts until it ends, a booking made under it until its
+//! (the core's `ends`): an admission counts until it ends, a booking made under it until its
 //! hold ends, and a release or a confirmation takes the fan out at once.
+//!
+//! [`RoomState`], the room as a query reads it, is the three put together ([`state`]).
 
 use model::room::{
     Admission, Pass, Place, RoomReport, RoomSettings, RoomState, REPORT_FRESH_MS, REPORT_FRONT_MAX,
@@ -22,9 +31,9 @@ use model::{Booking, BookingId, Command, EventId, Idempotency, Millis, NodeId, O
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::booking::{self, HOLD_TTL_HARD_MAX_MS};
-use crate::ledger::invariants::{self, RoomBefore};
+use crate::ledger::invariants::{self, RoomAfter, RoomBefore};
 use crate::ledger::keys;
-use crate::ledger::rows::{decode, read, write, Fault, Rows};
+use crate::ledger::rows::{decode, read, write, Fault, RawRow, Rows};
 
 /// Most nodes a room keeps a report (and a late admission) of.
 pub const ROOM_NODES_MAX: usize = 64;
@@ -48,14 +57,79 @@ pub const TICK_BURST_MS: Millis = 3_000;
 pub struct SlotRow {
     /// The one booking the place may make; a retry of it is let through.
     pub booking: BookingId,
-    /// The bucket of `RoomState::ends` that counts this fan.
+    /// The bucket of the core's `ends` that counts this fan.
     pub bucket: u64,
     /// The booking was released or confirmed: the fan no longer shops.
     pub ended: bool,
 }
 
-/// The first fields of a room row, decoded alone (bincode writes fields in order and a decode
-/// may leave bytes over): what a hold needs, without the reports and passes behind them.
+/// The room's core row (`a{event}`): every field of [`RoomState`] but the passes and the nodes'
+/// reports, which have rows of their own. The fields mean what they mean there.
+#[derive(Debug, Serialize, Deserialize)]
+struct RoomCore {
+    event: EventId,
+    settings: RoomSettings,
+    draw_key: [u8; 16],
+    step: u64,
+    watermark: Option<Place>,
+    segment_since: Millis,
+    segment_admitted: u64,
+    admitted_total: u64,
+    late_total: u64,
+    done_total: u64,
+    abandoned_total: u64,
+    ends: Vec<(u64, u64)>,
+    used: Vec<(NodeId, u64, u64)>,
+    last_tick_at: Millis,
+    late: Vec<(NodeId, u64, u64, u32)>,
+    /// How many nodes have a report row: a new node is refused beyond [`ROOM_NODES_MAX`]
+    /// without reading the others' reports.
+    nodes_reported: u32,
+}
+
+impl RoomCore {
+    /// Fans shopping at `at`: admitted and not done, by the end of their shopping.
+    fn shopping(&self, at: Millis) -> u64 {
+        let now = bucket(at);
+        self.ends.iter().filter(|(b, _)| *b > now).map(|(_, n)| n).sum()
+    }
+
+    /// What [`invariants::assert_admitted`] checks after an admission at `at`.
+    fn after(&self, at: Millis) -> RoomAfter {
+        RoomAfter {
+            event: self.event,
+            watermark: self.watermark,
+            shopping: self.shopping(at),
+            shopping_max: self.settings.shopping_max,
+        }
+    }
+
+    /// The room whole, with its passes and its reports (by node).
+    fn into_state(self, passes: Vec<Pass>, reports: Vec<Report>) -> RoomState {
+        RoomState {
+            event: self.event,
+            settings: self.settings,
+            draw_key: self.draw_key,
+            step: self.step,
+            watermark: self.watermark,
+            segment_since: self.segment_since,
+            segment_admitted: self.segment_admitted,
+            admitted_total: self.admitted_total,
+            late_total: self.late_total,
+            done_total: self.done_total,
+            abandoned_total: self.abandoned_total,
+            ends: self.ends,
+            passes,
+            reports,
+            used: self.used,
+            last_tick_at: self.last_tick_at,
+            late: self.late,
+        }
+    }
+}
+
+/// The first fields of a core row, decoded alone (bincode writes fields in order and a decode
+/// may leave bytes over): what a hold needs, without the counters and shopping ends behind them.
 #[derive(Debug, Deserialize)]
 struct RoomHead {
     _event: EventId,
@@ -65,17 +139,63 @@ struct RoomHead {
     watermark: Option<Place>,
 }
 
-fn load(rows: &impl Rows, event: EventId) -> Result<Option<RoomState>, Fault> {
+/// A node's report as a tick and a query use it: `(node, stamp, report)`. Its row keeps the
+/// stamp and the report (the node is in the key).
+type Report = (NodeId, Millis, RoomReport);
+
+fn load(rows: &impl Rows, event: EventId) -> Result<Option<RoomCore>, Fault> {
     read(rows, &keys::room(event))
 }
 
-fn save(rows: &mut impl Rows, room: &RoomState) {
+fn save(rows: &mut impl Rows, room: &RoomCore) {
     write(rows, keys::room(room.event), room);
 }
 
 fn head(rows: &impl Rows, event: EventId) -> Result<Option<RoomHead>, Fault> {
     let key = keys::room(event);
     rows.get(&key)?.map(|bytes| decode(&key, &bytes)).transpose()
+}
+
+fn load_passes(rows: &impl Rows, event: EventId) -> Result<Vec<Pass>, Fault> {
+    Ok(read(rows, &keys::room_passes(event))?.unwrap_or_default())
+}
+
+fn decode_passes(event: EventId, bytes: Option<&[u8]>) -> Result<Vec<Pass>, Fault> {
+    Ok(bytes.map(|b| decode(&keys::room_passes(event), b)).transpose()?.unwrap_or_default())
+}
+
+/// The report rows of an event's room, by node (a room keeps at most [`ROOM_NODES_MAX`]).
+fn report_rows(rows: &impl Rows, event: EventId) -> Result<Vec<RawRow>, Fault> {
+    rows.scan(&keys::room_reports(event), ROOM_NODES_MAX)
+}
+
+fn decode_reports(rows: &[RawRow]) -> Result<Vec<Report>, Fault> {
+    rows.iter()
+        .map(|(key, value)| {
+            let node =
+                keys::node_of_room_report_key(key).ok_or_else(|| Fault::corrupt(key, "short room report key"))?;
+            let (at, report): (Millis, RoomReport) = decode(key, value)?;
+            Ok((node, at, report))
+        })
+        .collect()
+}
+
+fn load_reports(rows: &impl Rows, event: EventId) -> Result<Vec<Report>, Fault> {
+    decode_reports(&report_rows(rows, event)?)
+}
+
+/// An event's room whole (core, passes, and reports by node), or `None` if it has none.
+pub fn state(rows: &impl Rows, event: EventId) -> Result<Option<RoomState>, Fault> {
+    let Some(core) = rows.get(&keys::room(event))? else { return Ok(None) };
+    let passes = rows.get(&keys::room_passes(event))?;
+    state_of(event, &core, passes.as_deref(), &report_rows(rows, event)?).map(Some)
+}
+
+/// An event's room whole from its rows as stored: the core row's value, the passes row's (if
+/// any) and the report rows (`keys::room_reports(event)`, in key order), read from one view.
+pub fn state_of(event: EventId, core: &[u8], passes: Option<&[u8]>, reports: &[RawRow]) -> Result<RoomState, Fault> {
+    let core: RoomCore = decode(&keys::room(event), core)?;
+    Ok(core.into_state(decode_passes(event, passes)?, decode_reports(reports)?))
 }
 
 fn bucket(at: Millis) -> u64 {
@@ -108,16 +228,16 @@ fn take_end(ends: &mut Vec<(u64, u64)>, bucket: u64, n: u64) {
 }
 
 /// Fans who may still start shopping at `at` before the limit is reached.
-fn headroom(room: &RoomState, shopping: u64) -> u64 {
+fn headroom(room: &RoomCore, shopping: u64) -> u64 {
     u64::from(room.settings.shopping_max).saturating_sub(shopping)
 }
 
-fn restart_segment(room: &mut RoomState, at: Millis) {
+fn restart_segment(room: &mut RoomCore, at: Millis) {
     room.segment_since = at;
     room.segment_admitted = 0;
 }
 
-/// Sets an event's room up, or changes its settings.
+/// Sets an event's room up, or changes its settings; answers with the room whole.
 pub fn configure(
     rows: &mut impl Rows,
     at: Millis,
@@ -139,11 +259,12 @@ pub fn configure(
         },
     };
     save(rows, &room);
-    Ok(Outcome::RoomConfigured(room))
+    let (passes, reports) = (load_passes(rows, event)?, load_reports(rows, event)?);
+    Ok(Outcome::RoomConfigured(room.into_state(passes, reports)))
 }
 
-fn new_room(event: EventId, settings: &RoomSettings, draw_key: [u8; 16], at: Millis) -> RoomState {
-    RoomState {
+fn new_room(event: EventId, settings: &RoomSettings, draw_key: [u8; 16], at: Millis) -> RoomCore {
+    RoomCore {
         event,
         settings: settings.clone(),
         draw_key,
@@ -156,16 +277,15 @@ fn new_room(event: EventId, settings: &RoomSettings, draw_key: [u8; 16], at: Mil
         done_total: 0,
         abandoned_total: 0,
         ends: Vec::new(),
-        passes: Vec::new(),
-        reports: Vec::new(),
         used: Vec::new(),
         last_tick_at: at,
         late: Vec::new(),
+        nodes_reported: 0,
     }
 }
 
 /// The room with new settings; the draw key stays, and so does the on-sale time once it passed.
-fn reconfigured(mut room: RoomState, settings: &RoomSettings, at: Millis) -> Result<RoomState, Outcome> {
+fn reconfigured(mut room: RoomCore, settings: &RoomSettings, at: Millis) -> Result<RoomCore, Outcome> {
     let old = &room.settings;
     if at >= old.on_sale_at && settings.on_sale_at != old.on_sale_at {
         return Err(Outcome::Rejected("the on-sale time cannot change once the on-sale has begun".into()));
@@ -196,7 +316,8 @@ fn report_problem(report: &RoomReport) -> Option<String> {
     None
 }
 
-/// Keeps a node's report (the newest of each node's boot).
+/// Keeps a node's report (the newest of each node's boot) in the node's own row. The core row
+/// is written only when the report adds to the abandoned count or comes from a new node.
 pub fn report(
     rows: &mut impl Rows,
     at: Millis,
@@ -208,66 +329,72 @@ pub fn report(
     if let Some(problem) = report_problem(report) {
         return Ok(Outcome::Rejected(problem));
     }
-    let index = room.reports.binary_search_by_key(&node, |(n, _, _)| *n);
-    let abandoned = match index {
-        Ok(i) => {
-            let previous = &room.reports[i].2;
-            if previous.boot == report.boot && previous.seq >= report.seq {
+    let key = keys::room_report(event, node);
+    let previous: Option<(Millis, RoomReport)> = read(rows, &key)?;
+    let abandoned = match &previous {
+        Some((_, previous)) if previous.boot == report.boot => {
+            if previous.seq >= report.seq {
                 return Ok(Outcome::AlreadyApplied);
             }
-            let same_boot = previous.boot == report.boot;
-            if same_boot {
-                report.abandoned.saturating_sub(previous.abandoned)
-            } else {
-                report.abandoned
-            }
+            report.abandoned.saturating_sub(previous.abandoned)
         }
-        Err(_) if room.reports.len() >= ROOM_NODES_MAX => {
+        Some(_) => report.abandoned,
+        None if room.nodes_reported as usize >= ROOM_NODES_MAX => {
             return Ok(Outcome::Rejected(format!("a room keeps the reports of at most {ROOM_NODES_MAX} nodes")));
         }
-        Err(_) => report.abandoned,
+        None => report.abandoned,
     };
-    let entry = (node, at, report.clone());
-    match index {
-        Ok(i) => room.reports[i] = entry,
-        Err(i) => room.reports.insert(i, entry),
+    write(rows, key, &(at, report));
+    if previous.is_none() || abandoned > 0 {
+        room.nodes_reported += u32::from(previous.is_none());
+        room.abandoned_total = room.abandoned_total.saturating_add(abandoned);
+        save(rows, &room);
     }
-    room.abandoned_total = room.abandoned_total.saturating_add(abandoned);
-    save(rows, &room);
     Ok(Outcome::RoomReported { at })
 }
 
+/// Why a tick of `step` does not apply to the room, if it does not.
+fn out_of_step(room: &RoomCore, step: u64) -> Option<Outcome> {
+    if step == room.step + 1 {
+        return None;
+    }
+    Some(if step <= room.step { Outcome::AlreadyApplied } else { Outcome::Rejected("tick out of order".into()) })
+}
+
 /// The leader's tick: passes as many reported places as the rate and the shopping limit allow.
+/// It reads the core, the passes and (in an open room) the nodes' reports; it writes the core,
+/// and the passes when it added or forgot one.
 pub fn tick(rows: &mut impl Rows, at: Millis, event: EventId, step: u64) -> Result<Outcome, Fault> {
     let Some(mut room) = load(rows, event)? else { return Ok(Outcome::NoRoom) };
-    if step != room.step + 1 {
-        return Ok(if step <= room.step {
-            Outcome::AlreadyApplied
-        } else {
-            Outcome::Rejected("tick out of order".into())
-        });
+    if let Some(refused) = out_of_step(&room, step) {
+        return Ok(refused);
     }
     room.step = step;
     room.last_tick_at = at;
     room.ends.retain(|(b, _)| *b > bucket(at));
+    let mut passes = load_passes(rows, event)?;
     let settings = &room.settings;
     let admitted = if settings.enabled && !settings.paused && at >= settings.on_sale_at {
-        pass(&mut room, at)
+        let reports = load_reports(rows, event)?;
+        pass(&mut room, &mut passes, &reports, at)
     } else {
         restart_segment(&mut room, at);
         0
     };
-    forget_passes(&mut room, at);
+    let forgotten = forget_passes(&room.settings, &mut passes, at);
+    if admitted > 0 || forgotten > 0 {
+        write(rows, keys::room_passes(event), &passes);
+    }
     save(rows, &room);
     Ok(Outcome::RoomTicked { admitted, watermark: room.watermark })
 }
 
 /// Moves the watermark over the places this tick may pass; how many it passed.
-fn pass(room: &mut RoomState, at: Millis) -> u64 {
+fn pass(room: &mut RoomCore, passes: &mut Vec<Pass>, reports: &[Report], at: Millis) -> u64 {
+    assert_eq!(reports.len(), room.nodes_reported as usize, "room {} has a report row per node it counted", room.event);
     let before = RoomBefore { watermark: room.watermark, shopping: room.shopping(at) };
     let allowed = budget(room, at).min(headroom(room, before.shopping));
-    let fresh: Vec<&(NodeId, Millis, RoomReport)> = room
-        .reports
+    let fresh: Vec<&Report> = reports
         .iter()
         .filter(|(_, stamp, r)| at.saturating_sub(*stamp) <= REPORT_FRESH_MS && r.clock_ms >= room.settings.on_sale_at)
         .collect();
@@ -275,16 +402,16 @@ fn pass(room: &mut RoomState, at: Millis) -> u64 {
     room.used = fresh.iter().map(|(node, _, r)| (*node, r.boot, r.seq)).collect();
     let passed = places.len() as u64;
     if let Some(&last) = places.last() {
-        admit(room, at, last, passed);
+        admit(room, passes, at, last, passed);
     }
-    invariants::assert_admitted(&before, room, at, passed, allowed);
+    invariants::assert_admitted(&before, &room.after(at), passed, allowed);
     passed
 }
 
 /// How many places the rate lets this tick pass: what the metering segment is due, at most
 /// [`TICK_BURST_MS`] of the rate. A larger debt is forgotten (the segment is moved to begin that
 /// long ago), so that a room that could not admit for a while does not rush for as long.
-fn budget(room: &mut RoomState, at: Millis) -> u64 {
+fn budget(room: &mut RoomCore, at: Millis) -> u64 {
     room.segment_since = room.segment_since.max(room.settings.on_sale_at);
     let rate = u64::from(room.settings.rate_per_min);
     let elapsed = at.saturating_sub(room.segment_since);
@@ -299,7 +426,7 @@ fn budget(room: &mut RoomState, at: Millis) -> u64 {
 
 /// The first `n` places above the watermark that fresh reports list, up to where every fresh
 /// report is complete: a node's place beyond its `complete_to` may have others before it.
-fn candidates(fresh: &[&(NodeId, Millis, RoomReport)], watermark: Option<Place>, n: u64) -> Vec<Place> {
+fn candidates(fresh: &[&Report], watermark: Option<Place>, n: u64) -> Vec<Place> {
     let Some(cap) = fresh.iter().map(|(_, _, r)| r.complete_to).min() else { return Vec::new() };
     let mut places: Vec<Place> = fresh
         .iter()
@@ -312,21 +439,22 @@ fn candidates(fresh: &[&(NodeId, Millis, RoomReport)], watermark: Option<Place>,
     places
 }
 
-fn admit(room: &mut RoomState, at: Millis, last: Place, passed: u64) {
+fn admit(room: &mut RoomCore, passes: &mut Vec<Pass>, at: Millis, last: Place, passed: u64) {
     room.watermark = Some(last);
     room.admitted_total += passed;
     room.segment_admitted += passed;
     add_end(&mut room.ends, bucket(at + room.settings.admission_ms), passed);
-    room.passes.push(Pass { at, watermark: last, admitted_total: room.admitted_total });
-    let over = room.passes.len().saturating_sub(ROOM_PASSES_MAX);
-    room.passes.drain(..over);
+    passes.push(Pass { at, watermark: last, admitted_total: room.admitted_total });
+    let over = passes.len().saturating_sub(ROOM_PASSES_MAX);
+    passes.drain(..over);
 }
 
-/// Forgets passes no admission or rate can still need (see [`PASSES_KEPT_MIN_MS`]).
-fn forget_passes(room: &mut RoomState, at: Millis) {
-    let kept_ms = room.settings.admission_ms.max(PASSES_KEPT_MIN_MS) + ROOM_BUCKET_MS;
-    let old = room.passes.iter().skip(1).take_while(|p| p.at + kept_ms < at).count();
-    room.passes.drain(..old);
+/// Forgets passes no admission or rate can still need (see [`PASSES_KEPT_MIN_MS`]); how many.
+fn forget_passes(settings: &RoomSettings, passes: &mut Vec<Pass>, at: Millis) -> usize {
+    let kept_ms = settings.admission_ms.max(PASSES_KEPT_MIN_MS) + ROOM_BUCKET_MS;
+    let old = passes.iter().skip(1).take_while(|p| p.at + kept_ms < at).count();
+    passes.drain(..old);
+    old
 }
 
 /// A node's late admission, as a command asks for it.
@@ -363,7 +491,7 @@ pub fn late_admit(rows: &mut impl Rows, at: Millis, event: EventId, late: &LateA
         Ok(i) => room.late[i] = entry,
         Err(i) => room.late.insert(i, entry),
     }
-    invariants::assert_admitted(&before, &room, at, u64::from(granted), allowed);
+    invariants::assert_admitted(&before, &room.after(at), u64::from(granted), allowed);
     save(rows, &room);
     Ok(Outcome::LateAdmitted { granted, at })
 }

@@ -1,5 +1,6 @@
 //! The waiting room's rules, applied over a map of rows: configuring, reports, metered ticks,
-//! the shopping limit, late admissions, holds under an admission, and the room row's size.
+//! the shopping limit, late admissions, holds under an admission, and the size of the room's rows
+//! (and which of them the commands that come often touch).
 
 use std::collections::VecDeque;
 
@@ -46,7 +47,7 @@ fn with_room(settings: &RoomSettings) -> MapRows {
 }
 
 fn room(rows: &MapRows) -> RoomState {
-    read(rows, &keys::room(E)).unwrap().expect("the event has a room")
+    room::state(rows, E).unwrap().expect("the event has a room")
 }
 
 /// The largest place whose primary is `clock`: every place a node issued up to its clock.
@@ -611,26 +612,16 @@ fn size<T: serde::Serialize>(value: &T) -> usize {
     encode(value).len()
 }
 
-/// The largest room row `nodes` reporting nodes can make, with an admission of `admission_ms`
-/// and a tick a second: its fixed fields, one report of the most places and text per node, the
-/// passes kept (an admission's worth plus a bucket, the one before and the newest), the buckets of
-/// shopping ends an admission spans, and each node's entry in `used` and `late`.
-fn room_bytes_max(nodes: usize, admission_ms: u64) -> usize {
-    let place = onsale_place(1, 1);
-    let text = "x".repeat(REPORT_TEXT_BYTES_MAX);
-    let full = RoomReport {
-        front: vec![place; REPORT_FRONT_MAX],
-        quantiles: vec![(place, 1); REPORT_QUANTILES_MAX],
-        endpoint: text.clone(),
-        cert_sha256: text,
-        ..report(1, 1, Vec::new(), place)
-    };
+/// The largest core row `nodes` reporting nodes can make, with an admission of `admission_ms`:
+/// its fixed fields (no more than a room's without passes and reports, and its count of nodes),
+/// the buckets of shopping ends an admission spans, and each node's entry in `used` and `late`.
+fn core_bytes_max(nodes: usize, admission_ms: u64) -> usize {
     let empty = RoomState {
         event: E,
         settings: settings(1, 1, admission_ms),
         draw_key: KEY,
         step: 1,
-        watermark: Some(place),
+        watermark: Some(onsale_place(1, 1)),
         segment_since: 0,
         segment_admitted: 0,
         admitted_total: 0,
@@ -644,22 +635,55 @@ fn room_bytes_max(nodes: usize, admission_ms: u64) -> usize {
         last_tick_at: 0,
         late: Vec::new(),
     };
-    let passes = ((admission_ms.max(room::PASSES_KEPT_MIN_MS) + ROOM_BUCKET_MS) / 1_000 + 2) as usize;
     let buckets = (admission_ms / ROOM_BUCKET_MS + 2) as usize;
-    let pass = Pass { at: 0, watermark: place, admitted_total: 0 };
     size(&empty)
-        + nodes * size(&(1u64, 1u64, full))
-        + passes * size(&pass)
+        + size(&0u32)
         + buckets * size(&(0u64, 0u64))
         + nodes * (size(&(0u64, 0u64, 0u64)) + size(&(0u64, 0u64, 0u64, 0u32)))
+}
+
+/// A report of the most places, quantiles and text.
+fn full_report(seq: u64) -> RoomReport {
+    let place = onsale_place(1, 1);
+    let text = "x".repeat(REPORT_TEXT_BYTES_MAX);
+    RoomReport {
+        front: vec![place; REPORT_FRONT_MAX],
+        quantiles: vec![(place, 1); REPORT_QUANTILES_MAX],
+        endpoint: text.clone(),
+        cert_sha256: text,
+        ..report(seq, 1, Vec::new(), place)
+    }
+}
+
+/// The largest report row: a stamp and a report of the most places, quantiles and text.
+fn report_bytes_max() -> usize {
+    size(&(1u64, full_report(1)))
+}
+
+/// The largest passes row with an admission of `admission_ms` and a tick a second: an
+/// admission's worth plus a bucket, the one before and the newest.
+fn passes_bytes_max(admission_ms: u64) -> usize {
+    let passes = ((admission_ms.max(room::PASSES_KEPT_MIN_MS) + ROOM_BUCKET_MS) / 1_000 + 2) as usize;
+    size(&Vec::<Pass>::new()) + passes * size(&Pass { at: 0, watermark: onsale_place(1, 1), admitted_total: 0 })
+}
+
+/// The sizes of the room's rows: its core, its passes (0 without), and each node's report.
+fn row_sizes(rows: &MapRows) -> (usize, usize, Vec<usize>) {
+    let core = rows.0[&keys::room(E)].len();
+    let passes = rows.0.get(&keys::room_passes(E)).map_or(0, Vec::len);
+    let reports = rows.scan(&keys::room_reports(E), usize::MAX).unwrap().iter().map(|(_, v)| v.len()).collect();
+    (core, passes, reports)
 }
 
 #[test]
 fn room_state_does_not_grow_with_fans() {
     let admission_ms = 120_000;
     let mut sim = Sim::new(&settings(3_000, 10_000_000, admission_ms), (1..=3).map(|n| Line::new(n, [])).collect());
-    let bound = room_bytes_max(3, admission_ms);
-    assert!(bound < 600_000, "three nodes' room row stays under 600 KB: {bound}");
+    let (core_max, passes_max, report_max) =
+        (core_bytes_max(3, admission_ms), passes_bytes_max(admission_ms), report_bytes_max());
+    assert!(core_max < 4_000, "three nodes' core row stays under 4 KB: {core_max}");
+    assert!(passes_max < 10_000, "a two-minute admission's passes stay under 10 KB: {passes_max}");
+    assert!(report_max < 50_000, "a report row stays under 50 KB: {report_max}");
     let (mut joined, mut sizes) = (0u64, Vec::new());
     for second in 1..=1_200u64 {
         let at = ONSALE + second * 1_000;
@@ -670,9 +694,15 @@ fn room_state_does_not_grow_with_fans() {
             joined += 1;
         }
         sim.second(at);
-        let bytes = size(&room(&sim.rows));
-        assert!(bytes <= bound, "at {second} s the room row is {bytes} bytes, over {bound}");
-        sizes.push(bytes);
+        let (core, passes, reports) = row_sizes(&sim.rows);
+        assert!(core <= core_max, "at {second} s the core row is {core} bytes, over {core_max}");
+        assert!(passes <= passes_max, "at {second} s the passes row is {passes} bytes, over {passes_max}");
+        assert_eq!(reports.len(), 3, "a report row per node");
+        assert!(
+            reports.iter().all(|&r| r <= report_max),
+            "at {second} s a report row is over {report_max}: {reports:?}"
+        );
+        sizes.push(size(&room(&sim.rows)));
     }
     let state = room(&sim.rows);
     assert_eq!(joined, 100_000);
@@ -681,4 +711,106 @@ fn room_state_does_not_grow_with_fans() {
     let (two, twenty) = (sizes[119], sizes[1_199]);
     let grown = twenty.abs_diff(two) as f64 / two as f64;
     assert!(grown <= 0.10, "{two} bytes after 2 minutes, {twenty} after 20: {:.1} % apart", grown * 100.0);
+}
+
+/// Rows that record the keys read and the size of every value written.
+struct Recorded<'a> {
+    rows: &'a mut MapRows,
+    read: std::cell::RefCell<Vec<Vec<u8>>>,
+    written: Vec<(Vec<u8>, usize)>,
+}
+
+impl<'a> Recorded<'a> {
+    fn new(rows: &'a mut MapRows) -> Recorded<'a> {
+        Recorded { rows, read: Default::default(), written: Vec::new() }
+    }
+
+    /// Whether a key of a room's passes or reports row was read.
+    fn read_passes_or_reports(&self) -> bool {
+        self.read.borrow().iter().any(|k| k[0] == keys::room_passes(E)[0] || k[0] == keys::room_reports(E)[0])
+    }
+
+    fn written_max(&self) -> usize {
+        self.written.iter().map(|(_, n)| *n).max().unwrap_or(0)
+    }
+}
+
+impl Rows for Recorded<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
+        self.read.borrow_mut().push(key.to_vec());
+        self.rows.get(key)
+    }
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.written.push((key.clone(), value.len()));
+        self.rows.put(key, value);
+    }
+    fn delete(&mut self, key: Vec<u8>) {
+        self.written.push((key.clone(), 0));
+        self.rows.delete(key);
+    }
+    fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<RawRow>, Fault> {
+        let found = self.rows.scan(prefix, limit)?;
+        self.read.borrow_mut().extend(found.iter().map(|(k, _)| k.clone()));
+        Ok(found)
+    }
+}
+
+/// Most bytes a command under an admission may write to one row.
+const HOT_ROW_BYTES_MAX: usize = 8 * 1024;
+
+/// Applies `command` over `rows`, recording; asserts it wrote no row over
+/// [`HOT_ROW_BYTES_MAX`] and read no passes or reports; its outcome, and whether it wrote the
+/// room's core row.
+fn small(rows: &mut MapRows, command: &Command, at: Millis) -> (Outcome, bool) {
+    let mut recorded = Recorded::new(rows);
+    let outcome = apply(command, at, &mut recorded).unwrap();
+    let most = recorded.written_max();
+    assert!(most <= HOT_ROW_BYTES_MAX, "{command:?} wrote a row of {most} bytes: {:?}", recorded.written);
+    assert!(!recorded.read_passes_or_reports(), "{command:?} read passes or reports: {:?}", recorded.read.borrow());
+    (outcome, recorded.written.iter().any(|(key, _)| *key == keys::room(E)))
+}
+
+/// With three full reports stored, the commands that come at the admission rate touch only small
+/// rows: the core, and their own slot and booking rows.
+#[test]
+fn holds_releases_and_payments_under_an_admission_touch_only_small_rows() {
+    let mut rows = with_room(&settings(60_000, 10_000, 600_000));
+    let at = ONSALE + 1_000;
+    for node in 1..=3u16 {
+        let places: Vec<Place> =
+            (0..REPORT_FRONT_MAX as u64).map(|s| onsale_place(node, s * 3 + u64::from(node))).collect();
+        let complete_to = *places.last().unwrap();
+        let full = RoomReport { front: places, complete_to, clock_ms: at, ..full_report(1) };
+        assert_eq!(send(&mut rows, u64::from(node), full, at), Outcome::RoomReported { at });
+    }
+    assert_eq!(passed(tick(&mut rows, 1, at)), 1_000);
+    let (_, passes, reports) = row_sizes(&rows);
+    assert!(passes > 0 && reports.iter().all(|&r| r > 4 * HOT_ROW_BYTES_MAX), "the big rows are there: {reports:?}");
+
+    let expires = at + 600_000;
+    let hold_at = at + 500;
+    assert_eq!(small(&mut rows, &hold(booking(1), 1, 0), hold_at), (Outcome::AdmissionRequired, false));
+    let under = |n: u64| admitted(onsale_place(1, n * 3 + 1), 10 + n, expires, hold(booking(n), 10 + n, n as u32));
+    for n in 1..=3 {
+        let (held, core) = small(&mut rows, &under(n), hold_at);
+        assert!(matches!(held, Outcome::Held(_)) && core, "held, and its fan counted in the core: {held:?}");
+    }
+    let (retried, core) = small(&mut rows, &under(1), hold_at + 1);
+    assert!(matches!(retried, Outcome::Held(_)) && !core, "a retry is let through and counted once");
+    let release = Command::Release { booking: booking(1), user: 11 };
+    assert!(matches!(small(&mut rows, &release, hold_at + 10), (Outcome::Released(_), true)));
+    let start = Command::StartPayment {
+        booking: booking(2),
+        user: 12,
+        payment: "pi".into(),
+        extension_ms: 120_000,
+        idempotency: None,
+    };
+    // Its extension ends before the admission does: the fan's end stays where it was counted.
+    assert!(matches!(small(&mut rows, &start, hold_at + 20), (Outcome::PaymentPending(_), false)));
+    let paid = Command::PaymentSucceeded { booking: booking(2), payment: "pi".into(), event: None };
+    assert!(matches!(small(&mut rows, &paid, hold_at + 30), (Outcome::Confirmed(_), true)));
+    let state = room(&rows);
+    assert_eq!((state.done_total, state.shopping(hold_at + 30)), (2, 998), "the core row kept count");
+    assert_eq!(state.reports.len(), 3, "the reports are still there, untouched");
 }

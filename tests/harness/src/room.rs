@@ -11,10 +11,12 @@
 //!   fan's [`Place`] ([`join`]); a ticket resumes that place on any node ([`resume`]); the wait
 //!   ends with an admission token ([`wait_admitted`]) that a hold presents in `Admission-Token`
 //!   ([`hold_admitted`]).
+//! - A node may send a fan to another (its home node after the on-sale, or one whose clock is in
+//!   step): [`RoomPool`] holds a connection per node and follows such redirects.
 //! - Fans of the room need only a token signed with the cluster secret ([`fan_token`]): a load
 //!   of thousands of fans needs no sign-ups (a hold, though, needs a real fan).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +37,9 @@ use sha2::{Digest, Sha256};
 use crate::cluster::Cluster;
 use crate::fan::{answer, Answer, Fan};
 
+/// A time as the admin API takes it (e.g. a room's `onSaleAt`): RFC 3339, whole seconds.
+pub use demo::bodies::rfc3339;
+
 /// The ALPN of the room's native protocol.
 pub const ALPN: &[u8] = b"boxoffice-room/1";
 /// Largest frame either side sends or accepts.
@@ -52,6 +57,8 @@ pub const ANSWER_TIMEOUT_MS: u64 = 15_000;
 pub const FOLLOW_UP_TIMEOUT_MS: u64 = 2_000;
 /// Keep-alive period of a client connection, under the node's idle timeout.
 pub const KEEP_ALIVE_INTERVAL_MS: u64 = 5_000;
+/// Redirects a [`RoomPool`] follows for one join.
+pub const REDIRECTS_MAX: usize = 3;
 
 /// What a client sends (the protocol's client messages).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +183,8 @@ pub enum RoomError {
     BadMessage(String),
     #[error("the node refused: {code} ({detail})")]
     Refused { code: String, detail: String },
+    #[error("the node sends the fan to {nodes:?}: {detail}")]
+    Redirected { nodes: Vec<RoomNode>, detail: String },
     #[error("the node sent {0:?} where the protocol has something else")]
     Unexpected(Box<ServerMsg>),
 }
@@ -415,6 +424,72 @@ impl FanStream {
     }
 }
 
+/// One connection to each node of a room, and more as redirects name them: what a fan's client
+/// needs to follow the room's redirects (after the on-sale, a fan's place is kept by one home
+/// node, which the others name; a node whose clock is not in step names others).
+pub struct RoomPool {
+    clients: std::sync::Mutex<BTreeMap<u64, RoomClient>>,
+}
+
+/// A fan placed through a [`RoomPool`]: the node that gave the place, the fan's stream there,
+/// and the place.
+pub struct Placed {
+    pub node: u64,
+    pub fan: FanStream,
+    pub joined: Joined,
+}
+
+impl RoomPool {
+    /// Connects to every node the room lists.
+    pub async fn connect(info: &RoomInfo) -> anyhow::Result<RoomPool> {
+        let mut clients = BTreeMap::new();
+        for node in &info.nodes {
+            clients.insert(node.node, RoomClient::connect_to(node).await?);
+        }
+        Ok(RoomPool { clients: std::sync::Mutex::new(clients) })
+    }
+
+    /// The connection to node `id`, if the pool has one.
+    pub fn client(&self, id: u64) -> Option<RoomClient> {
+        self.clients.lock().expect("room pool lock").get(&id).cloned()
+    }
+
+    async fn client_for(&self, node: &RoomNode) -> Result<RoomClient, RoomError> {
+        if let Some(client) = self.client(node.node) {
+            return Ok(client);
+        }
+        let addr = node.endpoint.parse().map_err(|_| RoomError::Setup(format!("bad endpoint {}", node.endpoint)))?;
+        let client = RoomClient::connect(addr, &node.cert_sha256).await?;
+        self.clients.lock().expect("room pool lock").insert(node.node, client.clone());
+        Ok(client)
+    }
+
+    /// Joins at node `id`, following at most [`REDIRECTS_MAX`] redirects (to the first node each
+    /// names).
+    pub async fn join_at(&self, id: u64, event: u64, token: &str) -> Result<Placed, RoomError> {
+        let mut node = id;
+        let mut client = self.client(id).ok_or_else(|| RoomError::Setup(format!("no connection to node {id}")))?;
+        for _ in 0..=REDIRECTS_MAX {
+            let mut fan = client.open_fan().await?;
+            match join(&mut fan, event, token).await {
+                Ok(joined) => return Ok(Placed { node, fan, joined }),
+                Err(RoomError::Redirected { nodes, detail }) => {
+                    let next = nodes.first().ok_or_else(|| RoomError::Refused { code: "redirect".into(), detail })?;
+                    node = next.node;
+                    client = self.client_for(next).await?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(RoomError::Setup(format!("more than {REDIRECTS_MAX} redirects from node {id}")))
+    }
+
+    /// Closes every connection.
+    pub fn close(&self) {
+        self.clients.lock().expect("room pool lock").values().for_each(RoomClient::close);
+    }
+}
+
 /// A fan in line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
@@ -465,6 +540,7 @@ async fn ticketed(fan: &mut FanStream, answer: ServerMsg) -> Result<Joined, Room
     let (ticket, place, presale) = match answer {
         ServerMsg::Ticket { ticket, place, presale } => (ticket, place, presale),
         ServerMsg::Error { code, detail } => return Err(RoomError::Refused { code, detail }),
+        ServerMsg::Redirect { nodes, detail } => return Err(RoomError::Redirected { nodes, detail }),
         other => return Err(RoomError::Unexpected(Box::new(other))),
     };
     let first_position = match fan.recv(Duration::from_millis(FOLLOW_UP_TIMEOUT_MS)).await {
