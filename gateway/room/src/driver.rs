@@ -292,7 +292,7 @@ fn push<C: Cluster>(node: &RoomNode<C>, room: &RoomState, seen: &mut Seen, now: 
             if room.watermark.is_some_and(|w| *place <= w) {
                 continue;
             }
-            let ahead = crate::line::ahead_in_room(room, node.config.node, place, ahead_local, fresh_after);
+            let ahead = crate::line::ahead_in_room(room, Some(node.config.node), place, ahead_local, fresh_after);
             let message = position(room, ahead, now, note.clone());
             if let ServerMsg::Position { wait_seconds: Some(wait), .. } = &message {
                 if wait * 1000 > node.config.park_wait_ms {

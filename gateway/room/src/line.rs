@@ -197,13 +197,19 @@ pub fn ahead_in_report(report: &RoomReport, place: &Place) -> u64 {
     (below + (upto - below) / 2).max(in_front)
 }
 
-/// Fans ahead of `place` in the whole room: exactly on this node (`local_ahead`), and by the other
-/// nodes' fresh reports.
-pub fn ahead_in_room(room: &RoomState, node: NodeId, place: &Place, local_ahead: u64, fresh_after: Millis) -> u64 {
+/// Fans ahead of `place` in the whole room: `local_ahead` counted by the caller on its own node
+/// (`node`, whose report is then left out), and by the fresh reports of the others.
+pub fn ahead_in_room(
+    room: &RoomState,
+    node: Option<NodeId>,
+    place: &Place,
+    local_ahead: u64,
+    fresh_after: Millis,
+) -> u64 {
     let others: u64 = room
         .reports
         .iter()
-        .filter(|(n, at, _)| *n != node && *at >= fresh_after)
+        .filter(|(n, at, _)| Some(*n) != node && *at >= fresh_after)
         .map(|(_, _, report)| ahead_in_report(report, place))
         .sum();
     local_ahead + others
