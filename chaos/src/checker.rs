@@ -59,12 +59,38 @@
 //! 7. [`UNKNOWN_RESOLVED`]: never fails; it resolves each `Unknown` write against the final
 //!    state and counts the outcomes in [`Counts::unknown`].
 //!
+//! The waiting room's checks read the room's history ([`RoomRecord`]s; [`check_run`] adds them
+//! to the checks above). The room keeps one admission watermark per event in the event's group:
+//! every place at or below it is admitted, a tick moves it over places the nodes reported, in
+//! place order, within the rate and the shopping limit, and it never moves back; an admission
+//! token is a signature over (event, fan, place, end), the end fixed by when the watermark first
+//! passed the place, so every node gives a place the same token; apply lets one booking be made
+//! under one place.
+//! 8. [`ROOM_WATERMARK_MONOTONIC`]: the watermarks the admin view showed through one node, in
+//!    the order they were read, never decrease. Sound: the view is a linearizable read, the
+//!    samples of one node are read one after another, and apply never moves the watermark back.
+//! 9. [`ROOM_NO_DOUBLE_ADMISSION`]: every admission of one place carries the same token, and at
+//!    most one booking is answered made under one place. Sound: see the token and apply above.
+//! 10. [`ROOM_SHOPPING_MAX`]: no admin view showed more fans shopping than the room's limit.
+//!    Sound: ticks and late admissions admit only within the headroom the limit leaves.
+//! 11. [`ROOM_ORDER`]: of two fans who each waited on one stream from join to admission, the one
+//!    with the smaller place, in line when the other was admitted, is admitted at most
+//!    [`ROOM_ORDER_SLACK_MS`] after it, unless a fault touched its node while it waited (or
+//!    [`ROOM_FAULT_GRACE_MS`] before). Sound: the watermark passing the larger place passed the
+//!    smaller; the smaller place's node, in step and counted, sees that within a tick.
+//! 12. [`ROOM_HOLDS_NEED_ADMISSION`]: no hold on the room's event succeeded without an admission
+//!    token that an admission gave its fan. Sound: apply refuses a hold on an event whose room
+//!    is on unless it comes with an admission.
+//!
 //! Real times are compared strictly (`end < start`): two events in one millisecond may have
 //! happened in either order.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::history::{Booking, Entry, FinalEvent, FinalState, FinalTicket, Op, ReplicaDigest, Result as Answer};
+use crate::history::{
+    Booking, Entry, FinalEvent, FinalState, FinalTicket, HoldAnswer, Op, Place, ReplicaDigest, Result as Answer,
+    RoomRecord,
+};
 use crate::report::{Answers, Check, Counts, Report, Resolution, Violation};
 
 pub const NO_DOUBLE_SALE: &str = "no_double_sale";
@@ -75,6 +101,18 @@ pub const NO_STALE_READS: &str = "no_stale_reads";
 pub const REPLICAS_AGREE: &str = "replicas_agree";
 pub const UNKNOWN_RESOLVED: &str = "unknown_resolved";
 pub const PAYMENTS_SETTLED: &str = "payments_settled";
+pub const ROOM_WATERMARK_MONOTONIC: &str = "room_watermark_monotonic";
+pub const ROOM_NO_DOUBLE_ADMISSION: &str = "room_no_double_admission";
+pub const ROOM_SHOPPING_MAX: &str = "room_shopping_max";
+pub const ROOM_ORDER: &str = "room_order";
+pub const ROOM_HOLDS_NEED_ADMISSION: &str = "room_holds_need_admission";
+
+/// How much later than a fan with a larger place a steady fan may be admitted: ticks come once a
+/// second, and each node looks at the watermark ten times a second.
+pub const ROOM_ORDER_SLACK_MS: u64 = 2_000;
+/// How long after a fault a node it touched may still lag: a restarted node catches up, a
+/// healed link carries the backlog.
+pub const ROOM_FAULT_GRACE_MS: u64 = 5_000;
 
 /// Every captured payment ends in a confirmed booking or a refund (design rule 6), and every
 /// confirmed booking was paid for. The provider keeps one payment per booking.
@@ -128,6 +166,26 @@ pub fn check(history: &[Entry], final_state: &FinalState) -> Report {
         unknown_resolved(),
     ];
     Report { checks, counts: counts(&facts) }
+}
+
+/// Checks a run: the history against the final state as [`check`] does, and the waiting room's
+/// history (its checks follow the others in the report; see the module doc).
+pub fn check_run(history: &[Entry], room: &[RoomRecord], final_state: &FinalState) -> Report {
+    let mut report = check(history, final_state);
+    report.checks.extend(room_checks(history, room));
+    report.counts.room = room_counts(room);
+    report
+}
+
+/// The waiting room's checks, in report order.
+pub fn room_checks(history: &[Entry], room: &[RoomRecord]) -> Vec<Check> {
+    vec![
+        room_watermark_monotonic(room),
+        room_no_double_admission(room),
+        room_shopping_max(room),
+        room_order(room),
+        room_holds_need_admission(history, room),
+    ]
 }
 
 /// The input, indexed once for every check.
@@ -890,7 +948,7 @@ fn counts(f: &Facts) -> Counts {
         ("pay", unknown_changes(f, &rivals.pays, Stage::Confirmed)),
         ("release", unknown_changes(f, &rivals.releases, Stage::Released)),
     ];
-    Counts { requests, unknown: unknown.into_iter().map(|(op, r)| (op.into(), r)).collect() }
+    Counts { requests, unknown: unknown.into_iter().map(|(op, r)| (op.into(), r)).collect(), room: BTreeMap::new() }
 }
 
 /// Matches unknown holds with final bookings of the same fan, event and tickets that no
@@ -940,4 +998,526 @@ fn unknown_changes(f: &Facts, requests: &HashMap<&str, Vec<&Entry>>, change: Sta
         }
     }
     resolution
+}
+
+// 8-12. the waiting room
+
+/// A place as messages name it.
+fn place_text(place: &Place) -> String {
+    format!("(class {}, {}, node {}, seq {})", place.class, place.primary, place.node, place.seq)
+}
+
+fn watermark_text(watermark: &Option<Place>) -> String {
+    watermark.as_ref().map_or_else(|| "none".to_string(), place_text)
+}
+
+/// Per node, the watermark samples in the order they were read never decrease (no watermark
+/// after one is a decrease too).
+pub fn room_watermark_monotonic(room: &[RoomRecord]) -> Check {
+    let mut by_node: BTreeMap<u64, Vec<(u64, Option<Place>)>> = BTreeMap::new();
+    for record in room {
+        if let RoomRecord::Sample { node, at_ms, watermark, .. } = record {
+            by_node.entry(*node).or_default().push((*at_ms, *watermark));
+        }
+    }
+    let mut violations = Vec::new();
+    for (node, mut samples) in by_node {
+        samples.sort_by_key(|(at, _)| *at);
+        let mut highest: Option<(u64, Option<Place>)> = None;
+        for (at, watermark) in samples {
+            match highest {
+                Some((high_at, high)) if watermark < high => violations.push(Violation::new(format!(
+                    "node {node} showed the watermark {} at {at} ms, below {} it showed at {high_at} ms: the \
+                     watermark moved back",
+                    watermark_text(&watermark),
+                    watermark_text(&high)
+                ))),
+                Some((_, high)) if watermark == high => {}
+                _ => highest = Some((at, watermark)),
+            }
+        }
+    }
+    Check::new(
+        ROOM_WATERMARK_MONOTONIC,
+        "the room's watermark, as the admin view showed it through one node, sample after sample, never \
+         decreases (places compare by class, primary, node, seq)",
+        violations,
+    )
+}
+
+/// Per place, one admission token, and at most one booking answered made under it.
+pub fn room_no_double_admission(room: &[RoomRecord]) -> Check {
+    let mut tokens: BTreeMap<Place, BTreeMap<&str, (u64, u64, u64)>> = BTreeMap::new();
+    let mut bookings: BTreeMap<Place, BTreeMap<&str, u64>> = BTreeMap::new();
+    for record in room {
+        match record {
+            RoomRecord::Admission { fan, place, token, node, at_ms, .. } => {
+                tokens.entry(*place).or_default().entry(token).or_insert((*fan, *node, *at_ms));
+            }
+            RoomRecord::Hold { entry, place: Some(place), answer: HoldAnswer::Ok { booking }, .. } => {
+                bookings.entry(*place).or_default().entry(booking).or_insert(*entry);
+            }
+            _ => {}
+        }
+    }
+    let mut violations: Vec<Violation> = tokens
+        .into_iter()
+        .filter(|(_, tokens)| tokens.len() > 1)
+        .map(|(place, tokens)| {
+            let list: Vec<String> =
+                tokens.values().map(|(fan, node, at)| format!("fan {fan} at node {node} at {at} ms")).collect();
+            Violation::new(format!(
+                "place {} was admitted with {} different tokens: {}",
+                place_text(&place),
+                tokens.len(),
+                list.join(", ")
+            ))
+        })
+        .collect();
+    violations.extend(bookings.into_iter().filter(|(_, made)| made.len() > 1).map(|(place, made)| {
+        let list: Vec<String> = made.iter().map(|(b, e)| format!("{b} (entry {e})")).collect();
+        Violation::new(format!(
+            "place {} made {} bookings under its admission: {}",
+            place_text(&place),
+            made.len(),
+            list.join(", ")
+        ))
+        .entries(made.values().copied())
+        .bookings(made.keys().copied())
+    }));
+    Check::new(
+        ROOM_NO_DOUBLE_ADMISSION,
+        "every admission of one place carries the same token, and at most one booking is answered made under \
+         one place",
+        violations,
+    )
+}
+
+/// No admin view showed more fans shopping than the room's limit.
+pub fn room_shopping_max(room: &[RoomRecord]) -> Check {
+    let violations = room
+        .iter()
+        .filter_map(|record| match record {
+            RoomRecord::Sample { node, at_ms, shopping, shopping_max, .. } if shopping > shopping_max => {
+                Some(Violation::new(format!(
+                    "node {node} showed {shopping} fans shopping at {at_ms} ms, over the room's limit of \
+                     {shopping_max}"
+                )))
+            }
+            _ => None,
+        })
+        .collect();
+    Check::new(ROOM_SHOPPING_MAX, "every admin view of the room shows at most shoppingMax fans shopping", violations)
+}
+
+/// A steady admission: one whose fan waited on one stream from its ticket on.
+#[derive(Debug, Clone, Copy)]
+struct Steady {
+    fan: u64,
+    place: Place,
+    node: u64,
+    since_ms: u64,
+    at_ms: u64,
+}
+
+/// A fault's nodes and the span it (and the lag it leaves) may delay them.
+struct Disturbance<'a> {
+    nodes: &'a [u64],
+    from_ms: u64,
+    until_ms: u64,
+}
+
+fn disturbances(room: &[RoomRecord]) -> Vec<Disturbance<'_>> {
+    room.iter()
+        .filter_map(|record| match record {
+            RoomRecord::Fault { nodes, start_ms, end_ms, .. } => {
+                Some(Disturbance { nodes, from_ms: *start_ms, until_ms: end_ms + ROOM_FAULT_GRACE_MS })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Steady admissions (the first of each place), and of them those no fault touched.
+fn steady_admissions(room: &[RoomRecord]) -> (Vec<Steady>, Vec<Steady>) {
+    let mut first: BTreeMap<Place, Steady> = BTreeMap::new();
+    for record in room {
+        if let RoomRecord::Admission { fan, place, node, at_ms, steady: true, since_ms, .. } = record {
+            let steady = Steady { fan: *fan, place: *place, node: *node, since_ms: *since_ms, at_ms: *at_ms };
+            first
+                .entry(*place)
+                .and_modify(|s| {
+                    if steady.at_ms < s.at_ms {
+                        *s = steady
+                    }
+                })
+                .or_insert(steady);
+        }
+    }
+    let all: Vec<Steady> = first.into_values().collect();
+    let faults = disturbances(room);
+    let untouched = all
+        .iter()
+        .copied()
+        .filter(|a| {
+            !faults.iter().any(|f| f.nodes.contains(&a.node) && f.from_ms <= a.at_ms && f.until_ms >= a.since_ms)
+        })
+        .collect();
+    (all, untouched)
+}
+
+/// Among steady fans: none with a smaller place, in line when one with a larger place was
+/// admitted, is admitted more than [`ROOM_ORDER_SLACK_MS`] after it, unless a fault touched its
+/// node meanwhile.
+pub fn room_order(room: &[RoomRecord]) -> Check {
+    let (mut all, mut checked) = steady_admissions(room);
+    // Larger places first: each fan is compared with the admissions of every larger place.
+    all.sort_by_key(|a| std::cmp::Reverse(a.place));
+    checked.sort_by_key(|a| std::cmp::Reverse(a.place));
+    let mut larger: BTreeMap<(u64, usize), Steady> = BTreeMap::new();
+    let mut next = all.iter().enumerate().peekable();
+    let mut violations = Vec::new();
+    for a in &checked {
+        while let Some((i, b)) = next.next_if(|(_, b)| b.place > a.place) {
+            larger.insert((b.at_ms, i), *b);
+        }
+        let Some(latest_ok) = a.at_ms.checked_sub(ROOM_ORDER_SLACK_MS + 1) else { continue };
+        if a.since_ms >= latest_ok {
+            continue;
+        }
+        let Some((_, b)) = larger.range((a.since_ms + 1, 0)..=(latest_ok, usize::MAX)).next() else { continue };
+        violations.push(Violation::new(format!(
+            "fan {} at place {} (node {}, in line since {} ms) was admitted at {} ms, {} ms after fan {} at the \
+             larger place {} was admitted at {} ms: the room admitted out of order",
+            a.fan,
+            place_text(&a.place),
+            a.node,
+            a.since_ms,
+            a.at_ms,
+            a.at_ms - b.at_ms,
+            b.fan,
+            place_text(&b.place),
+            b.at_ms
+        )));
+    }
+    Check::new(
+        ROOM_ORDER,
+        "of fans who each waited on one stream from join to admission, one with a smaller place, in line when one \
+         with a larger place was admitted, is admitted at most 2 s after it (ticks are once a second), unless a \
+         fault touched its node while it waited or up to 5 s before",
+        violations,
+    )
+}
+
+/// No hold on the room's event succeeded without a token an admission gave its fan.
+pub fn room_holds_need_admission(history: &[Entry], room: &[RoomRecord]) -> Check {
+    let given: HashSet<(u64, &str)> = room
+        .iter()
+        .filter_map(|record| match record {
+            RoomRecord::Admission { fan, token, .. } => Some((*fan, token.as_str())),
+            _ => None,
+        })
+        .collect();
+    let mut recorded = HashSet::new();
+    let mut violations = Vec::new();
+    for record in room {
+        let RoomRecord::Hold { entry, fan, event, token, answer, .. } = record else { continue };
+        recorded.insert(*entry);
+        let HoldAnswer::Ok { booking } = answer else { continue };
+        let problem = match token {
+            None => "without an admission token",
+            Some(token) if !given.contains(&(*fan, token.as_str())) => "under a token no admission gave its fan",
+            Some(_) => continue,
+        };
+        let message = format!("hold entry {entry} by fan {fan} on event {event} made booking {booking} {problem}");
+        violations.push(Violation::new(message).entries([*entry]).bookings([booking.as_str()]));
+    }
+    let event = room.iter().find_map(|record| match record {
+        RoomRecord::Room { event, .. } => Some(*event),
+        _ => None,
+    });
+    for entry in history.iter().filter(|e| !recorded.contains(&e.id)) {
+        let (Op::Hold { event: held, .. }, Answer::Ok { booking }) = (&entry.op, &entry.result) else { continue };
+        if Some(*held) == event {
+            let message = format!(
+                "{} made booking {} on the room's event, and the room's history has no admission for it",
+                what(entry),
+                booking.id
+            );
+            violations.push(Violation::new(message).entries([entry.id]).bookings([booking.id.as_str()]));
+        }
+    }
+    Check::new(
+        ROOM_HOLDS_NEED_ADMISSION,
+        "no hold on the room's event succeeded without an admission token that an admission gave its fan",
+        violations,
+    )
+}
+
+/// What the room's history holds, for the report.
+fn room_counts(room: &[RoomRecord]) -> BTreeMap<String, u64> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for record in room {
+        let kind = match record {
+            RoomRecord::Room { .. } => continue,
+            RoomRecord::Ticket { .. } => "tickets",
+            RoomRecord::Resume { .. } => "resumes",
+            RoomRecord::Admission { .. } => "admissions",
+            RoomRecord::Hold { answer: HoldAnswer::Ok { .. }, .. } => "holds ok",
+            RoomRecord::Hold { .. } => "holds refused or unknown",
+            RoomRecord::Sample { .. } => "samples",
+            RoomRecord::Fault { .. } => continue,
+        };
+        *counts.entry(kind.into()).or_default() += 1;
+    }
+    if !counts.is_empty() {
+        let (all, checked) = steady_admissions(room);
+        counts.insert("steady admissions".into(), all.len() as u64);
+        counts.insert("order checked".into(), checked.len() as u64);
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Verdict;
+
+    const EVENT: u64 = 7;
+
+    fn place(primary: u64, seq: u64) -> Place {
+        Place { class: 1, primary, node: 1, seq }
+    }
+
+    fn sample(node: u64, at_ms: u64, watermark: Option<Place>, shopping: u64) -> RoomRecord {
+        RoomRecord::Sample { node, at_ms, watermark, shopping, shopping_max: 40 }
+    }
+
+    fn admission(fan: u64, place: Place, token: &str, node: u64, since_ms: u64, at_ms: u64) -> RoomRecord {
+        RoomRecord::Admission { fan, place, token: token.into(), node, at_ms, steady: true, since_ms }
+    }
+
+    fn hold(entry: u64, fan: u64, token: Option<&str>, place: Option<Place>, booking: &str) -> RoomRecord {
+        RoomRecord::Hold {
+            entry,
+            fan,
+            event: EVENT,
+            token: token.map(String::from),
+            place,
+            start_ms: 0,
+            end_ms: 1,
+            answer: HoldAnswer::Ok { booking: booking.into() },
+        }
+    }
+
+    fn fault(nodes: Vec<u64>, start_ms: u64, end_ms: u64) -> RoomRecord {
+        RoomRecord::Fault { kind: "pause".into(), nodes, start_ms, end_ms }
+    }
+
+    /// Two fans admitted in place order a tick apart, each holding once under its own token,
+    /// with watermarks that only rise and shopping under the limit.
+    fn clean_room() -> Vec<RoomRecord> {
+        vec![
+            RoomRecord::Room {
+                event: EVENT,
+                rate_per_min: 1_200,
+                shopping_max: 40,
+                admission_ms: 15_000,
+                abandon_ms: 5_000,
+                on_sale_ms: 1_000,
+            },
+            RoomRecord::Ticket { fan: 1, place: place(100, 1), node: 1, at_ms: 500, presale: false },
+            RoomRecord::Ticket { fan: 2, place: place(200, 1), node: 2, at_ms: 600, presale: false },
+            sample(1, 900, None, 0),
+            sample(2, 950, None, 0),
+            admission(1, place(100, 1), "a1.one", 1, 500, 2_000),
+            sample(1, 2_100, Some(place(100, 1)), 1),
+            admission(2, place(200, 1), "a1.two", 2, 600, 3_000),
+            sample(2, 3_100, Some(place(200, 1)), 2),
+            sample(1, 3_200, Some(place(200, 1)), 2),
+            hold(10, 1, Some("a1.one"), Some(place(100, 1)), "7-01"),
+            hold(11, 2, Some("a1.two"), Some(place(200, 1)), "7-02"),
+        ]
+    }
+
+    fn verdict(check: &Check) -> Verdict {
+        check.verdict
+    }
+
+    fn booking_entry(id: u64, fan: u64, event: u64, booking: &str) -> Entry {
+        let booking = Booking {
+            id: booking.into(),
+            event,
+            fan,
+            tickets: vec![1],
+            status: "held".into(),
+            created_at_ms: 10,
+            held_until_ms: 3_010,
+            confirmed_at_ms: None,
+            released_at_ms: None,
+        };
+        Entry {
+            id,
+            fan,
+            op: Op::Hold { event, tickets: vec![1] },
+            start_ms: 0,
+            end_ms: 1,
+            result: Answer::Ok { booking },
+        }
+    }
+
+    #[test]
+    fn a_clean_room_history_passes_every_room_check() {
+        let history = vec![booking_entry(10, 1, EVENT, "7-01"), booking_entry(11, 2, EVENT, "7-02")];
+        let checks = room_checks(&history, &clean_room());
+        let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                ROOM_WATERMARK_MONOTONIC,
+                ROOM_NO_DOUBLE_ADMISSION,
+                ROOM_SHOPPING_MAX,
+                ROOM_ORDER,
+                ROOM_HOLDS_NEED_ADMISSION
+            ]
+        );
+        for check in &checks {
+            assert_eq!(verdict(check), Verdict::Pass, "{check}");
+        }
+        let counts = room_counts(&clean_room());
+        assert_eq!(counts["admissions"], 2);
+        assert_eq!(counts["order checked"], 2);
+        assert_eq!(counts["holds ok"], 2);
+    }
+
+    #[test]
+    fn a_run_reports_the_room_checks_after_the_others() {
+        let final_state = FinalState { events: vec![], replicas: vec![], payments: vec![] };
+        let report = check_run(&[], &clean_room(), &final_state);
+        assert_eq!(report.checks.len(), 13);
+        assert!(report.ok(), "{report}");
+        assert_eq!(report.checks[8].name, ROOM_WATERMARK_MONOTONIC);
+        assert_eq!(report.counts.room["samples"], 5);
+        assert!(check(&[], &final_state).counts.room.is_empty(), "no room, no room counts");
+    }
+
+    #[test]
+    fn a_watermark_going_back_on_one_node_is_caught() {
+        let mut room = clean_room();
+        room.push(sample(1, 4_000, Some(place(150, 1)), 2));
+        let check = room_watermark_monotonic(&room);
+        assert_eq!(check.violations.len(), 1, "{check}");
+        assert!(check.violations[0].message.contains("node 1 showed the watermark (class 1, 150"), "{check}");
+        // Another node showing an older watermark is no decrease: it is read through another node.
+        let mut room = clean_room();
+        room.push(sample(3, 4_000, Some(place(150, 1)), 2));
+        assert_eq!(room_watermark_monotonic(&room).verdict, Verdict::Pass);
+        // No watermark after one is a decrease.
+        let mut room = clean_room();
+        room.push(sample(2, 5_000, None, 0));
+        assert_eq!(room_watermark_monotonic(&room).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn a_place_admitted_with_two_tokens_is_caught() {
+        let mut room = clean_room();
+        // The same token again (another node, a resume) is one admission.
+        room.push(admission(1, place(100, 1), "a1.one", 3, 2_500, 2_600));
+        assert_eq!(room_no_double_admission(&room).verdict, Verdict::Pass);
+        room.push(admission(1, place(100, 1), "a1.other", 2, 2_500, 2_700));
+        let check = room_no_double_admission(&room);
+        assert_eq!(check.violations.len(), 1, "{check}");
+        assert!(check.violations[0].message.contains("admitted with 2 different tokens"), "{check}");
+    }
+
+    #[test]
+    fn two_bookings_under_one_place_are_caught() {
+        let mut room = clean_room();
+        room.push(hold(12, 1, Some("a1.one"), Some(place(100, 1)), "7-03"));
+        let check = room_no_double_admission(&room);
+        assert_eq!(check.violations.len(), 1, "{check}");
+        assert_eq!(check.violations[0].bookings, ["7-01", "7-03"]);
+        assert_eq!(check.violations[0].entries, [10, 12]);
+    }
+
+    #[test]
+    fn shopping_over_the_max_is_caught() {
+        let mut room = clean_room();
+        room.push(sample(2, 4_000, Some(place(200, 1)), 40));
+        assert_eq!(room_shopping_max(&room).verdict, Verdict::Pass, "at the limit is within it");
+        room.push(sample(3, 4_100, Some(place(200, 1)), 41));
+        let check = room_shopping_max(&room);
+        assert_eq!(check.violations.len(), 1, "{check}");
+        assert!(check.violations[0].message.contains("41 fans shopping"), "{check}");
+    }
+
+    #[test]
+    fn an_order_inversion_is_caught_unless_a_fault_touched_the_fans_node() {
+        // Fan 3 waits from 700 ms at a place before fan 2's, and is admitted 2.5 s after fan 2.
+        let mut room = clean_room();
+        room.push(admission(3, place(150, 1), "a1.three", 1, 700, 5_500));
+        let check = room_order(&room);
+        assert_eq!(check.violations.len(), 1, "{check}");
+        assert!(check.violations[0].message.contains("fan 3 at place (class 1, 150"), "{check}");
+        assert!(check.violations[0].message.contains("fan 2 at the larger place"), "{check}");
+        // Within the slack it is in order.
+        let mut room = clean_room();
+        room.push(admission(3, place(150, 1), "a1.three", 1, 700, 5_000));
+        assert_eq!(room_order(&room).verdict, Verdict::Pass);
+        // A fan who joined after the larger place was admitted was not passed over.
+        let mut room = clean_room();
+        room.push(admission(3, place(150, 1), "a1.three", 1, 3_000, 9_000));
+        assert_eq!(room_order(&room).verdict, Verdict::Pass);
+        // A fan who dropped and resumed is not steady.
+        let mut room = clean_room();
+        room.push(RoomRecord::Admission {
+            fan: 3,
+            place: place(150, 1),
+            token: "a1.three".into(),
+            node: 1,
+            at_ms: 9_000,
+            steady: false,
+            since_ms: 700,
+        });
+        assert_eq!(room_order(&room).verdict, Verdict::Pass);
+        // A fault on the fan's node while it waited, or shortly before, excuses it; one elsewhere does not.
+        for (nodes, excused) in [(vec![1], true), (vec![1, 2, 3], true), (vec![2, 3], false)] {
+            let mut room = clean_room();
+            room.push(admission(3, place(150, 1), "a1.three", 1, 700, 5_500));
+            room.push(fault(nodes.clone(), 100, 400));
+            let verdict = if excused { Verdict::Pass } else { Verdict::Fail };
+            assert_eq!(room_order(&room).verdict, verdict, "a fault on nodes {nodes:?}");
+        }
+        let mut room = clean_room();
+        room.push(admission(3, place(150, 1), "a1.three", 1, 20_000, 40_000));
+        room.push(admission(4, place(300, 1), "a1.four", 2, 20_000, 30_000));
+        room.push(fault(vec![1], 100, 400));
+        assert_eq!(room_order(&room).verdict, Verdict::Fail, "a fault long before the wait excuses nothing");
+    }
+
+    #[test]
+    fn holds_without_admission_are_caught() {
+        let mut room = clean_room();
+        room.push(RoomRecord::Hold {
+            entry: 12,
+            fan: 3,
+            event: EVENT,
+            token: None,
+            place: None,
+            start_ms: 0,
+            end_ms: 1,
+            answer: HoldAnswer::Fail { status: 403 },
+        });
+        let history = vec![booking_entry(10, 1, EVENT, "7-01"), booking_entry(20, 5, EVENT + 1, "8-01")];
+        assert_eq!(room_holds_need_admission(&history, &room).verdict, Verdict::Pass, "refused, or another event");
+        room.push(hold(13, 3, None, None, "7-04"));
+        room.push(hold(14, 2, Some("a1.one"), Some(place(100, 1)), "7-05"));
+        let history = [history, vec![booking_entry(15, 4, EVENT, "7-06")]].concat();
+        let check = room_holds_need_admission(&history, &room);
+        let messages: Vec<&str> = check.violations.iter().map(|v| v.message.as_str()).collect();
+        assert_eq!(messages.len(), 3, "{check}");
+        assert!(messages[0].contains("entry 13") && messages[0].contains("without an admission token"));
+        assert!(messages[1].contains("entry 14") && messages[1].contains("no admission gave its fan"));
+        assert!(messages[2].contains("entry 15") && messages[2].contains("has no admission for it"));
+    }
 }

@@ -3,7 +3,8 @@
 //! The schedule is drawn from the run's seed: rounds in which every enabled kind appears once,
 //! in a seeded order, each with a seeded duration, target choice and strength. The same seed
 //! gives the same schedule; which node a choice lands on can still differ between runs where it
-//! depends on who leads at the time (as "kill the leader" must).
+//! depends on who leads at the time (as "kill the leader" must) or where the waiting room's fans
+//! are (as "kill the room's busiest node" must).
 
 use std::fmt;
 
@@ -18,15 +19,16 @@ use crate::cluster::Cluster;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
-    /// SIGKILL the hot event's group leader, restart it later.
+    /// SIGKILL the leader of the hot event's group (or of the waiting room's), restart it later.
     KillLeader,
-    /// SIGKILL a node that does not lead the hot event's group, restart it later.
+    /// SIGKILL a node that does not lead that group, restart it later.
     KillFollower,
     /// SIGSTOP a node, SIGCONT it later.
     Pause,
-    /// Cut every link of the hot event's group leader: it is alone, the others are a majority.
+    /// Cut every link of the hot event's (or the room's) group leader: it is alone, the others
+    /// are a majority.
     IsolateLeader,
-    /// Cut every link of a node that does not lead the hot group: a minority of one.
+    /// Cut every link of a node that does not lead that group: a minority of one.
     IsolateFollower,
     /// Cut one link only: the third node still sees both ends.
     Bridge,
@@ -40,10 +42,13 @@ pub enum FaultKind {
     SlowDisk,
     /// Make one node's log writes fail as on a full disk: the node stops; it is restarted.
     FullDisk,
+    /// SIGKILL the node holding the most connected fans of the waiting room (by the room's admin
+    /// view), restart it later: its fans must resume elsewhere with their tickets.
+    KillRoomBusiest,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::KillLeader,
         FaultKind::KillFollower,
         FaultKind::Pause,
@@ -55,6 +60,7 @@ impl FaultKind {
         FaultKind::ClockSkew,
         FaultKind::SlowDisk,
         FaultKind::FullDisk,
+        FaultKind::KillRoomBusiest,
     ];
 }
 
@@ -118,6 +124,11 @@ pub enum Active {
     Killed(u64),
     Paused(u64),
     Cut(Vec<(u64, u64)>),
+    /// Every link of one node cut: the others still reach each other.
+    Isolated {
+        node: u64,
+        links: Vec<(u64, u64)>,
+    },
     AllLinks,
     Faulted(u64),
     /// Nothing could be done (e.g. no node to pick): nothing to undo.
@@ -130,6 +141,9 @@ pub enum Active {
 pub struct FaultRecord {
     pub kind: FaultKind,
     pub target: String,
+    /// The nodes it touched (see [`touched`]).
+    #[serde(default)]
+    pub nodes: Vec<u64>,
     pub start_ms: u64,
     pub end_ms: u64,
 }
@@ -138,11 +152,24 @@ fn pick(nodes: &[u64], choice: u64) -> Option<u64> {
     (!nodes.is_empty()).then(|| nodes[(choice % nodes.len() as u64) as usize])
 }
 
-/// Does `fault` to the cluster. `hot_leader` is the current leader of the hot event's group.
-pub async fn apply(cluster: &mut Cluster, fault: &Planned, hot_leader: Option<u64>) -> (Active, String) {
+/// The nodes faults that aim at a role are done to, as the runner found them just before.
+#[derive(Debug, Clone, Default)]
+pub struct Aims {
+    /// The current leaders of the groups leader faults aim at (the hot event's, then the
+    /// waiting room's), where known; one is picked by the fault's choice.
+    pub leaders: Vec<u64>,
+    /// The node whose room fans are most connected, if the room's admin view could tell.
+    pub room_busiest: Option<u64>,
+}
+
+/// Does `fault` to the cluster, aiming role faults at `aims`.
+pub async fn apply(cluster: &mut Cluster, fault: &Planned, aims: &Aims) -> (Active, String) {
     let serving = cluster.serving();
-    let followers: Vec<u64> = serving.iter().copied().filter(|&n| Some(n) != hot_leader).collect();
-    let leader = hot_leader.filter(|l| serving.contains(l)).or_else(|| pick(&serving, fault.choice));
+    let leaders: Vec<u64> = aims.leaders.iter().copied().filter(|l| serving.contains(l)).collect();
+    // The high bits pick the group, the low ones the node: the two choices stay apart.
+    let leader = pick(&leaders, fault.choice >> 32).or_else(|| pick(&serving, fault.choice));
+    let followers: Vec<u64> = serving.iter().copied().filter(|&n| Some(n) != leader).collect();
+    let busiest = aims.room_busiest.filter(|n| serving.contains(n)).or_else(|| pick(&serving, fault.choice));
     let s = fault.strength;
     let done = match fault.kind {
         FaultKind::KillLeader => leader.map(|n| {
@@ -182,6 +209,10 @@ pub async fn apply(cluster: &mut Cluster, fault: &Planned, hot_leader: Option<u6
             node_faults(cluster, pick(&serving, fault.choice), json!({"logWriteDelayMs": 20 + s / 4})).await
         }
         FaultKind::FullDisk => node_faults(cluster, pick(&serving, fault.choice), json!({"logWriteFail": true})).await,
+        FaultKind::KillRoomBusiest => busiest.map(|n| {
+            cluster.kill(n);
+            Active::Killed(n)
+        }),
     };
     let active = done.unwrap_or(Active::Nothing);
     let target = describe(&active);
@@ -194,8 +225,12 @@ async fn node_faults(cluster: &Cluster, node: Option<u64>, faults: serde_json::V
 }
 
 fn isolate(cluster: &Cluster, node: u64) -> Active {
-    let links = cluster.links.iter().map(|(k, _)| k).filter(|(a, b)| *a == node || *b == node).collect();
-    cut(cluster, links)
+    let links: Vec<(u64, u64)> =
+        cluster.links.iter().map(|(k, _)| k).filter(|(a, b)| *a == node || *b == node).collect();
+    match cut(cluster, links) {
+        Active::Cut(links) => Active::Isolated { node, links },
+        other => other,
+    }
 }
 
 fn cut(cluster: &Cluster, links: Vec<(u64, u64)>) -> Active {
@@ -210,10 +245,26 @@ fn cut(cluster: &Cluster, links: Vec<(u64, u64)>) -> Active {
 fn describe(active: &Active) -> String {
     match active {
         Active::Killed(n) | Active::Paused(n) | Active::Faulted(n) => format!("node {n}"),
-        Active::Cut(links) => links.iter().map(|(a, b)| format!("{a}-{b}")).collect::<Vec<_>>().join(","),
+        Active::Cut(links) | Active::Isolated { links, .. } => {
+            links.iter().map(|(a, b)| format!("{a}-{b}")).collect::<Vec<_>>().join(",")
+        }
         Active::AllLinks => "all links".into(),
         Active::Nothing => "none".into(),
     }
+}
+
+/// The nodes a fault in force touches, of `all`: the node killed, paused, faulted or cut off,
+/// both ends of a link cut, every node when every link is faulted.
+pub fn touched(active: &Active, all: &[u64]) -> Vec<u64> {
+    let mut nodes = match active {
+        Active::Killed(n) | Active::Paused(n) | Active::Faulted(n) | Active::Isolated { node: n, .. } => vec![*n],
+        Active::Cut(links) => links.iter().flat_map(|&(a, b)| [a, b]).collect(),
+        Active::AllLinks => all.to_vec(),
+        Active::Nothing => Vec::new(),
+    };
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes
 }
 
 /// Undoes a fault.
@@ -221,7 +272,7 @@ pub async fn heal(cluster: &mut Cluster, active: &Active) -> anyhow::Result<()> 
     match active {
         Active::Killed(n) => cluster.start_node(*n)?,
         Active::Paused(n) => cluster.resume(*n),
-        Active::Cut(links) => {
+        Active::Cut(links) | Active::Isolated { links, .. } => {
             for &(a, b) in links {
                 if let Some(link) = cluster.links.link(a, b) {
                     link.heal();
@@ -247,9 +298,9 @@ mod tests {
 
     #[test]
     fn a_seed_replays_the_same_schedule_and_every_kind_comes_round() {
-        let first: Vec<Planned> = Schedule::new(7, FaultKind::ALL.to_vec()).take(44).collect();
-        let again: Vec<Planned> = Schedule::new(7, FaultKind::ALL.to_vec()).take(44).collect();
-        let other: Vec<Planned> = Schedule::new(8, FaultKind::ALL.to_vec()).take(44).collect();
+        let first: Vec<Planned> = Schedule::new(7, FaultKind::ALL.to_vec()).take(48).collect();
+        let again: Vec<Planned> = Schedule::new(7, FaultKind::ALL.to_vec()).take(48).collect();
+        let other: Vec<Planned> = Schedule::new(8, FaultKind::ALL.to_vec()).take(48).collect();
         assert_eq!(first, again);
         assert_ne!(first, other);
         for kind in FaultKind::ALL {
@@ -262,5 +313,18 @@ mod tests {
     fn fault_kinds_have_kebab_case_names() {
         assert_eq!(FaultKind::KillLeader.to_string(), "kill-leader");
         assert_eq!(FaultKind::FullDisk.to_string(), "full-disk");
+        assert_eq!(FaultKind::KillRoomBusiest.to_string(), "kill-room-busiest");
+    }
+
+    #[test]
+    fn a_fault_touches_its_nodes_once_each() {
+        assert_eq!(touched(&Active::Killed(2), &[1, 2, 3]), vec![2]);
+        assert_eq!(touched(&Active::Cut(vec![(1, 2), (2, 3)]), &[1, 2, 3]), vec![1, 2, 3]);
+        let isolated = Active::Isolated { node: 2, links: vec![(1, 2), (2, 3)] };
+        assert_eq!(touched(&isolated, &[1, 2, 3]), vec![2], "the others still reach each other");
+        assert_eq!(describe(&isolated), "1-2,2-3");
+        assert_eq!(touched(&Active::Cut(vec![(1, 3)]), &[1, 2, 3]), vec![1, 3]);
+        assert_eq!(touched(&Active::AllLinks, &[1, 2, 3]), vec![1, 2, 3]);
+        assert!(touched(&Active::Nothing, &[1, 2, 3]).is_empty());
     }
 }

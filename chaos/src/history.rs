@@ -1,6 +1,7 @@
 //! What a chaos run records and what the checker reads: every request with its real-time start
-//! and end and what came back (the history, one JSON object per line), and the cluster's final
-//! state read after the faults healed.
+//! and end and what came back (the history, one JSON object per line), the waiting room's
+//! history (tickets, admissions, holds under them, admin samples, faults: [`RoomRecord`]), and
+//! the cluster's final state read after the faults healed.
 //!
 //! Times are of two kinds and never mixed:
 //! - `start_ms`/`end_ms`: the runner's real time (one monotonic clock for the whole run, in ms);
@@ -132,5 +133,85 @@ pub fn parse_history(text: &str) -> std::result::Result<Vec<Entry>, String> {
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(n, line)| serde_json::from_str(line).map_err(|e| format!("history line {}: {e}", n + 1)))
+        .collect()
+}
+
+/// A place in the waiting room's line, as tickets and admissions carry it: compared by
+/// (class, primary, node, seq), the order the room admits in.
+pub use model::room::Place;
+
+/// One thing the waiting room's workload saw or did, in the order it was recorded (the room's
+/// history, `room.jsonl`, one object per line). Times are the runner's real time, as in
+/// [`Entry`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum RoomRecord {
+    /// The room under test, recorded first: the checks of holds need its event.
+    Room {
+        event: u64,
+        rate_per_min: u64,
+        shopping_max: u64,
+        admission_ms: u64,
+        abandon_ms: u64,
+        /// When the on-sale was due, in the runner's real time.
+        on_sale_ms: u64,
+    },
+    /// A join (without a ticket) gave `fan` a place at `node`.
+    Ticket { fan: u64, place: Place, node: u64, at_ms: u64, presale: bool },
+    /// `fan` came back with its ticket at `node`, after its stream to `from_node` ended.
+    Resume { fan: u64, place: Place, from_node: u64, node: u64, at_ms: u64 },
+    /// `node` admitted `fan` at `place` with `token`.
+    Admission {
+        fan: u64,
+        place: Place,
+        token: String,
+        node: u64,
+        at_ms: u64,
+        /// The fan waited on one stream from its join to its admission, never dropping or
+        /// resuming: only such admissions show the order the room admits in.
+        steady: bool,
+        /// When the stream that got the admission got its ticket.
+        since_ms: u64,
+    },
+    /// A hold on the room's event, as history entry `entry` records it, sent with the
+    /// admission `token` (none: sent without one).
+    Hold {
+        entry: u64,
+        fan: u64,
+        event: u64,
+        token: Option<String>,
+        /// The place the token names.
+        place: Option<Place>,
+        start_ms: u64,
+        end_ms: u64,
+        answer: HoldAnswer,
+    },
+    /// The room's admin view (`GET /admin/events/{event}/waiting-room`) read through `node`,
+    /// the request sent at `at_ms`.
+    Sample { node: u64, at_ms: u64, watermark: Option<Place>, shopping: u64, shopping_max: u64 },
+    /// A fault done to `nodes` (every node for faults of every link), from `start_ms` until it
+    /// was undone at `end_ms`; `kind` is the fault's name, or `exited` for a node that stopped
+    /// on its own and was restarted.
+    Fault { kind: String, nodes: Vec<u64>, start_ms: u64, end_ms: u64 },
+}
+
+/// What came of a hold on the room's event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum HoldAnswer {
+    /// A 2xx: this booking was made.
+    Ok { booking: String },
+    /// A 4xx: nothing was made.
+    Fail { status: u16 },
+    /// No definite answer.
+    Unknown,
+}
+
+/// Reads a room history file: one [`RoomRecord`] per line; blank lines are skipped.
+pub fn parse_room_history(text: &str) -> std::result::Result<Vec<RoomRecord>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| serde_json::from_str(line).map_err(|e| format!("room history line {}: {e}", n + 1)))
         .collect()
 }

@@ -13,6 +13,7 @@
 //! - [`cluster`]: the harness's cluster with a proxy on every link;
 //! - [`faults`]: the seeded schedule, and doing and undoing each fault;
 //! - [`workload`]: the fans and the recorder;
+//! - [`room`]: the waiting room's fans (over QUIC), its admin samples and its recorder;
 //! - [`run`]: one run from start to verdict.
 //!
 //! Like `tests/`, it sees the system only as clients and operators do: it depends on `model`
@@ -25,5 +26,6 @@ pub mod faults;
 pub mod history;
 pub mod proxy;
 pub mod report;
+pub mod room;
 pub mod run;
 pub mod workload;

@@ -3,7 +3,8 @@
 //! - `boxoffice-chaos run [--duration 3m] [--seed N] [--faults kill-leader,pause,…]`: start a
 //!   cluster of `boxoffice node` processes behind fault-injecting proxies, drive fans through
 //!   it while faults come and go, then check the history and the final state;
-//! - `boxoffice-chaos check --history FILE --final FILE`: check a saved run again.
+//! - `boxoffice-chaos check --history FILE --final FILE [--room FILE]`: check a saved run again
+//!   (with the waiting room's history, `room.jsonl` beside the history if not named).
 //!
 //! Exit status: 0 when every invariant held, 1 on any violation, 2 when the run itself failed.
 
@@ -47,6 +48,13 @@ enum Command {
         /// The `boxoffice` binary to run; the one beside this binary if not given.
         #[arg(long)]
         bin: Option<PathBuf>,
+        /// Fans of the waiting room's event (over QUIC); 0 runs without a room.
+        #[arg(long, default_value_t = 120)]
+        room_fans: u64,
+        /// Adds a second admission of an admitted place, under another token, to the room's
+        /// history before checking: the run must fail (docs/chaos.md).
+        #[arg(long, hide = true)]
+        plant_room_violation: bool,
     },
     /// Check a saved history and final state.
     Check {
@@ -54,12 +62,15 @@ enum Command {
         history: PathBuf,
         #[arg(long = "final")]
         final_state: PathBuf,
+        /// The waiting room's history; `room.jsonl` beside the history if there is one.
+        #[arg(long)]
+        room: Option<PathBuf>,
     },
 }
 
 async fn main_result() -> anyhow::Result<bool> {
     match Cli::parse().command {
-        Command::Run { duration, seed, nodes, fans, faults, hold_ttl, out, bin } => {
+        Command::Run { duration, seed, nodes, fans, faults, hold_ttl, out, bin, room_fans, plant_room_violation } => {
             let seed = seed.unwrap_or_else(rand::random);
             let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
             let options = RunOptions {
@@ -69,14 +80,28 @@ async fn main_result() -> anyhow::Result<bool> {
                 seed,
                 nodes,
                 fans,
-                kinds: if faults.is_empty() { FaultKind::ALL.to_vec() } else { faults },
+                kinds: if faults.is_empty() { default_kinds(room_fans) } else { faults },
                 hold_ttl_ms: hold_ttl,
+                room_fans,
+                plant_room_violation,
             };
             let outcome = run(options).await?;
             println!("\n{}", outcome.summary);
             Ok(outcome.report.ok())
         }
-        Command::Check { history, final_state } => {
+        Command::Check { history, final_state, room } => {
+            let room = room.or_else(|| {
+                let beside = history.with_file_name("room.jsonl");
+                beside.exists().then_some(beside)
+            });
+            let room = match room {
+                Some(path) => {
+                    let text =
+                        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                    chaos::history::parse_room_history(&text).map_err(anyhow::Error::msg)?
+                }
+                None => Vec::new(),
+            };
             let text =
                 std::fs::read_to_string(&history).with_context(|| format!("cannot read {}", history.display()))?;
             let history = chaos::history::parse_history(&text).map_err(anyhow::Error::msg)?;
@@ -84,11 +109,16 @@ async fn main_result() -> anyhow::Result<bool> {
                 .with_context(|| format!("cannot read {}", final_state.display()))?;
             let final_state = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a final state", final_state.display()))?;
-            let report = chaos::checker::check(&history, &final_state);
+            let report = chaos::checker::check_run(&history, &room, &final_state);
             println!("{report}");
             Ok(report.ok())
         }
     }
+}
+
+/// Every kind of fault, but the room's own when the run has no room.
+fn default_kinds(room_fans: u64) -> Vec<FaultKind> {
+    FaultKind::ALL.into_iter().filter(|k| room_fans > 0 || *k != FaultKind::KillRoomBusiest).collect()
 }
 
 #[tokio::main]

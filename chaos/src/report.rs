@@ -57,6 +57,10 @@ pub struct Counts {
     pub requests: BTreeMap<String, Answers>,
     /// Writes answered `Unknown`, by op, and whether the final state shows they took effect.
     pub unknown: BTreeMap<String, Resolution>,
+    /// What the waiting room's history holds, by kind (`tickets`, `admissions`, `samples`, …):
+    /// empty when the run had no room.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub room: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -161,6 +165,10 @@ impl fmt::Display for Counts {
             .collect();
         if !unknown.is_empty() {
             writeln!(f, "unknown writes: {}", unknown.join("; "))?;
+        }
+        if !self.room.is_empty() {
+            let room: Vec<String> = self.room.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
+            writeln!(f, "waiting room: {}", room.join(", "))?;
         }
         Ok(())
     }

@@ -1,8 +1,9 @@
 //! One chaos run: start a cluster behind proxies, fill a catalog, let fans shop while faults
 //! come and go on a seeded schedule, heal everything, read the final state, check it all.
 //!
-//! Everything the run produces goes into its folder: `history.jsonl`, `final.json`,
-//! `faults.json`, `report.json`, `summary.txt` and every node's config, data and log.
+//! Everything the run produces goes into its folder: `history.jsonl`, `room.jsonl` (the waiting
+//! room's history, when the run has a room), `final.json`, `faults.json`, `report.json`,
+//! `summary.txt` and every node's config, data and log.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,9 +19,10 @@ use harness::Settings;
 
 use crate::checker;
 use crate::cluster::{Cluster, Proxies, SECRETS};
-use crate::faults::{self, FaultKind, FaultRecord, Schedule};
-use crate::history::{Entry, FinalEvent, FinalPayment, FinalState, FinalTicket, ReplicaDigest};
+use crate::faults::{self, Aims, FaultKind, FaultRecord, Schedule};
+use crate::history::{Entry, FinalEvent, FinalPayment, FinalState, FinalTicket, ReplicaDigest, RoomRecord};
 use crate::report::Report;
+use crate::room::{self, RoomRecorder, RoomWorkload};
 use crate::workload::{Events, Fan, Recorder, Shop, Targets};
 
 #[derive(Debug, Clone)]
@@ -33,6 +35,11 @@ pub struct RunOptions {
     pub fans: u64,
     pub kinds: Vec<FaultKind>,
     pub hold_ttl_ms: u64,
+    /// Fans of the waiting room's event (0: the run has no room).
+    pub room_fans: u64,
+    /// Adds a second admission of an admitted place, under another token, to the room's history
+    /// before checking it: the run must then fail `room_no_double_admission`.
+    pub plant_room_violation: bool,
 }
 
 /// Inventory groups of a chaos cluster: few, so that the hot event's group is busy.
@@ -71,18 +78,24 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Outcome> {
         raft_extra: "snapshot_logs_since_last = 300\nsnapshot_logs_kept_max = 50\n".into(),
         // Fans here buy far more than a real fan would: no per-fan limit.
         gateway_extra: "tickets_per_fan_max = 0".into(),
+        // Every room fan joins from 127.0.0.1: no limit of joins per address.
+        room_extra: "joins_per_address_per_min = 0".into(),
         secrets: SECRETS,
         ..Settings::in_folder(options.bin.clone(), cluster_dir)
     };
     let mut cluster = Cluster::start_with(settings, Proxies::default()).await.context("starting the cluster")?;
     println!("chaos: {} nodes up", options.nodes);
-    let catalog = Catalog::create(&cluster).await?;
-    let events = Arc::new(RwLock::new(Events {
-        hot: (catalog.hot_event().await?, HOT_SEATS),
-        quiet: catalog.quiet(&cluster).await?,
-    }));
+    let catalog = Catalog::create(&cluster, options.room_fans > 0).await?;
+    let hot = (catalog.hot_event().await?, HOT_SEATS);
+    // Made second, the room's event lands in a group of its own (groups go round by event id).
+    let room_event = match catalog.room_venue {
+        Some(venue) => Some(catalog.event(venue, "Room Show".into()).await?),
+        None => None,
+    };
+    let events = Arc::new(RwLock::new(Events { hot, quiet: catalog.quiet(&cluster).await? }));
     let all_events = Arc::new(RwLock::new(vec![events.read().expect("events lock").hot.0]));
     all_events.write().expect("events lock").extend(events.read().expect("events lock").quiet.iter().map(|e| e.0));
+    all_events.write().expect("events lock").extend(room_event);
 
     let recorder = Arc::new(Recorder::new(&options.out.join("history.jsonl"))?);
     let targets: Targets = Arc::new(RwLock::new(Vec::new()));
@@ -96,12 +109,20 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Outcome> {
         hold_ttl_ms: options.hold_ttl_ms,
     };
     let fans = sign_up(&cluster, options.fans).await?;
+    let room = match room_event {
+        Some(event) => Some(open_room(&cluster, &options, event, &shop, &recorder).await?),
+        None => None,
+    };
     println!("chaos: {} fans shopping for {} ms", fans.len(), options.duration_ms);
-    let tasks: Vec<_> =
+    let mut tasks: Vec<_> =
         fans.into_iter().map(|fan| tokio::spawn(shop.clone().fan(fan.clone(), options.seed ^ fan.user))).collect();
+    if let Some((workload, _, room_fans)) = &room {
+        tasks.extend(workload.start(room_fans.clone(), options.seed));
+    }
 
     let rotation = Rotation { catalog: &catalog, events: &events, all: &all_events };
-    let records = inject(&mut cluster, &options, &targets, &recorder, &rotation).await?;
+    let aim = Aim { http: &shop.http, targets: &targets, room_event, room: room.as_ref().map(|(_, r, _)| r.as_ref()) };
+    let records = inject(&mut cluster, &options, &recorder, &rotation, &aim).await?;
 
     shop.stop.store(true, Ordering::Relaxed);
     settle(&mut cluster, &targets).await?;
@@ -110,13 +131,17 @@ pub async fn run(options: RunOptions) -> anyhow::Result<Outcome> {
     }
     recorder.flush();
     println!("chaos: workload stopped after {} requests; reading the final state", recorder.len());
+    let room_history = match &room {
+        Some((_, room_recorder, _)) => room_history(room_recorder, options.plant_room_violation)?,
+        None => Vec::new(),
+    };
     cluster.wait_all_caught_up(Duration::from_millis(SETTLE_TIMEOUT_MS)).await?;
     let event_ids = all_events.read().expect("events lock").clone();
     wait_payments_settled(&cluster, &event_ids).await?;
     cluster.wait_all_caught_up(Duration::from_millis(SETTLE_TIMEOUT_MS)).await?;
     let final_state = read_final_state(&cluster, &event_ids).await?;
     let history = recorder.entries();
-    let report = checker::check(&history, &final_state);
+    let report = checker::check_run(&history, &room_history, &final_state);
     let summary = summarize(&options, &records, &history, &report);
     write_json(&options.out.join("final.json"), &final_state)?;
     write_json(&options.out.join("faults.json"), &records)?;
@@ -140,6 +165,8 @@ struct Catalog {
     base: String,
     hot_venue: u64,
     quiet_venue: u64,
+    /// The venue of the waiting room's event, when the run has a room.
+    room_venue: Option<u64>,
     performer: u64,
 }
 
@@ -155,7 +182,7 @@ fn seat_map(seats: u32) -> Value {
 }
 
 impl Catalog {
-    async fn create(cluster: &Cluster) -> anyhow::Result<Catalog> {
+    async fn create(cluster: &Cluster, with_room: bool) -> anyhow::Result<Catalog> {
         let http = cluster.http.clone();
         let base = cluster.url(1);
         let post = |path: &'static str, body: Value| admin_post(&http, &base, path, body);
@@ -167,9 +194,16 @@ impl Catalog {
             json!({"name": "Quiet Club", "city": "Chaosville", "seatMap": seat_map(QUIET_SEATS)}),
         )
         .await?;
+        let room_venue = match with_room {
+            true => {
+                let map = seat_map(room::ROOM_SEATS);
+                Some(post("/admin/venues", json!({"name": "Room Hall", "city": "Chaosville", "seatMap": map})).await?)
+            }
+            false => None,
+        };
         let performer =
             post("/admin/performers", json!({"name": "The Faults", "description": "", "genre": "noise"})).await?;
-        Ok(Catalog { http: http.clone(), base, hot_venue, quiet_venue, performer })
+        Ok(Catalog { http: http.clone(), base, hot_venue, quiet_venue, room_venue, performer })
     }
 
     async fn event(&self, venue: u64, name: String) -> anyhow::Result<u64> {
@@ -218,6 +252,78 @@ async fn sign_up(cluster: &Cluster, fans: u64) -> anyhow::Result<Vec<Fan>> {
     Ok(signed)
 }
 
+/// Signs the room's fans up, turns the room of `event` on and sets its workload up (started
+/// with the other fans).
+async fn open_room(
+    cluster: &Cluster,
+    options: &RunOptions,
+    event: u64,
+    shop: &Shop,
+    recorder: &Arc<Recorder>,
+) -> anyhow::Result<(Arc<RoomWorkload>, Arc<RoomRecorder>, Vec<Fan>)> {
+    let fans = room::sign_up(cluster, options.room_fans).await.context("signing the room's fans up")?;
+    let room_recorder = Arc::new(RoomRecorder::new(&options.out.join("room.jsonl"), recorder.clone())?);
+    let plan = room::open(cluster, event, &room_recorder).await.context("opening the waiting room")?;
+    println!(
+        "chaos: waiting room of event {event} listed by {} nodes, on sale in {} ms, {} room fans",
+        plan.listed.len(),
+        plan.on_sale_ms.saturating_sub(room_recorder.now_ms()),
+        fans.len()
+    );
+    Ok((RoomWorkload::new(shop.clone(), room_recorder.clone(), plan), room_recorder, fans))
+}
+
+/// The room's history as recorded, with the planted violation if asked for.
+fn room_history(recorder: &RoomRecorder, plant: bool) -> anyhow::Result<Vec<RoomRecord>> {
+    if plant {
+        let planted = room::planted_double_admission(&recorder.records())
+            .ok_or_else(|| anyhow!("no place was admitted: there is no admission to plant a second one of"))?;
+        println!("chaos: planting a second admission under another token (--plant-room-violation): {planted:?}");
+        recorder.record(planted);
+    }
+    recorder.flush();
+    Ok(recorder.records())
+}
+
+/// What role faults aim at: the groups' leaders and the room's busiest node.
+struct Aim<'a> {
+    http: &'a reqwest::Client,
+    targets: &'a Targets,
+    room_event: Option<u64>,
+    /// Where faults are recorded for the room's checks, when the run has a room.
+    room: Option<&'a RoomRecorder>,
+}
+
+impl Aim<'_> {
+    /// The leaders of the hot event's and the room's groups, and for a `kill-room-busiest` the
+    /// node with the most connected room fans.
+    async fn aims(&self, cluster: &Cluster, hot: u64, kind: FaultKind) -> Aims {
+        let mut leaders = Vec::new();
+        for event in [Some(hot), self.room_event].into_iter().flatten() {
+            let group = u64::from(model::group_for_new_event(event, INVENTORY_GROUPS));
+            if let Ok(leader) = cluster.leader_of(group).await {
+                if !leaders.contains(&leader) {
+                    leaders.push(leader);
+                }
+            }
+        }
+        let room_busiest = match (kind, self.room_event) {
+            (FaultKind::KillRoomBusiest, Some(event)) => {
+                let serving = self.targets.read().expect("targets lock").clone();
+                room::busiest(self.http, &serving, event).await
+            }
+            _ => None,
+        };
+        Aims { leaders, room_busiest }
+    }
+
+    fn record(&self, kind: String, nodes: Vec<u64>, start_ms: u64, end_ms: u64) {
+        if let Some(room) = self.room {
+            room.record(RoomRecord::Fault { kind, nodes, start_ms, end_ms });
+        }
+    }
+}
+
 /// Puts a new hot event on sale when the current one is mostly sold.
 struct Rotation<'a> {
     catalog: &'a Catalog,
@@ -252,26 +358,30 @@ impl Rotation<'_> {
 async fn inject(
     cluster: &mut Cluster,
     options: &RunOptions,
-    targets: &Targets,
     recorder: &Recorder,
     rotation: &Rotation<'_>,
+    aim: &Aim<'_>,
 ) -> anyhow::Result<Vec<FaultRecord>> {
     let deadline = Instant::now() + Duration::from_millis(options.duration_ms);
     let mut records: Vec<FaultRecord> = Vec::new();
     let mut next_progress = Instant::now() + Duration::from_millis(PROGRESS_INTERVAL_MS);
     let mut schedule = Schedule::new(options.seed, options.kinds.clone());
+    let all_nodes: Vec<u64> = (1..=options.nodes).collect();
+    let targets = aim.targets;
     while Instant::now() < deadline {
         let planned = schedule.next().expect("the schedule never ends");
         let hot = rotation.events.read().expect("events lock").hot.0;
-        let hot_leader = cluster.leader_of(u64::from(model::group_for_new_event(hot, INVENTORY_GROUPS))).await.ok();
+        let aims = aim.aims(cluster, hot, planned.kind).await;
         let start_ms = recorder.now_ms();
-        let (active, target) = faults::apply(cluster, &planned, hot_leader).await;
+        let (active, target) = faults::apply(cluster, &planned, &aims).await;
         refresh_targets(cluster, targets);
-        wait_reaping(cluster, targets, Duration::from_millis(planned.duration_ms)).await?;
+        wait_reaping(cluster, aim, recorder, Duration::from_millis(planned.duration_ms)).await?;
         faults::heal(cluster, &active).await?;
         refresh_targets(cluster, targets);
-        records.push(FaultRecord { kind: planned.kind, target, start_ms, end_ms: recorder.now_ms() });
-        wait_reaping(cluster, targets, Duration::from_millis(faults::QUIET_AFTER_FAULT_MS)).await?;
+        let (nodes, end_ms) = (faults::touched(&active, &all_nodes), recorder.now_ms());
+        aim.record(planned.kind.to_string(), nodes.clone(), start_ms, end_ms);
+        records.push(FaultRecord { kind: planned.kind, target, nodes, start_ms, end_ms });
+        wait_reaping(cluster, aim, recorder, Duration::from_millis(faults::QUIET_AFTER_FAULT_MS)).await?;
         if Instant::now() >= next_progress {
             next_progress += Duration::from_millis(PROGRESS_INTERVAL_MS);
             let history = recorder.entries();
@@ -283,14 +393,21 @@ async fn inject(
 }
 
 /// Waits `duration`, restarting any node that stopped on its own (a "full disk") meanwhile.
-async fn wait_reaping(cluster: &mut Cluster, targets: &Targets, duration: Duration) -> anyhow::Result<()> {
+async fn wait_reaping(
+    cluster: &mut Cluster,
+    aim: &Aim<'_>,
+    recorder: &Recorder,
+    duration: Duration,
+) -> anyhow::Result<()> {
     let until = Instant::now() + duration;
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now()))).await;
         for node in cluster.reap_exited() {
             println!("chaos: node {node} stopped on its own; restarting it");
             cluster.start_node(node)?;
-            refresh_targets(cluster, targets);
+            refresh_targets(cluster, aim.targets);
+            let now = recorder.now_ms();
+            aim.record("exited".into(), vec![node], now, now);
         }
     }
     Ok(())
@@ -451,10 +568,11 @@ fn summarize(options: &RunOptions, records: &[FaultRecord], history: &[Entry], r
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "chaos run: seed {}, {} nodes, {} fans, {} s",
+        "chaos run: seed {}, {} nodes, {} fans, {} room fans, {} s",
         options.seed,
         options.nodes,
         options.fans,
+        options.room_fans,
         options.duration_ms / 1000
     );
     let _ = writeln!(out, "\nfaults ({}):", records.len());

@@ -56,7 +56,8 @@ impl Recorder {
         self.origin.elapsed().as_millis() as u64
     }
 
-    fn record(&self, fan: u64, op: Op, start_ms: u64, result: Outcome) -> Outcome {
+    /// Records one request and its answer; returns the entry's id and the answer.
+    pub fn record_entry(&self, fan: u64, op: Op, start_ms: u64, result: Outcome) -> (u64, Outcome) {
         let entry = Entry {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             fan,
@@ -69,9 +70,9 @@ impl Recorder {
             let mut file = self.file.lock().expect("history file lock");
             let _ = writeln!(file, "{line}");
         }
-        let result = entry.result.clone();
+        let answer = (entry.id, entry.result.clone());
         self.entries.lock().expect("history lock").push(entry);
-        result
+        answer
     }
 
     pub fn flush(&self) {
@@ -137,16 +138,28 @@ impl Shop {
     }
 
     /// Sends one request for `fan` and records it.
-    async fn request(&self, fan: &Fan, op: Op, rng: &mut StdRng) -> Outcome {
-        let start_ms = self.recorder.now_ms();
-        let result = match self.target(rng) {
-            Some(base) => self.send(fan, &op, &base).await,
-            None => Outcome::Unknown { reason: "no node is up".into() },
-        };
-        self.recorder.record(fan.user, op, start_ms, result)
+    pub async fn request(&self, fan: &Fan, op: Op, rng: &mut StdRng) -> Outcome {
+        self.request_admitted(fan, op, None, rng).await.1
     }
 
-    async fn send(&self, fan: &Fan, op: &Op, base: &str) -> Outcome {
+    /// Sends one request for `fan` through a gateway that is up, with an `Admission-Token` if
+    /// given, and records it; returns the entry's id and the answer.
+    pub async fn request_admitted(
+        &self,
+        fan: &Fan,
+        op: Op,
+        admission: Option<&str>,
+        rng: &mut StdRng,
+    ) -> (u64, Outcome) {
+        let start_ms = self.recorder.now_ms();
+        let result = match self.target(rng) {
+            Some(base) => self.send(fan, &op, &base, admission).await,
+            None => Outcome::Unknown { reason: "no node is up".into() },
+        };
+        self.recorder.record_entry(fan.user, op, start_ms, result)
+    }
+
+    async fn send(&self, fan: &Fan, op: &Op, base: &str, admission: Option<&str>) -> Outcome {
         let request = match op {
             Op::Hold { event, tickets } => {
                 self.http.post(format!("{base}/events/{event}/bookings")).json(&json!({"ticketIds": tickets}))
@@ -156,6 +169,10 @@ impl Shop {
                 self.http.post(format!("{base}/bookings/{booking}/payment")).json(&json!({"cardNumber": card}))
             }
             Op::ReadBooking { booking } => self.http.get(format!("{base}/bookings/{booking}")),
+        };
+        let request = match admission {
+            Some(token) => request.header(harness::room::ADMISSION_TOKEN_HEADER, token),
+            None => request,
         };
         let response = request.bearer_auth(&fan.token).timeout(Duration::from_millis(REQUEST_TIMEOUT_MS)).send().await;
         let response = match response {

@@ -97,7 +97,10 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "gateway listening");
     }
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    // With the client's address on every request: the waiting room's HTTP fallback limits joins
+    // per address.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
     tracing::info!("gateway stopped");
     Ok(())
 }

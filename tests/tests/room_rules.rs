@@ -388,13 +388,21 @@ async fn presale_order_is_a_fair_draw_and_onsale_is_first_come() {
 
     let early = admitted_before_a_fan_ahead(&in_place_order);
     assert!(early.is_empty(), "pre-sale fans admitted before fans drawn ahead of them: {early:?}");
+    let mut per_node: BTreeMap<u64, u64> = BTreeMap::new();
+    fans.iter().for_each(|f| *per_node.entry(f.placed_at).or_default() += 1);
+    let group = model::group_for_new_event(event, cluster.settings.inventory_groups) as u64;
+    let leader = cluster.leader_of(group).await.unwrap();
 
     onsale_is_first_come(&cluster, event, pools[0].clone(), &nodes).await;
     // A late admission is for a fan whose place was passed while no node counted it (it was
     // away, or moved): these fans stayed connected to the node that placed them, so the ticks
     // must have passed each of them by a report that listed it.
     let late = get_room(&cluster, event).await.unwrap()["counts"]["late"].clone();
-    assert_eq!(late, 0, "fans that never left were admitted late (passed by a tick that did not count them)");
+    assert_eq!(
+        late, 0,
+        "fans that never left were admitted late (passed by a tick that did not count them); pre-sale fans \
+         per node {per_node:?}, group {group} led by node {leader}"
+    );
 }
 
 /// Fans joining one after another at alternating nodes get places, and admissions, in that order.

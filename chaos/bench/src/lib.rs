@@ -4,7 +4,8 @@
 //!
 //! Layout:
 //! - [`options`]: the command line, with the scenarios (`a1` sell-out, `a2` churn, `b` event
-//!   page, `c` mixed on-sale, `p` purchases, `s` search) and the systems as typed values;
+//!   page, `c` mixed on-sale, `p` purchases, `s` search, `w` waiting room) and the systems as
+//!   typed values;
 //! - [`run`]: one run, every scenario against every system, each system alone in turn, and the
 //!   result files;
 //! - [`load`]: the load engine (closed or open loop, HdrHistogram latencies, live progress);
@@ -15,6 +16,7 @@
 //!   and `appendfsync always`) and nginx, each started on loopback, their clients and workers;
 //! - [`wrk`]: running wrk, which measures the event page, and reading its figures;
 //! - [`catalog`] and [`search`]: the generated catalog, and the search benchmark over it;
+//! - [`room`]: the waiting room (`w`), tens of thousands of fans on QUIC and the HTTP fallback;
 //! - [`report`]: the results as JSON, a markdown table and an SVG chart.
 //!
 //! The peers' tests (`tests/peers.rs`) need the PostgreSQL, Redis and nginx servers installed,
@@ -28,6 +30,7 @@ pub mod load;
 pub mod options;
 pub mod peers;
 pub mod report;
+pub mod room;
 pub mod run;
 pub mod search;
 pub mod wrk;

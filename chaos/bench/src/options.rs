@@ -38,6 +38,10 @@ pub enum Scenario {
     /// Search: the same mix of fan searches against Boxoffice and PostgreSQL.
     #[value(name = "s")]
     S,
+    /// The waiting room: tens of thousands of fans on QUIC and thousands on the HTTP fallback
+    /// wait in one room of a Boxoffice cluster (Boxoffice only).
+    #[value(name = "w")]
+    W,
 }
 
 /// A system the benchmark runs.
@@ -109,7 +113,7 @@ pub struct Options {
     /// Longest a sell-out may take before it is cut short (and reported as not sold out).
     #[arg(long, default_value = "15m", value_parser = model::duration::parse_ms)]
     pub sell_out_max: u64,
-    /// Scenarios to run.
+    /// Scenarios to run (`s` and `w` run only when named).
     #[arg(long, value_delimiter = ',', value_enum, default_value = "a1,a2,b,c,p")]
     pub scenarios: Vec<Scenario>,
     /// Systems to run.
@@ -136,6 +140,19 @@ pub struct Options {
     /// when each search was due, so a system that falls behind shows it).
     #[arg(long, default_value_t = 100)]
     pub search_rate: u64,
+    /// Fans of the waiting-room scenario on QUIC, each on a connection of its own.
+    #[arg(long, default_value_t = 60_000)]
+    pub room_fans: usize,
+    /// Fans of the waiting-room scenario on the HTTP fallback, each on an event stream of its own.
+    #[arg(long, default_value_t = 5_000)]
+    pub room_sse_fans: usize,
+    /// Proof-of-work bits of the waiting room's joins.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=28))]
+    pub room_pow_bits: u8,
+    /// Admissions per minute set at the waiting room's on-sale (the window that measures it ends
+    /// before the line runs dry).
+    #[arg(long, default_value_t = 40_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub room_rate: u32,
     /// The name of the result files (`<name>.md`, `<name>.json`, `<name>.svg`).
     #[arg(long, default_value = "results")]
     pub name: String,
@@ -185,13 +202,13 @@ mod tests {
         let options = Options::try_parse_from([
             "boxoffice-bench",
             "--scenarios",
-            "a1,a2,b,c,p,s",
+            "a1,a2,b,c,p,s,w",
             "--systems",
             "boxoffice,postgres,postgres-3,redis,redis-aof,nginx",
         ])
         .unwrap();
         use Scenario::*;
-        assert_eq!(options.scenarios, [A1, A2, B, C, P, S]);
+        assert_eq!(options.scenarios, [A1, A2, B, C, P, S, W]);
         use System::*;
         assert_eq!(options.systems, [Boxoffice, Postgres, Postgres3, Redis, RedisAof, Nginx]);
         assert!(Options::try_parse_from(["boxoffice-bench", "--systems", "mysql"]).is_err());
@@ -210,6 +227,8 @@ mod tests {
             (std::path::Path::new("docs/benchmarks"), "results")
         );
         assert_eq!(options.purchases_spec("p").granted_target, Some(40_000));
+        assert!(!options.runs(Scenario::W, System::Boxoffice), "the waiting room runs only when named");
+        assert_eq!((options.room_fans, options.room_sse_fans, options.room_pow_bits), (60_000, 5_000, 0));
     }
 
     #[test]

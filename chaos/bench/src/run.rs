@@ -2,7 +2,8 @@
 //! on the machine in turn (the others stopped), then the result files.
 //!
 //! Data and logs go to `<work>/<stamp>/<system>`, removed after a run that succeeded unless
-//! `--keep-data`; the results go to `<out>/<name>.json`, `.md` and `.svg`.
+//! `--keep-data`; the results go to `<out>/<name>.json`, `.md` and `.svg` (when a scenario but the
+//! waiting room ran), and the waiting room's to `<out>/waiting-room.json` and `.md`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::peers::postgres::{pg_workers, PgBuy, PgHold, PgRead, Postgres};
 use crate::peers::redis::{redis_workers, Redis, RedisHold};
 use crate::peers::Holder;
 use crate::report::{self, Row};
+use crate::room::{self, RoomFigures, RoomSpec};
 use crate::wrk::wrk;
 
 /// How long a hold lasts in the churn scenario.
@@ -34,20 +36,26 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
     std::fs::create_dir_all(&options.work)?;
     let work = std::path::absolute(&options.work)?.join(&stamp);
-    let mut run = Run { options: &options, work: work.clone(), rows: Vec::new() };
+    let mut run = Run { options: &options, work: work.clone(), rows: Vec::new(), room: None };
     let measured = async {
         run.boxoffice().await?;
         run.postgres(System::Postgres, 0).await?;
         run.postgres(System::Postgres3, 2).await?;
         run.redis(System::Redis, false).await?;
         run.redis(System::RedisAof, true).await?;
-        run.search().await
+        run.search().await?;
+        run.room().await
     }
     .await;
     if let Err(error) = measured {
         return Err(error.context(format!("the systems' data and logs are kept in {}", work.display())));
     }
-    write_results(&options, &run.rows, &stamp)?;
+    if !run.rows.is_empty() {
+        write_results(&options, &run.rows, &stamp)?;
+    }
+    if let Some(figures) = &run.room {
+        write_room(&options, figures, &stamp)?;
+    }
     if !options.keep_data && work.exists() {
         std::fs::remove_dir_all(&work).with_context(|| format!("cannot remove {}", work.display()))?;
     }
@@ -64,6 +72,8 @@ struct Run<'a> {
     options: &'a Options,
     work: PathBuf,
     rows: Vec<Row>,
+    /// The waiting room's figures, once it ran: they are not rows of the peers' table.
+    room: Option<RoomFigures>,
 }
 
 impl Run<'_> {
@@ -311,6 +321,50 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+impl Run<'_> {
+    /// w: the waiting room of a Boxoffice cluster, alone on the machine.
+    async fn room(&mut self) -> anyhow::Result<()> {
+        let options = self.options;
+        if !options.runs(Scenario::W, System::Boxoffice) {
+            return Ok(());
+        }
+        let spec = RoomSpec {
+            bin: boxoffice_binary(options),
+            dir: self.work.join("boxoffice-room"),
+            nodes: options.nodes,
+            fans: options.room_fans,
+            sse_fans: options.room_sse_fans,
+            pow_bits: options.room_pow_bits,
+            rate_per_min: options.room_rate,
+        };
+        println!("starting boxoffice ({} nodes) with a waiting room", options.nodes);
+        self.room = Some(room::run(spec).await?);
+        Ok(())
+    }
+}
+
+/// Writes `waiting-room.json` and `waiting-room.md` into `--out`, and prints the table.
+fn write_room(options: &Options, figures: &RoomFigures, stamp: &str) -> anyhow::Result<()> {
+    let command: String = std::env::args().skip(1).map(|a| format!(" {a}")).collect();
+    let header = format!(
+        "# Waiting room\n\nOne run of `boxoffice-bench{command}` on this machine ({stamp} UTC): a {}-node cluster on \
+         loopback, {} fans on QUIC (one connection each, from {} client sockets) and {} on the HTTP fallback's event \
+         streams, proof of work {} bits, admissions set at {} a minute.",
+        figures.nodes,
+        figures.fans,
+        figures.client_sockets,
+        figures.sse_fans,
+        figures.pow_bits,
+        figures.rate_per_minute
+    );
+    let table = room::markdown(figures, &header);
+    std::fs::write(options.out.join("waiting-room.json"), serde_json::to_vec_pretty(figures)?)?;
+    std::fs::write(options.out.join("waiting-room.md"), &table)?;
+    println!("\n{table}");
+    println!("waiting-room results written to {}", options.out.display());
+    Ok(())
 }
 
 /// Writes `<name>.json`, `<name>.md` and `<name>.svg` into `--out`, and prints the table.

@@ -104,9 +104,9 @@ impl RoomCert {
     }
 }
 
-/// The TLS crypto of the room, ring's: the workspace builds no aws-lc (a C build). rustls 0.23.48
-/// deprecates ring's provider for lacking post-quantum key exchange, which the room accepts:
-/// its traffic is a place in line, sealed again by signed tickets.
+/// The TLS crypto of the room (servers and test clients alike): ring's, as the workspace builds no
+/// aws-lc (a C build). rustls 0.23.48 deprecates ring's provider because it has no post-quantum
+/// key exchange; the room accepts that, its traffic being short-lived places in line.
 #[allow(deprecated)]
 pub fn crypto_provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -204,7 +204,8 @@ mod tests {
     fn pem_files_give_back_the_same_certificate() {
         let names = vec!["room.test".to_string()];
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let cert = CertificateParams::new(names).unwrap().self_signed(&key).unwrap();
+        let params = CertificateParams::new(names).unwrap();
+        let cert = params.self_signed(&key).unwrap();
         let dir = std::env::temp_dir().join(format!("room-certs-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -212,6 +213,8 @@ mod tests {
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
         let read = RoomCert::from_pem_files(&cert_path, &key_path).unwrap();
         assert_eq!(read.sha256_hex, sha256_hex(cert.der()));
+        assert!(params.not_after.year() > 2050, "a GeneralizedTime, past UTCTime's years");
+        assert_eq!(read.not_after_ms, unix_ms(params.not_after));
         let missing = RoomCert::from_pem_files(&dir.join("none.pem"), &key_path).unwrap_err();
         assert!(missing.to_string().contains("none.pem"), "{missing}");
         let no_key = RoomCert::from_pem_files(&cert_path, &cert_path).unwrap_err();

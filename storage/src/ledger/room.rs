@@ -394,11 +394,13 @@ fn pass(room: &mut RoomCore, passes: &mut Vec<Pass>, reports: &[Report], at: Mil
     assert_eq!(reports.len(), room.nodes_reported as usize, "room {} has a report row per node it counted", room.event);
     let before = RoomBefore { watermark: room.watermark, shopping: room.shopping(at) };
     let allowed = budget(room, at).min(headroom(room, before.shopping));
-    let fresh: Vec<&Report> = reports
-        .iter()
-        .filter(|(_, stamp, r)| at.saturating_sub(*stamp) <= REPORT_FRESH_MS && r.clock_ms >= room.settings.on_sale_at)
-        .collect();
-    let places = candidates(&fresh, room.watermark, allowed);
+    let fresh: Vec<&Report> =
+        reports.iter().filter(|(_, stamp, _)| at.saturating_sub(*stamp) <= REPORT_FRESH_MS).collect();
+    // A report built before the on-sale may miss pre-sale joins its node took after it: until
+    // every fresh report is built after the on-sale (a second at most), nobody is passed, rather
+    // than pass the places of the nodes whose reports are older without counting them.
+    let complete = fresh.iter().all(|(_, _, r)| r.clock_ms >= room.settings.on_sale_at);
+    let places = if complete { candidates(&fresh, room.watermark, allowed) } else { Vec::new() };
     room.used = fresh.iter().map(|(node, _, r)| (*node, r.boot, r.seq)).collect();
     let passed = places.len() as u64;
     if let Some(&last) = places.last() {
