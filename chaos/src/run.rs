@@ -296,17 +296,16 @@ struct Aim<'a> {
 
 impl Aim<'_> {
     /// The leaders of the hot event's and the room's groups, and for a `kill-room-busiest` the
-    /// node with the most connected room fans.
-    async fn aims(&self, cluster: &Cluster, hot: u64, kind: FaultKind) -> Aims {
-        let mut leaders = Vec::new();
-        for event in [Some(hot), self.room_event].into_iter().flatten() {
-            let group = u64::from(model::group_for_new_event(event, INVENTORY_GROUPS));
-            if let Ok(leader) = cluster.leader_of(group).await {
-                if !leaders.contains(&leader) {
-                    leaders.push(leader);
-                }
-            }
-        }
+    /// node with the most connected room fans; and the room's group's leader alone.
+    async fn aims(&self, cluster: &Cluster, hot: u64, kind: FaultKind) -> (Aims, Option<u64>) {
+        let leader_of = |event: u64| cluster.leader_of(u64::from(model::group_for_new_event(event, INVENTORY_GROUPS)));
+        let hot_leader = leader_of(hot).await.ok();
+        let room_leader = match self.room_event {
+            Some(event) => leader_of(event).await.ok(),
+            None => None,
+        };
+        let mut leaders: Vec<u64> = hot_leader.into_iter().collect();
+        leaders.extend(room_leader.filter(|l| Some(*l) != hot_leader));
         let room_busiest = match (kind, self.room_event) {
             (FaultKind::KillRoomBusiest, Some(event)) => {
                 let serving = self.targets.read().expect("targets lock").clone();
@@ -314,13 +313,17 @@ impl Aim<'_> {
             }
             _ => None,
         };
-        Aims { leaders, room_busiest }
+        (Aims { leaders, room_busiest }, room_leader)
     }
 
-    fn record(&self, kind: String, nodes: Vec<u64>, start_ms: u64, end_ms: u64) {
-        if let Some(room) = self.room {
-            room.record(RoomRecord::Fault { kind, nodes, start_ms, end_ms });
-        }
+    /// Records a fault for the room's checks, with the nodes whose view of the room's group it
+    /// may have held back: those it touched, or every node when it touched the group's leader
+    /// (or the leader was unknown): an election follows, and every replica may lag behind it.
+    fn record(&self, kind: String, touched: &[u64], all: &[u64], room_leader: Option<u64>, span: (u64, u64)) {
+        let Some(room) = self.room else { return };
+        let leader_touched = room_leader.is_none_or(|leader| touched.contains(&leader));
+        let nodes = if leader_touched && !touched.is_empty() { all.to_vec() } else { touched.to_vec() };
+        room.record(RoomRecord::Fault { kind, nodes, start_ms: span.0, end_ms: span.1 });
     }
 }
 
@@ -371,17 +374,18 @@ async fn inject(
     while Instant::now() < deadline {
         let planned = schedule.next().expect("the schedule never ends");
         let hot = rotation.events.read().expect("events lock").hot.0;
-        let aims = aim.aims(cluster, hot, planned.kind).await;
+        let (aims, room_leader) = aim.aims(cluster, hot, planned.kind).await;
         let start_ms = recorder.now_ms();
         let (active, target) = faults::apply(cluster, &planned, &aims).await;
         refresh_targets(cluster, targets);
-        wait_reaping(cluster, aim, recorder, Duration::from_millis(planned.duration_ms)).await?;
+        wait_reaping(cluster, aim, recorder, Duration::from_millis(planned.duration_ms), &all_nodes).await?;
         faults::heal(cluster, &active).await?;
         refresh_targets(cluster, targets);
         let (nodes, end_ms) = (faults::touched(&active, &all_nodes), recorder.now_ms());
-        aim.record(planned.kind.to_string(), nodes.clone(), start_ms, end_ms);
+        aim.record(planned.kind.to_string(), &nodes, &all_nodes, room_leader, (start_ms, end_ms));
         records.push(FaultRecord { kind: planned.kind, target, nodes, start_ms, end_ms });
-        wait_reaping(cluster, aim, recorder, Duration::from_millis(faults::QUIET_AFTER_FAULT_MS)).await?;
+        let quiet = Duration::from_millis(faults::QUIET_AFTER_FAULT_MS);
+        wait_reaping(cluster, aim, recorder, quiet, &all_nodes).await?;
         if Instant::now() >= next_progress {
             next_progress += Duration::from_millis(PROGRESS_INTERVAL_MS);
             let history = recorder.entries();
@@ -398,6 +402,7 @@ async fn wait_reaping(
     aim: &Aim<'_>,
     recorder: &Recorder,
     duration: Duration,
+    all_nodes: &[u64],
 ) -> anyhow::Result<()> {
     let until = Instant::now() + duration;
     while Instant::now() < until {
@@ -407,7 +412,8 @@ async fn wait_reaping(
             cluster.start_node(node)?;
             refresh_targets(cluster, aim.targets);
             let now = recorder.now_ms();
-            aim.record("exited".into(), vec![node], now, now);
+            // Whether it led the room's group is not known: taken as if it did.
+            aim.record("exited".into(), &[node], all_nodes, None, (now, now));
         }
     }
     Ok(())
