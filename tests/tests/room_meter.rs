@@ -183,9 +183,8 @@ async fn admitted(cluster: &Cluster, event: u64) -> u64 {
     get_room(cluster, event).await.unwrap()["counts"]["admitted"].as_u64().expect("counts.admitted")
 }
 
-/// Pairs `(earlier, later)` of fans, in place order, where the fan with the smaller place was
-/// admitted more than `spread` after the one with the larger place (a fan not admitted counts as
-/// admitted at `until`).
+/// `(fan, fan behind it, by how much)` for each fan of `line` (in place order) admitted more than
+/// `spread` after some fan with a larger place (a fan not admitted counts as admitted at `until`).
 fn admitted_out_of_place_order(line: &[InLine], spread: Duration, until: Instant) -> Vec<(u64, u64, Duration)> {
     let at: Vec<Option<Instant>> = line.iter().map(InLine::admitted_at).collect();
     let mut behind: Option<(usize, Instant)> = None;
@@ -259,12 +258,11 @@ async fn admissions_follow_the_set_rate_within_five_percent_a_minute() {
             off.push((from.0.duration_since(start).as_secs(), rate));
         }
     }
-    assert!(samples.len() > 60, "at least one minute sampled");
     assert!(off.is_empty(), "minutes whose admissions were off {METER_RATE_PER_MIN} ± 5% a minute: {off:?}");
 
     let heard = line.iter().filter(|f| f.admitted_at().is_some()).count() as u64;
     let last = samples.last().unwrap().1;
-    assert!(heard + 10 >= last, "{heard} fans heard their admission of the {last} admitted");
+    assert!(heard >= last, "only {heard} fans heard their admission of the {last} admitted");
     let out_of_order = admitted_out_of_place_order(line, ADMISSION_SPREAD, until);
     assert!(
         out_of_order.is_empty(),
@@ -447,6 +445,8 @@ async fn the_first_estimate_is_honest_and_a_pause_is_named() {
 
     put_room(&cluster, event, json!({"paused": false})).await.unwrap();
     wait_estimates(line).await;
+    let rate = get_room(&cluster, event).await.unwrap()["rateAchievedPerMinute"].clone();
+    println!("positions carry waits; the room's achieved rate: {rate} a minute");
     // Every waiting fan hears its first estimate at the next push (a second).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let chosen = estimated(line);
@@ -474,13 +474,15 @@ async fn the_first_estimate_is_honest_and_a_pause_is_named() {
     let paused_at = Instant::now();
     assert_eq!(put_room_paused["settings"]["paused"], true, "{put_room_paused}");
     let admitted_at_pause = admitted(&cluster, event).await;
-    let waiting: Vec<&InLine> = line.iter().filter(|f| f.admitted_at().is_none_or(|at| at > paused_at)).collect();
-    assert!(!waiting.is_empty(), "fans still wait at the pause");
     let during = admitted_samples(&cluster, event, PAUSED_FOR).await;
     let moved: Vec<u64> = during.iter().map(|(_, n)| *n).filter(|n| *n != admitted_at_pause).collect();
     let resumed_at = Instant::now();
     put_room(&cluster, event, json!({"paused": false})).await.unwrap();
 
+    // Fans admitted by a tick just before the pause may hear it just after: they did not wait.
+    let waiting: Vec<&InLine> =
+        line.iter().filter(|f| f.admitted_at().is_none_or(|at| at > paused_at + ADMISSION_DELIVERY)).collect();
+    assert!(!waiting.is_empty(), "fans still wait at the pause");
     let unnamed: Vec<(u64, Option<Duration>)> = waiting
         .iter()
         .map(|f| (f.uid, f.pause_named_at().map(|at| at.saturating_duration_since(paused_at))))
@@ -489,11 +491,8 @@ async fn the_first_estimate_is_honest_and_a_pause_is_named() {
     println!("{} fans waited through the pause; {admitted_at_pause} admitted at it", waiting.len());
     assert!(unnamed.is_empty(), "waiting fans not told of the pause within {PAUSE_NAMED_WITHIN:?}: {unnamed:?}");
     assert!(moved.is_empty(), "admissions while paused (admitted {admitted_at_pause} at the pause): {moved:?}");
-    let admitted_while_paused: Vec<u64> = waiting
-        .iter()
-        .filter(|f| f.admitted_at().is_some_and(|at| at > paused_at + ADMISSION_DELIVERY && at < resumed_at))
-        .map(|f| f.uid)
-        .collect();
+    let admitted_while_paused: Vec<u64> =
+        waiting.iter().filter(|f| f.admitted_at().is_some_and(|at| at < resumed_at)).map(|f| f.uid).collect();
     assert!(admitted_while_paused.is_empty(), "fans admitted while the room was paused: {admitted_while_paused:?}");
 
     // Resumed: the line moves again.

@@ -1668,10 +1668,10 @@ mod tests {
     #[test]
     fn events_are_read_across_chunks() {
         let mut decoder = SseDecoder::default();
-        let first = b"1c\r\nevent: position\ndata: {\"a\":1}\n\n\r\n";
+        let first = b"1f\r\nevent: position\ndata: {\"a\":1}\n\n\r\n";
         assert_eq!(decoder.push(first).unwrap(), vec![r#"{"a":1}"#.to_string()]);
         assert!(decoder.push(b"3\r\n:\n\n\r\n").unwrap().is_empty(), "a keep-alive comment has no data");
-        assert!(decoder.push(b"b\r\ndata: {\"b\"").unwrap().is_empty(), "half a chunk");
+        assert!(decoder.push(b"e\r\ndata: {\"b\"").unwrap().is_empty(), "half a chunk");
         assert_eq!(decoder.push(b":2}\n\r\n1\r\n\n\r\n").unwrap(), vec![r#"{"b":2}"#.to_string()]);
         assert!(decoder.push(b"0\r\n\r\n").is_err(), "the end of the stream");
     }
