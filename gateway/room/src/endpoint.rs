@@ -4,9 +4,11 @@
 //!
 //! A waiting fan sends a few hundred bytes a minute, so the endpoint is tuned for many idle
 //! connections rather than throughput: small flow-control windows (what quinn may buffer per
-//! stream and per connection), keep-alives every 10 s (NAT bindings and the idle timeout), and a
-//! hard cap on connections beyond which new ones are refused during the handshake.
+//! stream and per connection), one datagram per send and no path MTU probes (a connection keeps
+//! its largest send buffer for good), keep-alives every 10 s (NAT bindings and the idle
+//! timeout), and a hard cap on connections beyond which new ones are refused during the handshake.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +31,9 @@ pub const RECEIVE_WINDOW_BYTES: u32 = 64 * 1024;
 /// What the node may have unacknowledged towards a connection.
 pub const SEND_WINDOW_BYTES: u64 = 64 * 1024;
 /// Unidirectional streams a client may open: HTTP/3 needs three (control, QPACK encoder and
-/// decoder), and a few spare keep browsers that open more (e.g. for GREASE) working.
+/// decoder), and a few spare keep browsers that open more (e.g. for GREASE) working. Chromium
+/// refuses a server that allows fewer at the handshake, so native fans get them too (some 200
+/// bytes each).
 pub const UNI_STREAMS_MAX: u32 = 8;
 /// Datagrams are not used by the room, but browsers require WebTransport servers to accept them.
 pub const DATAGRAM_BUFFER_BYTES: usize = 4 * 1024;
@@ -164,7 +168,13 @@ fn transport_config(config: &EndpointConfig) -> Result<TransportConfig, Endpoint
         .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER_BYTES))
         .datagram_send_buffer_size(DATAGRAM_BUFFER_BYTES)
         .keep_alive_interval(Some(Duration::from_millis(KEEP_ALIVE_INTERVAL_MS)))
-        .max_idle_timeout(Some(idle_timeout));
+        .max_idle_timeout(Some(idle_timeout))
+        // One datagram per send: a connection keeps the buffer of its largest send for good (1.2 KB
+        // here, several datagrams' worth with segmentation offload) for every waiting fan.
+        .enable_segmentation_offload(false)
+        // No path MTU probes: a probe larger than the initial 1,200 bytes would double that
+        // buffer; a fan's frames are a few hundred bytes.
+        .mtu_discovery_config(None);
     Ok(transport)
 }
 
@@ -212,13 +222,17 @@ async fn serve_connection<S: Sessions>(
     streams_max: u32,
     _hold: GaugeHold,
 ) {
-    let conn = match incoming.await {
+    let conn = match Box::pin(incoming.into_future()).await {
         Ok(conn) => conn,
         Err(error) => return tracing::debug!(%error, "room handshake failed"),
     };
+    // Each protocol's future boxed: this task lives as long as the connection, and holding the
+    // larger of the two inline would cost every native fan the WebTransport handshake's state.
     match alpn(&conn).as_deref() {
-        Some(wire::ALPN_NATIVE) => native::serve_connection(conn, sessions, sessions_open, streams_max).await,
-        Some(wire::ALPN_H3) => webtransport::serve_connection(conn, sessions, sessions_open, streams_max).await,
+        Some(wire::ALPN_NATIVE) => Box::pin(native::serve_connection(conn, sessions, sessions_open, streams_max)).await,
+        Some(wire::ALPN_H3) => {
+            Box::pin(webtransport::serve_connection(conn, sessions, sessions_open, streams_max)).await
+        }
         other => {
             tracing::debug!(alpn = ?other.map(String::from_utf8_lossy), "connection without a room alpn");
             conn.close(VarInt::from_u32(CLOSE_UNKNOWN_ALPN), b"unknown alpn");

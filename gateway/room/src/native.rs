@@ -7,20 +7,16 @@
 //! opened and closed, so that every transport closes each session exactly once.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
-use crate::session::{SessionId, Sessions, Via};
+use crate::session::{Outgoing, SessionId, Sessions, Via};
 use crate::wire::{self, code, ClientMsg, FrameError, ServerMsg};
-
-/// Most refusals (bad frames) queued from a stream's reader to its writer: the reader waits when
-/// the fan does not read them, which slows a fan that floods bad frames.
-pub const REFUSALS_QUEUE_MAX: usize = 1;
 
 /// How long a stream whose fan stopped sending may take to flush what is queued to it.
 pub const DRAIN_TIMEOUT_MS: u64 = 2_000;
@@ -34,7 +30,7 @@ pub struct OpenSession<S: Sessions> {
 
 impl<S: Sessions> OpenSession<S> {
     /// Opens a session for a fan at `peer`: the guard, and what the logic sends the fan.
-    pub fn open(sessions: Arc<S>, peer: IpAddr, via: Via) -> (Self, mpsc::Receiver<ServerMsg>) {
+    pub fn open(sessions: Arc<S>, peer: IpAddr, via: Via) -> (Self, mpsc::Receiver<Outgoing>) {
         let (id, rx) = sessions.open(peer, via);
         (OpenSession { sessions, id }, rx)
     }
@@ -153,14 +149,15 @@ where
     W: AsyncWrite + Unpin + Send,
 {
     let (session, outbox) = OpenSession::open(sessions, peer, via);
-    let (refusals_tx, refusals_rx) = mpsc::channel(REFUSALS_QUEUE_MAX);
+    let refusals = Refusals::default();
     {
-        let reader = read_loop(&session, &mut recv, refusals_tx);
-        let writer = write_loop(&mut send, outbox, refusals_rx);
+        let reader = read_loop(&session, &mut recv, &refusals);
+        let writer = write_loop(&mut send, outbox, &refusals);
         tokio::pin!(reader, writer);
         tokio::select! {
             () = &mut reader => {
                 // The writer stops once it has said the reader's last refusal, if any.
+                refusals.close();
                 let drained = tokio::time::timeout(Duration::from_millis(DRAIN_TIMEOUT_MS), &mut writer).await;
                 if drained.is_err() {
                     tracing::debug!(session = session.id(), "the fan did not read its last frames");
@@ -172,19 +169,67 @@ where
     let _ = tokio::time::timeout(Duration::from_millis(DRAIN_TIMEOUT_MS), send.shutdown()).await;
 }
 
+/// Refusals of what a stream's reader read, handed to its writer one at a time: the reader waits
+/// until the writer took the last one, which slows a fan that floods bad frames. A slot and two
+/// signals rather than a queue, which would cost every waiting fan its first block.
+#[derive(Default)]
+struct Refusals {
+    /// The refusal not yet taken by the writer.
+    slot: Mutex<Option<ServerMsg>>,
+    /// The reader ended: the writer stops once the slot is empty.
+    closed: AtomicBool,
+    /// Signals the writer: a refusal was put, or the reader ended.
+    put: Notify,
+    /// Signals the reader: the slot was emptied.
+    taken: Notify,
+}
+
+impl Refusals {
+    async fn put(&self, msg: ServerMsg) {
+        let mut msg = Some(msg);
+        loop {
+            {
+                let mut slot = self.slot.lock().expect("refusals lock");
+                if slot.is_none() {
+                    *slot = msg.take();
+                }
+            }
+            if msg.is_none() {
+                return self.put.notify_one();
+            }
+            self.taken.notified().await;
+        }
+    }
+
+    /// The next refusal, or `None` once the reader ended and every refusal was taken.
+    async fn take(&self) -> Option<ServerMsg> {
+        loop {
+            if let Some(msg) = self.slot.lock().expect("refusals lock").take() {
+                self.taken.notify_one();
+                return Some(msg);
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            self.put.notified().await;
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.put.notify_one();
+    }
+}
+
 /// Reads frames until the fan's side ends; a bad JSON body is refused and the loop goes on, a bad
 /// frame is refused and ends it.
-async fn read_loop<S: Sessions, R: AsyncRead + Unpin>(
-    session: &OpenSession<S>,
-    recv: &mut R,
-    refusals: mpsc::Sender<ServerMsg>,
-) {
+async fn read_loop<S: Sessions, R: AsyncRead + Unpin>(session: &OpenSession<S>, recv: &mut R, refusals: &Refusals) {
     loop {
         let body = match wire::read_frame(recv).await {
             Ok(Some(body)) => body,
             Ok(None) => return,
             Err(error @ FrameError::TooLarge(_)) => {
-                let _ = refusals.send(refusal(error.to_string())).await;
+                refusals.put(refusal(error.to_string())).await;
                 return;
             }
             Err(error) => {
@@ -193,28 +238,22 @@ async fn read_loop<S: Sessions, R: AsyncRead + Unpin>(
             }
         };
         match serde_json::from_slice::<ClientMsg>(&body) {
-            Ok(msg) => session.message(msg).await,
-            Err(error) => {
-                if refusals.send(refusal(format!("not a client message: {error}"))).await.is_err() {
-                    return;
-                }
-            }
+            // Boxed: the logic's answer may await the cluster, and a future of that size kept in
+            // every idle fan's task would cost each waiting fan kilobytes.
+            Ok(msg) => Box::pin(session.message(msg)).await,
+            Err(error) => refusals.put(refusal(format!("not a client message: {error}"))).await,
         }
     }
 }
 
 /// Writes what the logic sends and what the reader refuses, until either source ends or a write
 /// fails (the fan is gone).
-async fn write_loop<W: AsyncWrite + Unpin>(
-    send: &mut W,
-    mut outbox: mpsc::Receiver<ServerMsg>,
-    mut refusals: mpsc::Receiver<ServerMsg>,
-) {
+async fn write_loop<W: AsyncWrite + Unpin>(send: &mut W, mut outbox: mpsc::Receiver<Outgoing>, refusals: &Refusals) {
     loop {
         let msg = tokio::select! {
             biased;
-            refused = refusals.recv() => refused,
-            msg = outbox.recv() => msg,
+            refused = refusals.take() => refused,
+            msg = outbox.recv() => msg.map(|msg| *msg),
         };
         let Some(msg) = msg else { return };
         if let Err(error) = send.write_all(&wire::encode(&msg)).await {

@@ -18,7 +18,7 @@ use crate::clock::{Clock, ISSUE_UNCERTAINTY_MS_MAX};
 use crate::keys::{Keys, Refusal, TicketClaims};
 use crate::limits::AddressLimiter;
 use crate::line::{ahead_in_room, Line};
-use crate::session::{SessionId, Sessions, Via, SESSION_QUEUE_MAX};
+use crate::session::{self, Outgoing, SessionId, Sessions, Via};
 use crate::wire::{code, ClientMsg, NodeView, ServerMsg};
 
 /// What a node's room is told at start.
@@ -59,7 +59,7 @@ impl RoomConfig {
 
 /// A fan connection's state.
 pub(crate) struct Session {
-    pub tx: mpsc::Sender<ServerMsg>,
+    pub tx: mpsc::Sender<Outgoing>,
     pub peer: IpAddr,
     /// HTTP sessions are not sent to a home node: the fallback has no node addresses to follow.
     pub via: Via,
@@ -142,7 +142,7 @@ impl<C: Cluster> RoomNode<C> {
     /// push instead (positions replace each other; an admission is sent again until it is read).
     pub fn send(&self, session: SessionId, msg: ServerMsg) -> bool {
         let sessions = self.sessions.lock().expect("sessions lock");
-        sessions.get(&session).is_some_and(|s| s.tx.try_send(msg).is_ok())
+        sessions.get(&session).is_some_and(|s| s.tx.try_send(Box::new(msg)).is_ok())
     }
 
     /// Ends a session from the server's side (a parked fan): its queue closes after what is in it.
@@ -431,12 +431,13 @@ fn refused(refusal: Refusal) -> ServerMsg {
 }
 
 impl<C: Cluster> Sessions for RoomNode<C> {
-    fn open(&self, peer: IpAddr, via: Via) -> (SessionId, mpsc::Receiver<ServerMsg>) {
+    fn open(&self, peer: IpAddr, via: Via) -> (SessionId, mpsc::Receiver<Outgoing>) {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(SESSION_QUEUE_MAX);
+        let (tx, rx) = session::outbox();
         let mut sessions = self.sessions.lock().expect("sessions lock");
         if sessions.len() >= self.config.sessions_max {
-            let _ = tx.try_send(error(code::BUSY, "this node holds as many fans as it can: try another node"));
+            let _ =
+                tx.try_send(Box::new(error(code::BUSY, "this node holds as many fans as it can: try another node")));
             return (id, rx);
         }
         sessions.insert(id, Session { tx, peer, via, fan: None, place: None });
@@ -456,7 +457,7 @@ impl<C: Cluster> Sessions for RoomNode<C> {
             // A reply to what the fan just sent is worth waiting for (unlike a push).
             let tx = self.sessions.lock().expect("sessions lock").get(&session).map(|s| s.tx.clone());
             if let Some(tx) = tx {
-                let _ = tx.send(reply).await;
+                let _ = tx.send(Box::new(reply)).await;
             }
         }
     }

@@ -26,9 +26,19 @@ pub enum Via {
 /// unbounded queue (a position is replaced by the next one anyway).
 pub const SESSION_QUEUE_MAX: usize = 4;
 
+/// What a session queues for its fan. Boxed because a queue allocates its first block of 32 slots
+/// up front whatever its bound: 32 boxes are 256 bytes, 32 messages would be 2 KiB for each
+/// waiting fan.
+pub type Outgoing = Box<ServerMsg>;
+
+/// A session's queue towards its fan, bounded by [`SESSION_QUEUE_MAX`].
+pub fn outbox() -> (mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>) {
+    mpsc::channel(SESSION_QUEUE_MAX)
+}
+
 pub trait Sessions: Send + Sync + 'static {
     /// A new fan connection from `peer`: its id, and what to send it.
-    fn open(&self, peer: IpAddr, via: Via) -> (SessionId, mpsc::Receiver<ServerMsg>);
+    fn open(&self, peer: IpAddr, via: Via) -> (SessionId, mpsc::Receiver<Outgoing>);
     /// A message the fan sent.
     fn message(&self, session: SessionId, msg: ClientMsg) -> impl Future<Output = ()> + Send;
     /// The connection ended (the fan's place stays until it is abandoned).

@@ -11,7 +11,7 @@ use std::time::Duration;
 use quinn::crypto::rustls::QuicClientConfig;
 use room::certs::{self, RoomCert};
 use room::endpoint::{self, EndpointConfig, RoomEndpoint, CLOSE_SHUTDOWN};
-use room::session::{SessionId, Sessions, Via, SESSION_QUEUE_MAX};
+use room::session::{self, Outgoing, SessionId, Sessions, Via};
 use room::wire::{self, code, ClientMsg, PlaceView, ServerMsg, FRAME_BYTES_MAX};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -32,7 +32,7 @@ const ANSWER: u64 = 42;
 #[derive(Default)]
 struct Echo {
     next_id: AtomicU64,
-    outboxes: Mutex<HashMap<SessionId, mpsc::Sender<ServerMsg>>>,
+    outboxes: Mutex<HashMap<SessionId, mpsc::Sender<Outgoing>>>,
     opened: Mutex<Vec<(SessionId, IpAddr, Via)>>,
     closes: Mutex<HashMap<SessionId, usize>>,
     heartbeats: AtomicUsize,
@@ -75,9 +75,9 @@ impl Echo {
 }
 
 impl Sessions for Echo {
-    fn open(&self, peer: IpAddr, via: Via) -> (SessionId, mpsc::Receiver<ServerMsg>) {
+    fn open(&self, peer: IpAddr, via: Via) -> (SessionId, mpsc::Receiver<Outgoing>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let (tx, rx) = mpsc::channel(SESSION_QUEUE_MAX);
+        let (tx, rx) = session::outbox();
         self.outboxes.lock().unwrap().insert(id, tx);
         self.opened.lock().unwrap().push((id, peer, via));
         (id, rx)
@@ -89,7 +89,7 @@ impl Sessions for Echo {
         }
         let Some(outbox) = self.outboxes.lock().unwrap().get(&session).cloned() else { return };
         for answer in Echo::answer(msg) {
-            let _ = outbox.send(answer).await;
+            let _ = outbox.send(Box::new(answer)).await;
         }
     }
 
@@ -398,6 +398,8 @@ const FANS_PIN_ENV: &str = "ROOM_TEST_FANS_PIN";
 const WARM_FANS: usize = 200;
 /// Fans measured.
 const FANS: usize = 2_000;
+/// The most an idle native connection with one stream may cost the endpoint's process.
+const PER_CONNECTION_BYTES_MAX: u64 = 34 * 1024;
 
 /// The RSS growth of the endpoint's process per connection, each with one stream held open past
 /// its challenge. The fans run in a child process (this test binary again, in the fans' role),
@@ -435,7 +437,9 @@ async fn an_idle_fan_connection_costs_little_memory() {
     );
     let stats = room.endpoint.stats();
     assert_eq!((stats.connections_open, stats.sessions_open), (WARM_FANS + FANS, WARM_FANS + FANS));
-    assert!(per_connection < 64 * 1024, "{per_connection} bytes per connection");
+    // quinn and rustls hold some 29 KB of it (a bare quinn server holding one stream per
+    // connection measured about 30 kB here); the room's transport adds its tasks and a queue.
+    assert!(per_connection < PER_CONNECTION_BYTES_MAX, "{per_connection} bytes per connection");
     drop(go);
     let exited = tokio::time::timeout(Duration::from_secs(30), fans.wait()).await.unwrap().unwrap();
     assert!(exited.success(), "the fans' process failed: {exited}");
