@@ -68,6 +68,9 @@ pub struct RoomSection {
     pub connections_max: usize,
     /// Fans whose estimated wait is longer are parked (told when to come back) instead of held.
     pub park_wait_ms: u64,
+    /// The QUIC socket's receive and send buffers (the kernel caps them at `net.core.rmem_max`
+    /// and `wmem_max`): every fan's datagrams arrive at this one socket.
+    pub socket_buffer_bytes: usize,
 }
 
 impl Default for RoomSection {
@@ -81,6 +84,7 @@ impl Default for RoomSection {
             joins_per_address_per_min: 600,
             connections_max: 200_000,
             park_wait_ms: 10 * 60 * 1000,
+            socket_buffer_bytes: 8 << 20,
         }
     }
 }

@@ -149,7 +149,12 @@ async fn start_room(
     };
     let addr = config.room_addr();
     let addr = addr.parse().with_context(|| format!("[room] addr `{addr}` is not an address like 10.0.0.1:4433"))?;
-    let endpoint = room::EndpointConfig { addr, connections_max: section.connections_max, ..Default::default() };
+    let endpoint = room::EndpointConfig {
+        addr,
+        connections_max: section.connections_max,
+        socket_buffer_bytes: section.socket_buffer_bytes,
+        ..Default::default()
+    };
     let mut room_config = room::RoomConfig::new(config.id, config.gateway.cluster_secret.clone());
     room_config.joins_per_address_per_min = section.joins_per_address_per_min;
     room_config.park_wait_ms = section.park_wait_ms;

@@ -135,10 +135,21 @@ pub struct RoomFigures {
     pub sse: SseFigures,
     pub pushes: Vec<RoundFigures>,
     pub admissions: AdmissionFigures,
+    /// Datagrams the kernel dropped over the run because a socket's receive buffer was full.
+    pub datagrams_dropped: DropFigures,
     /// Fans whose stream or connection failed, whatever the phase, and a few of the failures.
     pub failures: u64,
     pub failure_examples: Vec<String>,
     pub targets: Vec<TargetCheck>,
+}
+
+/// Datagrams dropped on arrival (a full receive buffer): on one machine, the side that cannot keep
+/// up. Drops at the benchmark's sockets make its latencies the benchmark's, not the nodes'.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DropFigures {
+    pub client_sockets: u64,
+    pub node_sockets: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -818,7 +829,9 @@ async fn connect_all(
     });
     let mut attempts = attempts.buffer_unordered(CONNECTS_IN_FLIGHT_MAX);
     let (mut connections, mut handshakes, mut failed) = ((0..fans).map(|_| None).collect::<Vec<_>>(), histogram(), 0);
+    let mut progress = Progress::new("connected", fans);
     while let Some((fan, node, result, took)) = attempts.next().await {
+        progress.one_more();
         match result.and_then(|r| r) {
             Ok(conn) => {
                 handshakes.saturating_record(took.as_micros() as u64);
@@ -913,6 +926,7 @@ async fn join_all(
     drop(ctx);
     let (mut join, mut whole, mut failed) = (histogram(), histogram(), 0);
     let mut per_node = std::collections::BTreeMap::new();
+    let mut progress = Progress::new("joined", expected);
     for _ in 0..expected {
         match results.recv().await {
             Some(JoinOutcome::Joined { node, times }) => {
@@ -923,6 +937,7 @@ async fn join_all(
             Some(JoinOutcome::Failed) => failed += 1,
             None => break,
         }
+        progress.one_more();
     }
     let elapsed_s = started.elapsed().as_secs_f64();
     let joined = join.len();
@@ -935,6 +950,56 @@ async fn join_all(
         hello_to_ticket: Quantiles::of(&whole),
     };
     (figures, per_node.into_iter().collect())
+}
+
+/// Datagrams dropped so far by the UDP sockets bound to `ports` on this machine (the last column
+/// of `/proc/net/udp` and `udp6`).
+fn udp_drops(ports: &[u16]) -> anyhow::Result<u64> {
+    let mut dropped = 0;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let text = std::fs::read_to_string(table).with_context(|| format!("cannot read {table}"))?;
+        dropped += udp_table_drops(&text, ports);
+    }
+    Ok(dropped)
+}
+
+fn udp_table_drops(table: &str, ports: &[u16]) -> u64 {
+    let mut dropped = 0;
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let port = fields.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+        if port.is_some_and(|p| ports.contains(&p)) {
+            dropped += fields.last().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    dropped
+}
+
+/// How often a long phase says how far it got.
+const PROGRESS_INTERVAL_MS: u64 = 10_000;
+
+/// A line every [`PROGRESS_INTERVAL_MS`] while a phase counts towards `total`.
+struct Progress {
+    what: &'static str,
+    total: usize,
+    done: usize,
+    started: Instant,
+    said_at: Instant,
+}
+
+impl Progress {
+    fn new(what: &'static str, total: usize) -> Self {
+        Progress { what, total, done: 0, started: Instant::now(), said_at: Instant::now() }
+    }
+
+    fn one_more(&mut self) {
+        self.done += 1;
+        if self.said_at.elapsed() >= Duration::from_millis(PROGRESS_INTERVAL_MS) {
+            self.said_at = Instant::now();
+            let per_s = self.done as f64 / self.started.elapsed().as_secs_f64();
+            println!("  {} {} of {} ({per_s:.0}/s)", self.what, self.done, self.total);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1322,6 +1387,9 @@ impl Scenario {
         let targets = nodes.iter().map(Target::of).collect::<anyhow::Result<Vec<_>>>()?;
         let sockets = self.spec.fans.div_ceil(CONNECTIONS_PER_SOCKET_MAX).max(1);
         let endpoints = (0..sockets).map(|_| client_endpoint()).collect::<anyhow::Result<Vec<_>>>()?;
+        let client_ports = endpoints.iter().map(|e| e.local_addr().map(|a| a.port())).collect::<Result<Vec<_>, _>>()?;
+        let node_ports: Vec<u16> = targets.iter().map(|t| t.addr.port()).collect();
+        let drops_before = (udp_drops(&client_ports)?, udp_drops(&node_ports)?);
         let (connections, joins, holding) = self.quic_phase(&endpoints, &targets).await?;
         let sse = self.sse_phase().await?;
         let mut pushes = vec![
@@ -1330,6 +1398,14 @@ impl Scenario {
         ];
         let (admissions, rate_round) = self.admission_phase().await?;
         pushes.push(rate_round);
+        let datagrams_dropped = DropFigures {
+            client_sockets: udp_drops(&client_ports)?.saturating_sub(drops_before.0),
+            node_sockets: udp_drops(&node_ports)?.saturating_sub(drops_before.1),
+        };
+        println!(
+            "datagrams dropped at full receive buffers: {} at the benchmark's sockets, {} at the nodes'",
+            datagrams_dropped.client_sockets, datagrams_dropped.node_sockets
+        );
         let (failures, failure_examples) = {
             let ledger = self.tally.lock();
             (ledger.failures, ledger.failure_examples.clone())
@@ -1347,6 +1423,7 @@ impl Scenario {
             sse,
             pushes,
             admissions,
+            datagrams_dropped,
             failures,
             failure_examples,
             targets: Vec::new(),
@@ -1589,6 +1666,11 @@ pub fn markdown(f: &RoomFigures, header: &str) -> String {
         );
     }
     admission_rows(&mut out, f);
+    let _ = writeln!(
+        out,
+        "| datagrams dropped (full receive buffers) | {} at the benchmark's sockets, {} at the nodes' |",
+        f.datagrams_dropped.client_sockets, f.datagrams_dropped.node_sockets
+    );
     out
 }
 
@@ -1674,6 +1756,18 @@ mod tests {
         assert!(decoder.push(b"e\r\ndata: {\"b\"").unwrap().is_empty(), "half a chunk");
         assert_eq!(decoder.push(b":2}\n\r\n1\r\n\n\r\n").unwrap(), vec![r#"{"b":2}"#.to_string()]);
         assert!(decoder.push(b"0\r\n\r\n").is_err(), "the end of the stream");
+    }
+
+    #[test]
+    fn drops_are_read_for_the_ports_asked() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  1: 0100007F:8386 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 17
+  2: 0100007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 2 2 0000000000000000 5
+";
+        assert_eq!(udp_table_drops(table, &[0x8386]), 17);
+        assert_eq!(udp_table_drops(table, &[0x8386, 0x35]), 22);
+        assert_eq!(udp_table_drops(table, &[1]), 0);
+        assert!(udp_drops(&[1]).is_ok());
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub struct EndpointConfig {
     pub streams_per_connection_max: u32,
     /// A connection silent this long is dropped (keep-alives every 10 s keep live ones).
     pub idle_timeout_ms: u64,
+    /// The UDP socket's receive and send buffers. Every fan's heartbeats, acknowledgements and
+    /// handshakes arrive at this one socket, in bursts after each push; a datagram that finds
+    /// the buffer full is dropped and resent a timeout later. The kernel caps it at
+    /// `net.core.rmem_max` / `wmem_max` (a warning says so).
+    pub socket_buffer_bytes: usize,
 }
 
 impl Default for EndpointConfig {
@@ -66,6 +71,7 @@ impl Default for EndpointConfig {
             connections_max: 200_000,
             streams_per_connection_max: 1_024,
             idle_timeout_ms: 30_000,
+            socket_buffer_bytes: 8 << 20,
         }
     }
 }
@@ -80,6 +86,8 @@ pub enum EndpointError {
     IdleTimeout { idle_timeout_ms: u64 },
     #[error("cannot bind udp {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("the room endpoint must start inside a tokio runtime")]
+    NoRuntime,
 }
 
 /// What is open on the endpoint now.
@@ -125,7 +133,10 @@ pub async fn start<S: Sessions>(
     shutdown: watch::Receiver<bool>,
 ) -> Result<RoomEndpoint, EndpointError> {
     let server_config = server_config(&config, cert.clone())?;
-    let endpoint = quinn::Endpoint::server(server_config, config.addr)
+    let socket = bind_udp(config.addr, config.socket_buffer_bytes)
+        .map_err(|source| EndpointError::Bind { addr: config.addr, source })?;
+    let runtime = quinn::default_runtime().ok_or(EndpointError::NoRuntime)?;
+    let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server_config), socket, runtime)
         .map_err(|source| EndpointError::Bind { addr: config.addr, source })?;
     let local_addr = endpoint.local_addr().map_err(|source| EndpointError::Bind { addr: config.addr, source })?;
     let (connections_open, sessions_open) = (Gauge::default(), Gauge::default());
@@ -140,6 +151,28 @@ pub async fn start<S: Sessions>(
     let accepting = tokio::spawn(accept.run(shutdown));
     tracing::info!(%local_addr, cert_sha256 = %cert.sha256_hex, "room endpoint listening");
     Ok(RoomEndpoint { local_addr, cert_sha256: cert.sha256_hex, connections_open, sessions_open, accepting })
+}
+
+/// The endpoint's UDP socket, bound, with buffers of `buffer_bytes` or as much as the kernel allows.
+fn bind_udp(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Asking more than the kernel's maximum is not an error: it gives its maximum.
+    socket.set_recv_buffer_size(buffer_bytes)?;
+    socket.set_send_buffer_size(buffer_bytes)?;
+    socket.bind(&addr.into())?;
+    // Linux reports twice what it grants (the other half is its bookkeeping).
+    let (receive, send) = (socket.recv_buffer_size()? / 2, socket.send_buffer_size()? / 2);
+    if receive < buffer_bytes || send < buffer_bytes {
+        tracing::warn!(
+            asked_bytes = buffer_bytes,
+            receive_bytes = receive,
+            send_bytes = send,
+            "the kernel capped the room's udp buffers: raise net.core.rmem_max and wmem_max, or fans' datagrams \
+             are dropped in bursts"
+        );
+    }
+    Ok(socket.into())
 }
 
 /// The TLS and transport configuration: both ALPNs, TLS 1.3 with ring, small windows.
