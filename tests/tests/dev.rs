@@ -17,6 +17,9 @@ fn start(addr: &str, data: &std::path::Path, log: &std::path::Path) -> Child {
         .unwrap()
 }
 
+/// The demo event `boxoffice dev` puts behind the waiting room (the README names it).
+const ROOM_EVENT: u64 = 1;
+
 /// Waits until the dev command says it is up (the demo catalog is loaded whole).
 async fn wait_up(log: &std::path::Path, runs: usize) {
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -120,7 +123,13 @@ async fn dev_serves_demo_events_and_the_page_and_keeps_its_data() {
     let tickets: Value =
         http.get(format!("{base}/events/{}/tickets", first[0])).send().await.unwrap().json().await.unwrap();
     assert!(tickets["tickets"].as_array().is_some_and(|t| !t.is_empty()), "demo events have seat maps");
-    buy_through_checkout(&http, &base, first[0]).await;
+    // One demo event waits behind the room (its holds need an admission); the others sell as is.
+    let room = http.get(format!("{base}/events/{ROOM_EVENT}/waiting-room")).send().await.unwrap();
+    assert_eq!(room.status(), 200, "the demo's room event has a waiting room");
+    let room: Value = room.json().await.unwrap();
+    assert_eq!(room["enabled"], true, "the demo's waiting room is open: {room}");
+    let plain = *first.iter().find(|id| **id != ROOM_EVENT).expect("a demo event without a room");
+    buy_through_checkout(&http, &base, plain).await;
     stop(child);
 
     let child = start(&addr, &data, &log);

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::room::{solves, ClientMsg, ServerMsg};
+use harness::room::{ranks, solves, spearman, ClientMsg, ServerMsg};
 use harness::{
     fan_token, get_room, hold_admitted, join, put_room, resume, room_info_when, wait_admitted, Admission,
     AdmissionClaims, Cluster, FanStream, Joined, Placed, RoomClient, RoomError, RoomInfo, RoomPool, Secrets, Settings,
@@ -250,25 +250,6 @@ fn draw_key(room: &Value) -> [u8; 16] {
         *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
     }
     key
-}
-
-/// Spearman's rank correlation of two rankings of the same items (ranks 0..n, no ties).
-fn spearman(a: &[u64], b: &[u64]) -> f64 {
-    assert_eq!(a.len(), b.len(), "two rankings of the same items");
-    let n = a.len() as f64;
-    let d2: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
-    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
-}
-
-/// Ranks (0..n) of `keys` in ascending order.
-fn ranks<K: Ord>(keys: &[K]) -> Vec<u64> {
-    let mut order: Vec<usize> = (0..keys.len()).collect();
-    order.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
-    let mut ranks = vec![0; keys.len()];
-    for (rank, index) in order.into_iter().enumerate() {
-        ranks[index] = rank as u64;
-    }
-    ranks
 }
 
 /// Pairs of neighbours, in the order given, whose admission came at an earlier tick than the one

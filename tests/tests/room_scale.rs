@@ -1,14 +1,16 @@
 //! The waiting room's replicated state does not grow with its fans: a hundred thousand fans
 //! joining a room write no more to the event's raft group than a thousand do. Each node writes
-//! one report a second and the group's leader one tick, whatever the fans.
+//! one report a second and the group's leader one tick, whatever the fans. And the hundred
+//! thousand pre-sale places are a draw: the order fans joined in says nothing of their places.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
-use harness::room::rfc3339;
+use harness::room::{ranks, rfc3339, spearman};
 use harness::{
-    fan_token, get_room, join, put_room, room_info_when, Cluster, FanStream, RoomClient, RoomInfo, Secrets, Settings,
+    fan_token, get_room, join, put_room, room_info_when, Cluster, FanStream, Place, RoomClient, RoomInfo, Secrets,
+    Settings,
 };
 use serde_json::json;
 
@@ -26,6 +28,9 @@ const ENTRIES_SLACK: f64 = 20.0;
 const ROOM_LISTED_WITHIN: Duration = Duration::from_secs(20);
 /// How long the room's counts may take to show every fan (reports come once a second).
 const COUNTED_WITHIN: Duration = Duration::from_secs(20);
+/// The most the rank correlation of join order and place may be in size over the large run's
+/// pre-sale joins (a fair draw's has a standard deviation of 1/sqrt(n): 0.003 at 100,000).
+const JOIN_PLACE_CORRELATION_MAX: f64 = 0.02;
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
@@ -65,9 +70,12 @@ async fn connect(info: &RoomInfo, connections: usize) -> Vec<RoomClient> {
     clients
 }
 
-/// Joins fans `first..first + fans` on `event`, spread over `clients`: the fans' open streams
-/// (each a fan waiting), and the failures.
-async fn join_all(clients: &[RoomClient], event: u64, first: u64, fans: u64) -> (Vec<FanStream>, Vec<String>) {
+/// A fan in line: its open stream (a fan waiting), its place, and when its ticket came.
+type InLine = (FanStream, Place, Instant);
+
+/// Joins fans `first..first + fans` on `event`, spread over `clients`: the fans in line, and the
+/// failures.
+async fn join_all(clients: &[RoomClient], event: u64, first: u64, fans: u64) -> (Vec<InLine>, Vec<String>) {
     let exp = now_ms() + 3_600_000;
     let tasks: Vec<_> = clients
         .iter()
@@ -83,8 +91,8 @@ async fn join_all(clients: &[RoomClient], event: u64, first: u64, fans: u64) -> 
                         async move {
                             let mut fan = client.open_fan().await.map_err(|e| format!("fan {uid}: {e}"))?;
                             let token = fan_token(Secrets::HARNESS.cluster_secret, uid, exp);
-                            join(&mut fan, event, &token).await.map_err(|e| format!("fan {uid}: {e}"))?;
-                            Ok::<_, String>(fan)
+                            let joined = join(&mut fan, event, &token).await.map_err(|e| format!("fan {uid}: {e}"))?;
+                            Ok::<_, String>((fan, joined.place, Instant::now()))
                         }
                     })
                     .buffer_unordered(JOINS_IN_FLIGHT_PER_CONNECTION)
@@ -151,6 +159,15 @@ async fn replicated_state_does_not_grow_with_fans() {
     let elsewhere: Vec<_> = large_growth.iter().filter(|(g, n)| **g != group && **n as f64 > ENTRIES_SLACK).collect();
     assert!(elsewhere.is_empty(), "the room wrote to groups other than its event's: {elsewhere:?}");
     wait_counted(&cluster, large, FANS).await;
+    let by_join = ranks(&streams.iter().map(|(_, _, at)| *at).collect::<Vec<_>>());
+    let by_place = ranks(&streams.iter().map(|(_, place, _)| *place).collect::<Vec<_>>());
+    let rho = spearman(&by_join, &by_place);
+    println!("rank correlation of join order and place over {} pre-sale joins: {rho:.5}", streams.len());
+    assert!(
+        rho.abs() < JOIN_PLACE_CORRELATION_MAX,
+        "the order of {} pre-sale joins shows in their places: rho = {rho}",
+        streams.len()
+    );
     drop(streams);
     clients.iter().for_each(RoomClient::close);
     put_room(&cluster, large, json!({"enabled": false})).await.unwrap();

@@ -647,6 +647,25 @@ pub async fn hold_admitted(
     answer(request.send().await?).await
 }
 
+/// Spearman's rank correlation of two rankings of the same items (ranks 0..n, no ties).
+pub fn spearman(a: &[u64], b: &[u64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "two rankings of the same items");
+    let n = a.len() as f64;
+    let d2: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
+}
+
+/// Ranks (0..n) of `keys` in ascending order.
+pub fn ranks<K: Ord>(keys: &[K]) -> Vec<u64> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
+    let mut ranks = vec![0; keys.len()];
+    for (rank, index) in order.into_iter().enumerate() {
+        ranks[index] = rank as u64;
+    }
+    ranks
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
