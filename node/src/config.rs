@@ -68,8 +68,8 @@ pub struct RoomSection {
     pub connections_max: usize,
     /// Fans whose estimated wait is longer are parked (told when to come back) instead of held.
     pub park_wait_ms: u64,
-    /// The QUIC socket's receive and send buffers (the kernel caps them at `net.core.rmem_max`
-    /// and `wmem_max`): every fan's datagrams arrive at this one socket.
+    /// The QUIC socket's receive buffer (the kernel caps it at `net.core.rmem_max`): every fan's
+    /// datagrams arrive at this one socket.
     pub socket_buffer_bytes: usize,
 }
 

@@ -57,10 +57,11 @@ pub struct EndpointConfig {
     pub streams_per_connection_max: u32,
     /// A connection silent this long is dropped (keep-alives every 10 s keep live ones).
     pub idle_timeout_ms: u64,
-    /// The UDP socket's receive and send buffers. Every fan's heartbeats, acknowledgements and
-    /// handshakes arrive at this one socket, in bursts after each push; a datagram that finds
-    /// the buffer full is dropped and resent a timeout later. The kernel caps it at
-    /// `net.core.rmem_max` / `wmem_max` (a warning says so).
+    /// The UDP socket's receive buffer. Every fan's heartbeats, acknowledgements and handshakes
+    /// arrive at this one socket, in bursts after each push; a datagram that finds the buffer
+    /// full is dropped and resent a timeout later. The kernel caps it at `net.core.rmem_max` (a
+    /// warning says so). The send buffer stays the kernel's: when it fills, quinn waits, which
+    /// paces a push to many fans to what the path takes instead of dropping at the far end.
     pub socket_buffer_bytes: usize,
 }
 
@@ -153,23 +154,22 @@ pub async fn start<S: Sessions>(
     Ok(RoomEndpoint { local_addr, cert_sha256: cert.sha256_hex, connections_open, sessions_open, accepting })
 }
 
-/// The endpoint's UDP socket, bound, with buffers of `buffer_bytes` or as much as the kernel allows.
+/// The endpoint's UDP socket, bound, with a receive buffer of `buffer_bytes` or as much as the
+/// kernel allows.
 fn bind_udp(addr: SocketAddr, buffer_bytes: usize) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     // Asking more than the kernel's maximum is not an error: it gives its maximum.
     socket.set_recv_buffer_size(buffer_bytes)?;
-    socket.set_send_buffer_size(buffer_bytes)?;
     socket.bind(&addr.into())?;
     // Linux reports twice what it grants (the other half is its bookkeeping).
-    let (receive, send) = (socket.recv_buffer_size()? / 2, socket.send_buffer_size()? / 2);
-    if receive < buffer_bytes || send < buffer_bytes {
+    let receive = socket.recv_buffer_size()? / 2;
+    if receive < buffer_bytes {
         tracing::warn!(
             asked_bytes = buffer_bytes,
             receive_bytes = receive,
-            send_bytes = send,
-            "the kernel capped the room's udp buffers: raise net.core.rmem_max and wmem_max, or fans' datagrams \
-             are dropped in bursts"
+            "the kernel capped the room's udp receive buffer: raise net.core.rmem_max, or fans' datagrams are \
+             dropped in bursts"
         );
     }
     Ok(socket.into())
