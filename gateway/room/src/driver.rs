@@ -269,6 +269,7 @@ fn push<C: Cluster>(node: &RoomNode<C>, room: &RoomState, seen: &mut Seen, now: 
     seen.paused = room.settings.paused;
     seen.rate_per_min = room.settings.rate_per_min;
     let fresh_after = now.saturating_sub(REPORT_FRESH_MS);
+    let presale = now < room.settings.on_sale_at;
     let mut sends: Vec<(SessionId, ServerMsg)> = Vec::new();
     let mut parks: Vec<SessionId> = Vec::new();
     {
@@ -304,7 +305,11 @@ fn push<C: Cluster>(node: &RoomNode<C>, room: &RoomState, seen: &mut Seen, now: 
                     continue;
                 }
             }
-            if moved(waiter.pushed_ahead, ahead) || now >= waiter.pushed_at + PUSH_INTERVAL_MS || note.is_some() {
+            // Before the on-sale a position moves only as fans join ahead (the draw puts them
+            // anywhere), and in a surge that is every fan every beat: those moves wait for the
+            // periodic push. From the on-sale, fans join behind and the line moves by admissions.
+            let moved = !presale && moved(waiter.pushed_ahead, ahead);
+            if moved || now >= waiter.pushed_at + PUSH_INTERVAL_MS || note.is_some() {
                 waiter.pushed_ahead = Some(ahead);
                 waiter.pushed_at = now;
                 sends.push((session, message));

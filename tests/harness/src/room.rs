@@ -59,6 +59,9 @@ pub const FOLLOW_UP_TIMEOUT_MS: u64 = 2_000;
 pub const KEEP_ALIVE_INTERVAL_MS: u64 = 5_000;
 /// Redirects a [`RoomPool`] follows for one join.
 pub const REDIRECTS_MAX: usize = 3;
+/// A client socket's receive buffer: a test's process runs many fans on few cores, and a datagram
+/// that finds the buffer full costs its fan a retransmission timeout (seconds, after a few).
+pub const CLIENT_RECEIVE_BUFFER_BYTES: usize = 4 << 20;
 
 /// What a client sends (the protocol's client messages).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,6 +308,17 @@ fn client_config(cert_sha256: &str) -> Result<quinn::ClientConfig, RoomError> {
     Ok(config)
 }
 
+/// A client endpoint on 127.0.0.1 with a receive buffer of [`CLIENT_RECEIVE_BUFFER_BYTES`] (or
+/// the kernel's most).
+fn client_endpoint() -> std::io::Result<quinn::Endpoint> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_recv_buffer_size(CLIENT_RECEIVE_BUFFER_BYTES)?;
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    let runtime = quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime"))?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket.into(), runtime)
+}
+
 /// One QUIC connection to a node's room; each [`RoomClient::open_fan`] is one more fan on it.
 #[derive(Clone)]
 pub struct RoomClient {
@@ -318,8 +332,7 @@ impl RoomClient {
     /// SHA-256 is `cert_sha256`.
     pub async fn connect(endpoint: SocketAddr, cert_sha256: &str) -> Result<RoomClient, RoomError> {
         let connect_error = |detail: String| RoomError::Connect { addr: endpoint, detail };
-        let mut client =
-            quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(|e| connect_error(e.to_string()))?;
+        let mut client = client_endpoint().map_err(|e| connect_error(e.to_string()))?;
         client.set_default_client_config(client_config(cert_sha256)?);
         let connecting = client.connect(endpoint, SERVER_NAME).map_err(|e| connect_error(e.to_string()))?;
         let timeout = Duration::from_millis(ANSWER_TIMEOUT_MS);
