@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use harness::room::{ClientMsg, ServerMsg, REDIRECTS_MAX};
 use harness::{
-    fan_token, get_room, join, put_room, resume, room_info_when, wait_admitted, AdmissionClaims, Cluster, FanStream,
-    Joined, Place, RoomClient, RoomError, RoomInfo, RoomNode, Secrets, Settings,
+    fan_token, get_room, join, put_room, resume, room_info_when, wait_admitted, wait_clocks_in_step, AdmissionClaims,
+    Cluster, FanStream, Joined, Place, RoomClient, RoomError, RoomInfo, RoomNode, Secrets, Settings,
 };
 use serde_json::{json, Value};
 use tokio::sync::{watch, Mutex as AsyncMutex};
@@ -31,8 +31,6 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the fans behind one who left may take to be admitted once the room moves: at 10 a
 /// second the line of these tests passes in two ticks; the rest is slack for a loaded machine.
 const LINE_MOVES_WITHIN: Duration = Duration::from_secs(6);
-/// Clock uncertainty under which a node issues on-sale places (it redirects fans above it).
-const UNCERTAINTY_MS_MAX: u64 = 49;
 /// How long a fan's token lasts in these tests.
 const TOKEN_TTL_MS: u64 = 3_600_000;
 /// Messages kept of what one fan heard (a waiting fan gets a few a second at most).
@@ -66,25 +64,8 @@ async fn paused_room(cluster: &Cluster) -> (u64, RoomInfo) {
     });
     put_room(cluster, event, settings).await.unwrap();
     let info = room_info_when(cluster, event, cluster.nodes.len(), ROOM_LISTED_WITHIN).await.unwrap();
-    wait_clocks_in_step(cluster, event).await;
+    wait_clocks_in_step(cluster, event, ROOM_LISTED_WITHIN).await.unwrap();
     (event, info)
-}
-
-/// Waits until every node's room clock agrees with the others' closely enough to issue on-sale
-/// places (before, a node may send fans elsewhere).
-async fn wait_clocks_in_step(cluster: &Cluster, event: u64) {
-    let deadline = Instant::now() + ROOM_LISTED_WITHIN;
-    loop {
-        let room = get_room(cluster, event).await.unwrap();
-        let nodes = room["nodes"].as_array().cloned().unwrap_or_default();
-        let in_step = nodes.len() == cluster.nodes.len()
-            && nodes.iter().all(|n| n["uncertaintyMs"].as_u64().is_some_and(|u| u <= UNCERTAINTY_MS_MAX));
-        if in_step {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the nodes' room clocks never got in step: {room}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// A fan on a connection of its own (so that it can leave alone), placed where the room sends it.

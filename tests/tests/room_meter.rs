@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 use harness::room::{ClientMsg, ServerMsg};
 use harness::{
-    fan_token, get_room, put_room, room_info_when, Cluster, FanStream, Place, Placed, RoomError, RoomInfo, RoomPool,
-    Secrets, Settings,
+    fan_token, get_room, put_room, room_info_when, wait_clocks_in_step, Cluster, FanStream, Place, Placed, RoomError,
+    RoomInfo, RoomPool, Secrets, Settings,
 };
 use serde_json::{json, Value};
 use tokio::sync::{watch, Mutex as AsyncMutex};
@@ -22,8 +22,6 @@ static SERIAL: AsyncMutex<()> = AsyncMutex::const_new(());
 const ROOM_LISTED_WITHIN: Duration = Duration::from_secs(20);
 /// How long a test waits for a count or a message it expects.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
-/// Clock uncertainty under which a node issues on-sale places (it redirects fans above it).
-const UNCERTAINTY_MS_MAX: u64 = 49;
 /// How long a fan's token lasts in these tests.
 const TOKEN_TTL_MS: u64 = 3_600_000;
 /// How often a waiting fan says it is still there (the room's default abandon is 60 s).
@@ -61,25 +59,8 @@ async fn paused_room(cluster: &Cluster, settings: Value) -> (u64, RoomInfo) {
     body.as_object_mut().unwrap().extend(settings.as_object().unwrap().clone());
     put_room(cluster, event, body).await.unwrap();
     let info = room_info_when(cluster, event, cluster.nodes.len(), ROOM_LISTED_WITHIN).await.unwrap();
-    wait_clocks_in_step(cluster, event).await;
+    wait_clocks_in_step(cluster, event, ROOM_LISTED_WITHIN).await.unwrap();
     (event, info)
-}
-
-/// Waits until every node's room clock agrees with the others' closely enough to issue on-sale
-/// places (before, a node may send fans elsewhere).
-async fn wait_clocks_in_step(cluster: &Cluster, event: u64) {
-    let deadline = Instant::now() + ROOM_LISTED_WITHIN;
-    loop {
-        let room = get_room(cluster, event).await.unwrap();
-        let nodes = room["nodes"].as_array().cloned().unwrap_or_default();
-        let in_step = nodes.len() == cluster.nodes.len()
-            && nodes.iter().all(|n| n["uncertaintyMs"].as_u64().is_some_and(|u| u <= UNCERTAINTY_MS_MAX));
-        if in_step {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the nodes' room clocks never got in step: {room}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// What one fan heard, with when each message arrived.

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use harness::room::{ClientMsg, ServerMsg, REDIRECTS_MAX};
 use harness::{
-    fan_token, get_room, join, put_room, resume, room_info_when, Cluster, FanStream, Joined, Place, RoomClient,
-    RoomError, RoomInfo, RoomNode, Secrets, Settings,
+    fan_token, get_room, join, put_room, resume, room_info_when, wait_clocks_in_step, Cluster, FanStream, Joined,
+    Place, RoomClient, RoomError, RoomInfo, RoomNode, Secrets, Settings,
 };
 use serde_json::json;
 
@@ -33,8 +33,6 @@ const CLOSED_WITHIN: Duration = Duration::from_secs(2);
 const ADMITTED_WITHIN: Duration = Duration::from_secs(90);
 /// A waiting fan says it is still there this often (the room's least `abandonMs` is 5 s).
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(1_000);
-/// Clock uncertainty under which a node issues on-sale places (it redirects fans above it).
-const UNCERTAINTY_MS_MAX: u64 = 49;
 const TOKEN_TTL_MS: u64 = 3_600_000;
 
 fn now_ms() -> u64 {
@@ -76,7 +74,7 @@ async fn far_back_fans_are_parked_and_come_back_to_their_place() {
     });
     put_room(&cluster, event, room).await.unwrap();
     let info = room_info_when(&cluster, event, cluster.nodes.len(), ROOM_LISTED_WITHIN).await.unwrap();
-    wait_clocks_in_step(&cluster, event).await;
+    wait_clocks_in_step(&cluster, event, ROOM_LISTED_WITHIN).await.unwrap();
 
     let mut line = Vec::new();
     for uid in 1..=FANS {
@@ -179,21 +177,4 @@ async fn join_alone(
         }
     }
     panic!("fan {uid} was redirected more than {REDIRECTS_MAX} times")
-}
-
-/// Waits until every node's room clock agrees with the others' closely enough to issue on-sale
-/// places (before, a node may send fans elsewhere).
-async fn wait_clocks_in_step(cluster: &Cluster, event: u64) {
-    let deadline = Instant::now() + ROOM_LISTED_WITHIN;
-    loop {
-        let room = get_room(cluster, event).await.unwrap();
-        let nodes = room["nodes"].as_array().cloned().unwrap_or_default();
-        let in_step = nodes.len() == cluster.nodes.len()
-            && nodes.iter().all(|n| n["uncertaintyMs"].as_u64().is_some_and(|u| u <= UNCERTAINTY_MS_MAX));
-        if in_step {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the nodes' room clocks never got in step: {room}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use harness::room::{ranks, solves, spearman, ClientMsg, ServerMsg};
 use harness::{
-    fan_token, get_room, hold_admitted, join, put_room, resume, room_info_when, wait_admitted, Admission,
-    AdmissionClaims, Cluster, FanStream, Joined, Placed, RoomClient, RoomError, RoomInfo, RoomPool, Secrets, Settings,
-    StatusCode,
+    fan_token, get_room, hold_admitted, join, put_room, resume, room_info_when, wait_admitted, wait_clocks_in_step,
+    Admission, AdmissionClaims, Cluster, FanStream, Joined, Placed, RoomClient, RoomError, RoomInfo, RoomPool, Secrets,
+    Settings, StatusCode,
 };
 use serde_json::{json, Value};
 use siphasher::sip::SipHasher24;
@@ -27,8 +27,6 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 const ROOM_LISTED_WITHIN: Duration = Duration::from_secs(20);
 /// How long a test waits for an answer it expects.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
-/// Clock uncertainty under which a node issues on-sale places (it redirects fans above it).
-const UNCERTAINTY_MS_MAX: u64 = 49;
 /// How long a fan's token lasts in these tests.
 const TOKEN_TTL_MS: u64 = 3_600_000;
 
@@ -55,23 +53,6 @@ async fn connect_each(info: &RoomInfo) -> BTreeMap<u64, RoomClient> {
         clients.insert(node.node, RoomClient::connect_to(node).await.unwrap());
     }
     clients
-}
-
-/// Waits until every node's room clock agrees with the others' closely enough to issue on-sale
-/// places (before, a node may send fans elsewhere).
-async fn wait_clocks_in_step(cluster: &Cluster, event: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let room = get_room(cluster, event).await.unwrap();
-        let nodes = room["nodes"].as_array().cloned().unwrap_or_default();
-        let in_step = nodes.len() == cluster.nodes.len()
-            && nodes.iter().all(|n| n["uncertaintyMs"].as_u64().is_some_and(|u| u <= UNCERTAINTY_MS_MAX));
-        if in_step {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the nodes' room clocks never got in step: {room}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The code of the refusal a result must be.
@@ -180,7 +161,7 @@ async fn holds_need_the_admission_token() {
     assert!(refused.body["type"].as_str().unwrap_or_default().ends_with("waiting-room"), "{refused:?}");
     assert!(refused.body["waitingRoom"]["join"].is_string(), "the problem says where to join: {refused:?}");
 
-    wait_clocks_in_step(&cluster, event).await;
+    wait_clocks_in_step(&cluster, event, Duration::from_secs(20)).await.unwrap();
     let pool = RoomPool::connect(&info).await.unwrap();
     let Placed { fan: mut stream, joined, .. } = pool.join_at(1, event, &ann.token).await.unwrap();
     assert!(!joined.presale && joined.place.class == 1, "on sale: {joined:?}");
@@ -388,7 +369,7 @@ async fn presale_order_is_a_fair_draw_and_onsale_is_first_come() {
 
 /// Fans joining one after another at alternating nodes get places, and admissions, in that order.
 async fn onsale_is_first_come(cluster: &Cluster, event: u64, pool: Arc<RoomPool>, nodes: &[u64]) {
-    wait_clocks_in_step(cluster, event).await;
+    wait_clocks_in_step(cluster, event, Duration::from_secs(20)).await.unwrap();
     let (joins, in_flight) = (Arc::new(AtomicU64::new(0)), Arc::new(Semaphore::new(JOINS_IN_FLIGHT_MAX)));
     let until = Instant::now() + Duration::from_secs(40);
     let mut tasks = Vec::new();

@@ -40,7 +40,8 @@ pub use fan::{answer, checkout, signed_webhook, ticket_statuses, ticket_statuses
 pub use interrupt::interrupted;
 pub use reqwest::StatusCode;
 pub use room::{
-    fan_token, get_room, hold_admitted, join, put_room, resume, room_info, room_info_when, wait_admitted, Admission,
-    AdmissionClaims, FanStream, Joined, Place, Placed, RoomClient, RoomError, RoomInfo, RoomNode, RoomPool,
+    fan_token, get_room, hold_admitted, join, put_room, resume, room_info, room_info_when, wait_admitted,
+    wait_clocks_in_step, Admission, AdmissionClaims, FanStream, Joined, Place, Placed, RoomClient, RoomError, RoomInfo,
+    RoomNode, RoomPool,
 };
 pub use settings::{sibling_binary, test_binary, Secrets, Settings, ADMIN_TOKEN, PAYMENT_API_KEY, WEBHOOK_SECRET};

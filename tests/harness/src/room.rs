@@ -597,6 +597,29 @@ pub async fn wait_admitted(fan: &mut FanStream, timeout: Duration) -> Result<Adm
     }
 }
 
+/// Clock uncertainty under which a node issues on-sale places (it redirects fans above it).
+pub const ISSUE_UNCERTAINTY_MS_MAX: u64 = 49;
+
+/// Waits (at most `within`) until every node of `cluster` reports the room of `event` with a clock
+/// in step with the others' closely enough to issue on-sale places (before, a node may send fans
+/// elsewhere).
+pub async fn wait_clocks_in_step<L>(cluster: &Cluster<L>, event: u64, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let room = get_room(cluster, event).await?;
+        let nodes = room["nodes"].as_array().cloned().unwrap_or_default();
+        let in_step = nodes.len() == cluster.nodes.len()
+            && nodes.iter().all(|n| n["uncertaintyMs"].as_u64().is_some_and(|u| u <= ISSUE_UNCERTAINTY_MS_MAX));
+        if in_step {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("the nodes' room clocks never got in step: {room}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// `PUT /admin/events/{event}/waiting-room` through the first running node: the room as the
 /// admin API answers.
 pub async fn put_room<L>(cluster: &Cluster<L>, event: u64, settings: Value) -> anyhow::Result<Value> {
