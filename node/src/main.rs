@@ -13,6 +13,7 @@
 mod cluster;
 mod config;
 mod dev;
+mod malloc;
 mod search_feed;
 mod server;
 
@@ -87,8 +88,14 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before the runtime starts its threads: see `malloc`.
+    let arenas = malloc::limit_arenas();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(run(arenas))
+}
+
+async fn run(arenas: malloc::Arenas) -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The dev cluster is a demo on one screen: openraft's warnings about its own elections
     // (late vote answers, peers not yet connected) say nothing to the person watching it.
@@ -97,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
         _ => "info,openraft=warn,tantivy=warn",
     };
     init_logs(cli.log_format, default_filter);
+    tracing::debug!(?arenas, arenas_max = malloc::ARENAS_MAX, "allocator arenas");
     match cli.command {
         Command::Dev { http, data, hold_ttl, no_demo } => {
             let options = dev::DevOptions { http, data, hold_ttl_ms: hold_ttl, demo: !no_demo };
