@@ -146,6 +146,12 @@ pub struct Options {
     /// Fans of the waiting-room scenario on the HTTP fallback, each on an event stream of its own.
     #[arg(long, default_value_t = 5_000)]
     pub room_sse_fans: usize,
+    /// QUIC fans one client UDP socket (one quinn endpoint) of the benchmark carries. A push to
+    /// every fan lands a datagram for each at once: too many on one socket overflow its receive
+    /// buffer, and what is dropped is resent a loss timeout later, so that the benchmark's own
+    /// socket, not the nodes, sets the latencies it reports (it counts the drops).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub room_fans_per_socket: u64,
     /// Proof-of-work bits of the waiting room's joins.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=28))]
     pub room_pow_bits: u8,

@@ -3,7 +3,7 @@
 //!
 //! Phases, in one run (see docs/benchmarks/README.md, "Waiting room"):
 //! 1. connections: `fans` QUIC connections spread evenly over the nodes' endpoints, from several
-//!    client sockets ([`CONNECTIONS_PER_SOCKET_MAX`] each), then on each one stream that joins
+//!    client sockets (`--room-fans-per-socket` each), then on each one stream that joins
 //!    (hello, challenge, join, ticket) before the on-sale;
 //! 2. holding: every node's resident memory before and after, per connected fan, and the
 //!    benchmark's own;
@@ -45,12 +45,6 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::http::Conn;
 
-/// QUIC connections one client UDP socket (one quinn endpoint) carries: one socket for all
-/// would make the benchmark's own receive path the bottleneck. A push to every fan lands a
-/// datagram for each of them at once: five thousand overflowed a 4 MiB receive buffer, and the
-/// datagrams dropped were resent a loss timeout later, so the benchmark, not the nodes, set the
-/// push and join latencies.
-pub const CONNECTIONS_PER_SOCKET_MAX: usize = 1_000;
 /// Handshakes under way at once.
 const CONNECTS_IN_FLIGHT_MAX: usize = 100;
 /// Joins (hello to ticket) under way at once.
@@ -120,6 +114,8 @@ pub struct RoomSpec {
     pub pow_bits: u8,
     /// The admission rate set at the on-sale.
     pub rate_per_min: u32,
+    /// QUIC connections one client UDP socket (one quinn endpoint) carries.
+    pub fans_per_socket: usize,
 }
 
 /// Everything the scenario measured.
@@ -1388,7 +1384,7 @@ impl Scenario {
         let mut nodes = info.nodes.clone();
         nodes.sort_by_key(|n| n.node);
         let targets = nodes.iter().map(Target::of).collect::<anyhow::Result<Vec<_>>>()?;
-        let sockets = self.spec.fans.div_ceil(CONNECTIONS_PER_SOCKET_MAX).max(1);
+        let sockets = self.spec.fans.div_ceil(self.spec.fans_per_socket.max(1)).max(1);
         let endpoints = (0..sockets).map(|_| client_endpoint()).collect::<anyhow::Result<Vec<_>>>()?;
         let client_ports = endpoints.iter().map(|e| e.local_addr().map(|a| a.port())).collect::<Result<Vec<_>, _>>()?;
         let node_ports: Vec<u16> = targets.iter().map(|t| t.addr.port()).collect();

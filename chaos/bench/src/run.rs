@@ -338,6 +338,7 @@ impl Run<'_> {
             sse_fans: options.room_sse_fans,
             pow_bits: options.room_pow_bits,
             rate_per_min: options.room_rate,
+            fans_per_socket: options.room_fans_per_socket as usize,
         };
         println!("starting boxoffice ({} nodes) with a waiting room", options.nodes);
         self.room = Some(room::run(spec).await?);

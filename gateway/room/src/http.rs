@@ -26,9 +26,10 @@ use bytes::Bytes;
 use futures::Stream;
 use gateway::Problem;
 use serde::Deserialize;
+use tokio::sync::mpsc;
 
 use crate::native::OpenSession;
-use crate::session::{OutboxReceiver, Sessions, Via};
+use crate::session::{Outgoing, Sessions, Via};
 use crate::wire::{code, ClientMsg, ServerMsg};
 
 /// Largest request body accepted.
@@ -131,7 +132,7 @@ async fn stream<S: Sessions>(
 /// An open event stream: the session, and what it still has to send.
 struct Live<S: Sessions> {
     session: OpenSession<S>,
-    outbox: OutboxReceiver,
+    outbox: mpsc::Receiver<Outgoing>,
     heartbeat: tokio::time::Interval,
     /// The answer to the hello, already read to choose between a stream and a problem.
     first: Option<ServerMsg>,
@@ -168,7 +169,7 @@ fn event(msg: &ServerMsg) -> Event {
 }
 
 /// The logic's next message, within [`ANSWER_TIMEOUT_MS`].
-async fn next_answer(outbox: &mut OutboxReceiver) -> Result<ServerMsg, Problem> {
+async fn next_answer(outbox: &mut mpsc::Receiver<Outgoing>) -> Result<ServerMsg, Problem> {
     match tokio::time::timeout(Duration::from_millis(ANSWER_TIMEOUT_MS), outbox.recv()).await {
         Ok(Some(msg)) => Ok(*msg),
         Ok(None) => Err(refused(code::BUSY, "the waiting room ended the session without answering".into())),

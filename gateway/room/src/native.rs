@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
-use crate::session::{OutboxReceiver, SessionId, Sessions, Via};
+use crate::session::{Outgoing, SessionId, Sessions, Via};
 use crate::wire::{self, code, ClientMsg, FrameError, ServerMsg};
 
 /// How long a stream whose fan stopped sending may take to flush what is queued to it.
@@ -30,7 +30,7 @@ pub struct OpenSession<S: Sessions> {
 
 impl<S: Sessions> OpenSession<S> {
     /// Opens a session for a fan at `peer`: the guard, and what the logic sends the fan.
-    pub fn open(sessions: Arc<S>, peer: IpAddr, via: Via) -> (Self, OutboxReceiver) {
+    pub fn open(sessions: Arc<S>, peer: IpAddr, via: Via) -> (Self, mpsc::Receiver<Outgoing>) {
         let (id, rx) = sessions.open(peer, via);
         (OpenSession { sessions, id }, rx)
     }
@@ -248,7 +248,7 @@ async fn read_loop<S: Sessions, R: AsyncRead + Unpin>(session: &OpenSession<S>, 
 
 /// Writes what the logic sends and what the reader refuses, until either source ends or a write
 /// fails (the fan is gone).
-async fn write_loop<W: AsyncWrite + Unpin>(send: &mut W, mut outbox: OutboxReceiver, refusals: &Refusals) {
+async fn write_loop<W: AsyncWrite + Unpin>(send: &mut W, mut outbox: mpsc::Receiver<Outgoing>, refusals: &Refusals) {
     loop {
         let msg = tokio::select! {
             biased;

@@ -12,12 +12,13 @@ use gateway::admission::AdmissionClaims;
 use gateway::Cluster;
 use model::room::{presale_primary, Place, RoomState, CLASS_ONSALE, CLASS_PRESALE, REPORT_FRESH_MS};
 use model::{Consistency, EventId, GroupId, Millis, NodeId, Query, QueryResult, UserId, PLACEMENT_GROUP};
+use tokio::sync::mpsc;
 
 use crate::clock::{Clock, ISSUE_UNCERTAINTY_MS_MAX};
 use crate::keys::{Keys, Refusal, TicketClaims};
 use crate::limits::AddressLimiter;
 use crate::line::{ahead_in_room, Line};
-use crate::session::{self, OutboxReceiver, OutboxSender, SessionId, Sessions, Via};
+use crate::session::{self, Outgoing, SessionId, Sessions, Via};
 use crate::wire::{code, ClientMsg, NodeView, ServerMsg};
 
 /// What a node's room is told at start.
@@ -58,7 +59,7 @@ impl RoomConfig {
 
 /// A fan connection's state.
 pub(crate) struct Session {
-    pub tx: OutboxSender,
+    pub tx: mpsc::Sender<Outgoing>,
     pub peer: IpAddr,
     /// HTTP sessions are not sent to a home node: the fallback has no node addresses to follow.
     pub via: Via,
@@ -430,7 +431,7 @@ fn refused(refusal: Refusal) -> ServerMsg {
 }
 
 impl<C: Cluster> Sessions for RoomNode<C> {
-    fn open(&self, peer: IpAddr, via: Via) -> (SessionId, OutboxReceiver) {
+    fn open(&self, peer: IpAddr, via: Via) -> (SessionId, mpsc::Receiver<Outgoing>) {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = session::outbox();
         let mut sessions = self.sessions.lock().expect("sessions lock");

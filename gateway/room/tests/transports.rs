@@ -11,14 +11,14 @@ use std::time::Duration;
 use quinn::crypto::rustls::QuicClientConfig;
 use room::certs::{self, RoomCert};
 use room::endpoint::{self, EndpointConfig, RoomEndpoint, CLOSE_SHUTDOWN};
-use room::session::{self, OutboxReceiver, OutboxSender, SessionId, Sessions, Via};
+use room::session::{self, Outgoing, SessionId, Sessions, Via};
 use room::wire::{self, code, ClientMsg, PlaceView, ServerMsg, FRAME_BYTES_MAX};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{watch, RwLock};
+use tokio::sync::{mpsc, watch, RwLock};
 
 /// The memory test takes it alone, every other test shares it, so that the RSS it reads grows
 /// by its own connections only.
@@ -32,7 +32,7 @@ const ANSWER: u64 = 42;
 #[derive(Default)]
 struct Echo {
     next_id: AtomicU64,
-    outboxes: Mutex<HashMap<SessionId, OutboxSender>>,
+    outboxes: Mutex<HashMap<SessionId, mpsc::Sender<Outgoing>>>,
     opened: Mutex<Vec<(SessionId, IpAddr, Via)>>,
     closes: Mutex<HashMap<SessionId, usize>>,
     heartbeats: AtomicUsize,
@@ -75,7 +75,7 @@ impl Echo {
 }
 
 impl Sessions for Echo {
-    fn open(&self, peer: IpAddr, via: Via) -> (SessionId, OutboxReceiver) {
+    fn open(&self, peer: IpAddr, via: Via) -> (SessionId, mpsc::Receiver<Outgoing>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = session::outbox();
         self.outboxes.lock().unwrap().insert(id, tx);
