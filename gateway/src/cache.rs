@@ -25,6 +25,8 @@ pub struct Caches {
     /// An event's waiting room (`None`: it has none), for a second: every hold on a hot event
     /// asks whether it needs an admission, and the group should not hear that question per hold.
     pub rooms: Cache<EventId, Option<Arc<RoomState>>>,
+    /// The body of `GET /events/{id}/layout`: derived from the seat map, never changed.
+    pub layouts: Cache<EventId, Arc<CachedBody>>,
 }
 
 /// How long a waiting room's state is reused.
@@ -62,6 +64,11 @@ impl Caches {
                 .max_capacity(ROOM_CACHE_ITEMS_MAX)
                 .weigher(|_, room: &Option<Arc<RoomState>>| room_items(room))
                 .time_to_live(Duration::from_millis(ROOM_CACHE_TTL_MS))
+                .build(),
+            // Weighed by bytes: a stadium's layout is a megabyte, a club's a few kilobytes.
+            layouts: Cache::builder()
+                .max_capacity(config.layout_cache_bytes_max)
+                .weigher(|_, body: &Arc<CachedBody>| u32::try_from(body.body.len()).unwrap_or(u32::MAX).max(1))
                 .build(),
         }
     }

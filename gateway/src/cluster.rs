@@ -21,6 +21,11 @@ pub trait Cluster: Send + Sync + 'static {
     /// Only for reading how a state looks now; writes are stamped by the group's leader.
     fn now_ms(&self) -> Millis;
 
+    /// Every later change to the ticket rows of this node's replicas, in each group's log order
+    /// (see [`model::SeatChanges`]): the seat feeds follow it. A receiver that falls behind is
+    /// told it lagged, and reads again.
+    fn seat_changes(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<model::SeatChanges>>;
+
     /// Propose `command` to `group`, wherever its leader is, and return what apply returned.
     /// Retries on a leader change within a bounded time; commands are idempotent, so a retry
     /// is safe.

@@ -62,6 +62,12 @@ pub struct GatewayConfig {
     /// A payment pending this long after its hold ended is given up on (it is refunded if it is
     /// ever captured and the seats are gone).
     pub payment_abandon_after_ms: u64,
+    /// Events whose seat maps this gateway follows live at once (one feed each).
+    pub seat_feeds_max: usize,
+    /// Seat map streams this gateway serves at once, over all events.
+    pub seat_subscribers_max: usize,
+    /// Bytes of event layouts (the immutable seat map documents) kept rendered.
+    pub layout_cache_bytes_max: u64,
 }
 
 impl Default for GatewayConfig {
@@ -91,6 +97,9 @@ impl Default for GatewayConfig {
             payment_abandon_after_ms: 3_600_000,
             search_cache_ttl_ms: 200,
             search_cache_entries_max: 10_000,
+            seat_feeds_max: 1_000,
+            seat_subscribers_max: 100_000,
+            layout_cache_bytes_max: 64 << 20,
         }
     }
 }
@@ -130,6 +139,9 @@ impl fmt::Debug for GatewayConfig {
             .field("payment_abandon_after_ms", &self.payment_abandon_after_ms)
             .field("search_cache_ttl_ms", &self.search_cache_ttl_ms)
             .field("search_cache_entries_max", &self.search_cache_entries_max)
+            .field("seat_feeds_max", &self.seat_feeds_max)
+            .field("seat_subscribers_max", &self.seat_subscribers_max)
+            .field("layout_cache_bytes_max", &self.layout_cache_bytes_max)
             .finish()
     }
 }

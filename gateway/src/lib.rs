@@ -20,6 +20,7 @@
 //! - [`webhook`]: checking the provider's webhook signatures;
 //! - [`settle`]: settling captured payments (confirm, or refund), and reconciling pending ones;
 //! - [`metrics`]: response and hold counters in Prometheus text;
+//! - [`seats`]: live seat maps, one feed per event followed by every fan watching it;
 //! - [`routes`]: the handlers, one module per area, and the router that ties them together.
 
 pub mod admission;
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod payment;
 pub mod problem;
 pub mod routes;
+pub mod seats;
 pub mod settle;
 pub mod state;
 pub mod tokens;

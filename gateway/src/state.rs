@@ -17,6 +17,7 @@ use crate::config::GatewayConfig;
 use crate::metrics::Metrics;
 use crate::payment::PaymentProvider;
 use crate::problem::Problem;
+use crate::seats::SeatFeeds;
 use crate::tokens::TokenSigner;
 
 /// The router's state: cheap to clone (one `Arc`), whatever the cluster type.
@@ -31,6 +32,8 @@ pub struct Shared<C> {
     pub caches: Caches,
     pub payments: Arc<dyn PaymentProvider>,
     pub metrics: Arc<Metrics>,
+    /// The live seat maps this gateway serves.
+    pub seat_feeds: Arc<SeatFeeds>,
 }
 
 impl<C> Clone for AppState<C> {
@@ -71,7 +74,8 @@ impl<C: Cluster> AppState<C> {
         let admissions = AdmissionSigner::for_cluster(&config.cluster_secret);
         let caches = Caches::new(&config);
         let metrics = Arc::new(Metrics::default());
-        AppState(Arc::new(Shared { cluster, config, tokens, admissions, caches, payments, metrics }))
+        let seat_feeds = Arc::new(SeatFeeds::new(config.seat_feeds_max, config.seat_subscribers_max));
+        AppState(Arc::new(Shared { cluster, config, tokens, admissions, caches, payments, metrics, seat_feeds }))
     }
 }
 

@@ -31,6 +31,23 @@ impl TicketState {
     }
 }
 
+/// What one apply of a group did to its tickets: each ticket whose row it wrote, with the row's
+/// new value (`None`: the row is gone, the ticket free). Replicas publish these in log order for
+/// the seat feeds that keep fans' seat maps current; `Reset` says that the replica's rows were
+/// replaced whole (a snapshot installed), so a feed must read its event again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeatChanges {
+    Applied {
+        group: crate::GroupId,
+        /// The group's applied log index after the apply.
+        applied: u64,
+        tickets: Vec<(EventId, TicketId, Option<TicketState>)>,
+    },
+    Reset {
+        group: crate::GroupId,
+    },
+}
+
 /// How a ticket reads to a fan at a given time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

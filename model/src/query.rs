@@ -16,6 +16,9 @@ pub enum Query {
     SeatMap(EventId),
     /// The tickets of an event that have a row (held or sold, maybe with an ended hold).
     Tickets(EventId),
+    /// The same rows with the applied index they are read at, read in one view of the replica:
+    /// what a seat feed starts from before it follows the group's [`crate::SeatChanges`].
+    SeatStates(EventId),
     Booking(BookingId),
     /// Events starting at or after `from`, earliest first, at most `limit`.
     UpcomingEvents {
@@ -58,6 +61,11 @@ pub enum QueryResult {
     Event(Option<Event>),
     SeatMap(Option<SeatMap>),
     Tickets(Vec<(TicketId, TicketState)>),
+    SeatStates {
+        /// The group's applied log index the rows are read at.
+        applied: u64,
+        tickets: Vec<(TicketId, TicketState)>,
+    },
     Booking(Option<Booking>),
     Events(Vec<Event>),
     User(Option<User>),

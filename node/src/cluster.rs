@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use model::{
     ClusterError, ClusterStatus, Command, Consistency, Faults, GroupId, Millis, NodeId, Outcome, Query, QueryResult,
-    SearchQuery, SearchResult,
+    SearchQuery, SearchResult, SeatChanges,
 };
 use raft::Host;
 use search::SearchShard;
@@ -17,6 +17,8 @@ pub struct HostCluster {
     pub disk: Arc<DiskFaults>,
     /// This node's search shard, for its metrics and the search cache's key.
     pub shard: Arc<SearchShard>,
+    /// Where this node's replicas publish their ticket changes, for the gateway's seat feeds.
+    pub changes: Arc<storage::Changes>,
 }
 
 impl gateway::Cluster for HostCluster {
@@ -30,6 +32,10 @@ impl gateway::Cluster for HostCluster {
 
     fn now_ms(&self) -> Millis {
         self.host.now_ms()
+    }
+
+    fn seat_changes(&self) -> tokio::sync::broadcast::Receiver<Arc<SeatChanges>> {
+        self.changes.subscribe_seats()
     }
 
     async fn write(&self, group: GroupId, command: Command) -> Result<Outcome, ClusterError> {

@@ -62,6 +62,7 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
         .await??;
     host.set_searcher(Arc::new(ShardSearcher(shard.clone())));
     let (stop_indexer, stopped) = watch::channel(false);
+    let seat_changes = changes.clone();
     let indexer = Indexer { shard: shard.clone(), replicas: HostReplicas { host: host.clone(), changes } };
     let indexer = std::thread::Builder::new().name("search-indexer".into()).spawn(move || {
         match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -70,7 +71,7 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
         }
     })?;
     let http_addr = http.local_addr()?;
-    let cluster = Arc::new(HostCluster { host: host.clone(), disk, shard });
+    let cluster = Arc::new(HostCluster { host: host.clone(), disk, shard, changes: seat_changes });
     let (stop_room, room_stopped) = watch::channel(false);
     let room = start_room(config, cluster.clone(), room_stopped).await?;
     let fallback = room::http::routes(room.node.clone()).merge(room::page::routes());

@@ -60,9 +60,16 @@ pub struct Change {
     pub events: Vec<EventId>,
 }
 
+/// Seat changes a watcher of the node's replicas may fall behind by before it is told it lagged
+/// (and reads its events again).
+pub const SEAT_CHANGES_QUEUED_MAX: usize = 4_096;
+
 /// The way changes leave the node's state machines.
 pub struct Changes {
     sender: tokio::sync::mpsc::Sender<Change>,
+    /// Every apply that wrote ticket rows, for the gateway's seat feeds (nothing is built when
+    /// no one watches).
+    seats: tokio::sync::broadcast::Sender<Arc<model::SeatChanges>>,
     /// Groups whose changes were dropped (or replaced by a snapshot): rebuild them whole.
     dirty: Mutex<std::collections::BTreeSet<u32>>,
     /// Each group's applied index when its state machine opened: every change after it comes
@@ -74,7 +81,22 @@ impl Changes {
     /// The sending side of a change stream, and the stream.
     pub fn channel(changes_queued_max: usize) -> (Changes, tokio::sync::mpsc::Receiver<Change>) {
         let (sender, receiver) = tokio::sync::mpsc::channel(changes_queued_max);
-        (Changes { sender, dirty: Mutex::default(), opened: Mutex::default() }, receiver)
+        let (seats, _) = tokio::sync::broadcast::channel(SEAT_CHANGES_QUEUED_MAX);
+        (Changes { sender, seats, dirty: Mutex::default(), opened: Mutex::default() }, receiver)
+    }
+
+    /// Every later apply's ticket rows, of every group of this node, in each group's log order.
+    pub fn subscribe_seats(&self) -> tokio::sync::broadcast::Receiver<Arc<model::SeatChanges>> {
+        self.seats.subscribe()
+    }
+
+    fn watched(&self) -> bool {
+        self.seats.receiver_count() > 0
+    }
+
+    fn publish_seats(&self, changes: model::SeatChanges) {
+        // No receiver is not an error: a feed subscribes before it reads, so it misses nothing.
+        let _ = self.seats.send(Arc::new(changes));
     }
 
     fn publish(&self, group: u32, applied: u64, events: Vec<EventId>) {
@@ -288,6 +310,22 @@ impl Shared {
         Ok(QueryResult::EventState { tickets, bookings })
     }
 
+    /// An event's ticket rows and the applied index they are at, from one view: a seat feed
+    /// follows the changes published after that index.
+    fn seat_states(&self, event: EventId) -> Result<QueryResult, Fault> {
+        let view = self.db.snapshot();
+        let meta =
+            view.get_cf(cf(&self.db, CF_SM), db::key(self.group, keys::META)).map_err(|e| db_fault(keys::META, e))?;
+        let meta: Meta = meta.map(|bytes| ledger::decode(keys::META, &bytes)).transpose()?.unwrap_or_default();
+        let mut tickets = Vec::new();
+        for (key, value) in self.scan_view(&view, &keys::tickets_of(event), SCAN_ROWS_MAX)? {
+            let ticket = keys::ticket_of_key(&key).ok_or_else(|| Fault::corrupt(&key, "short ticket key"))?;
+            tickets.push((ticket, ledger::decode(&key, &value)?));
+        }
+        let applied = meta.last_applied.map(|log_id| log_id.index).unwrap_or(0);
+        Ok(QueryResult::SeatStates { applied, tickets })
+    }
+
     /// An event's room whole: its core, passes and reports rows, read from one view so that they
     /// agree (a tick writes the core and the passes together).
     fn room(&self, event: EventId) -> Result<QueryResult, Fault> {
@@ -468,6 +506,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut options = WriteOptions::default();
         options.set_sync(false);
         shared.db.write_opt(batch, &options).map_err(|e| sm_error(ErrorVerb::Write, e))?;
+        let seats = match shared.changes.watched() && !tickets.is_empty() {
+            true => Some(seat_changes(&tickets).map_err(|e| sm_error(ErrorVerb::Read, e))?),
+            false => None,
+        };
         shared.cache_tickets(tickets.into_iter());
         shared.last_at.store(meta.last_at, Ordering::Release);
         self.meta = meta;
@@ -475,6 +517,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         changed.dedup();
         let applied = self.meta.last_applied.map(|l| l.index).unwrap_or(0);
         shared.changes.publish(shared.group, applied, changed);
+        if let Some(tickets) = seats {
+            shared.changes.publish_seats(model::SeatChanges::Applied { group: shared.group, applied, tickets });
+        }
         Ok(replies)
     }
 
@@ -510,6 +555,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         shared.tickets.lock().expect("tickets lock").clear();
         shared.last_at.store(installed_meta.last_at, Ordering::Release);
         shared.changes.lose(shared.group);
+        shared.changes.publish_seats(model::SeatChanges::Reset { group: shared.group });
         tracing::info!(group = shared.group, last_log_id = ?meta.last_log_id, rows = rows.len(), "snapshot installed");
         self.meta = installed_meta;
         Ok(())
@@ -573,6 +619,18 @@ fn build(shared: &Shared) -> Result<Snapshot, StorageError> {
     Ok(Snapshot { meta: snapshot_meta, snapshot: Box::new(data) })
 }
 
+/// The seat changes of an apply's ticket rows.
+fn seat_changes(rows: &[RowChange]) -> Result<Vec<(EventId, model::TicketId, Option<model::TicketState>)>, Fault> {
+    rows.iter()
+        .map(|(key, value)| {
+            let (event, ticket) =
+                keys::event_ticket_of_key(key).ok_or_else(|| Fault::corrupt(key, "short ticket key"))?;
+            let state = value.as_deref().map(|value| ledger::decode(key, value)).transpose()?;
+            Ok((event, ticket, state))
+        })
+        .collect()
+}
+
 /// Answers queries from the group's applied rows.
 struct Reader {
     shared: Arc<Shared>,
@@ -605,6 +663,7 @@ impl Reader {
                 }
                 QueryResult::Tickets(tickets)
             }
+            Query::SeatStates(event) => s.seat_states(*event)?,
             Query::EventState(event) => s.event_state(*event)?,
             Query::FanBookings(user) => {
                 let mut bookings = Vec::new();

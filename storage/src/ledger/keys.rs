@@ -66,6 +66,11 @@ pub fn tickets_of(event: EventId) -> Vec<u8> {
 pub fn ticket_of_key(key: &[u8]) -> Option<TicketId> {
     key.get(9..13).map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
 }
+/// The event and ticket of a ticket row's key.
+pub fn event_ticket_of_key(key: &[u8]) -> Option<(EventId, TicketId)> {
+    let event = u64::from_be_bytes(key.get(1..9)?.try_into().expect("8 bytes"));
+    Some((event, ticket_of_key(key)?))
+}
 pub fn booking(id: BookingId) -> Vec<u8> {
     tagged(b'b', &[&id.event.to_be_bytes(), &id.nonce.to_be_bytes()])
 }

@@ -241,6 +241,15 @@ impl<L> Cluster<L> {
         self.nodes.iter().find(|n| n.id == id).expect("known node")
     }
 
+    /// The resident memory of a node's process, in bytes (`None` if it is not running).
+    pub fn rss_bytes(&self, id: u64) -> Option<u64> {
+        let pid = self.node(id).child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
     fn node_mut(&mut self, id: u64) -> &mut Node {
         self.nodes.iter_mut().find(|n| n.id == id).expect("known node")
     }

@@ -19,6 +19,7 @@
 //!   signed webhooks;
 //! - [`room`]: a fan's client of the waiting room over QUIC (fan tokens, joins, tickets,
 //!   admissions), the room's admin and public views, holds under an admission;
+//! - [`sse`]: a client of server-sent event streams (the seat map's, the room's fallback);
 //! - [`interrupt`]: stopping a runner on SIGINT or SIGTERM without leaving processes behind.
 //!
 //! When a test fails (panics) with a cluster alive, the tail of every node's log is printed;
@@ -33,6 +34,7 @@ pub mod ports;
 pub mod process;
 pub mod room;
 pub mod settings;
+pub mod sse;
 
 pub use admin::grid_seat_map;
 pub use cluster::{Cluster, Direct, Links, Node};

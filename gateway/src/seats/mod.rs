@@ -1,0 +1,192 @@
+//! Live seat maps: each event's seats kept current on this gateway by one feed, pushed to every
+//! fan watching it as server-sent events.
+//!
+//! Layout:
+//! - [`wire`]: versions, snapshots (bitsets) and deltas as fans get them;
+//! - [`feed`]: one event's feed, its state, recent deltas and subscribers;
+//! - this module: the feeds of the gateway (started on the first subscriber, stopped a while
+//!   after the last one left) and the task that keeps each one current.
+//!
+//! One feed per event and gateway follows the node's replica of the event's group (the node's
+//! seat changes, see [`Cluster::seat_changes`]): a thousand fans watching an event cost the group
+//! nothing more than one.
+
+pub mod feed;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use model::{Consistency, EventId, GroupId, Query, QueryResult, SeatChanges};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, Mutex};
+
+use crate::cluster::Cluster;
+use crate::problem::Problem;
+use feed::{Feed, FeedState};
+
+/// How long a feed runs on with no subscriber (a fan reloading the page finds it still warm).
+pub const FEED_IDLE_MS: u64 = 30_000;
+/// How often a feed looks whether it is idle, when no hold ends sooner.
+const FEED_TICK_MS: u64 = 1_000;
+
+/// The gateway's feeds, by event.
+pub struct SeatFeeds {
+    feeds: Mutex<HashMap<EventId, Arc<Feed>>>,
+    /// Subscribers over all feeds.
+    pub subscribers: Arc<AtomicUsize>,
+    feeds_max: usize,
+    subscribers_max: usize,
+}
+
+impl SeatFeeds {
+    pub fn new(feeds_max: usize, subscribers_max: usize) -> SeatFeeds {
+        SeatFeeds { feeds: Mutex::default(), subscribers: Arc::default(), feeds_max, subscribers_max }
+    }
+
+    /// Whether one more subscriber is within the gateway's limit.
+    pub fn admit(&self) -> Result<(), Problem> {
+        if self.subscribers.load(Ordering::Relaxed) >= self.subscribers_max {
+            return Err(Problem::unavailable(format!(
+                "this gateway serves as many seat map streams as it can ({}): try again later, or another node",
+                self.subscribers_max
+            )));
+        }
+        Ok(())
+    }
+
+    /// The feed of `event` (of `seats` seats, in `group`), started if it is not running.
+    pub async fn feed<C: Cluster>(
+        self: &Arc<Self>,
+        cluster: &Arc<C>,
+        event: EventId,
+        group: GroupId,
+        seats: usize,
+    ) -> Result<Arc<Feed>, Problem> {
+        // Held across the first read of a new feed, so that two first subscribers start one.
+        let mut feeds = self.feeds.lock().await;
+        if let Some(feed) = feeds.get(&event) {
+            return Ok(feed.clone());
+        }
+        if feeds.len() >= self.feeds_max {
+            return Err(Problem::unavailable(format!(
+                "this gateway follows as many events' seat maps as it can ({}): try again later",
+                self.feeds_max
+            )));
+        }
+        let upstream = cluster.seat_changes();
+        let state = read(cluster, event, group, seats).await?;
+        let feed = Feed::new(event, group, state);
+        feeds.insert(event, feed.clone());
+        tokio::spawn(follow(Arc::downgrade(self), cluster.clone(), feed.clone(), upstream, seats));
+        tracing::debug!(event, group, seats, "seat feed started");
+        Ok(feed)
+    }
+
+    /// Feeds running now.
+    pub async fn running(&self) -> usize {
+        self.feeds.lock().await.len()
+    }
+}
+
+/// The event's rows as this node's replica has them, with their applied index.
+async fn read<C: Cluster>(
+    cluster: &Arc<C>,
+    event: EventId,
+    group: GroupId,
+    seats: usize,
+) -> Result<FeedState, Problem> {
+    // Stale: this node's own replica, the one whose changes the feed follows.
+    match cluster.read(group, Query::SeatStates(event), Consistency::Stale).await? {
+        QueryResult::SeatStates { applied, tickets } => Ok(FeedState::new(seats, applied, &tickets, cluster.now_ms())),
+        other => Err(crate::state::unexpected("seat states", &other)),
+    }
+}
+
+/// Keeps `feed` current until it has been idle for [`FEED_IDLE_MS`], the node's changes end, or
+/// the gateway is gone.
+async fn follow<C: Cluster>(
+    feeds: std::sync::Weak<SeatFeeds>,
+    cluster: Arc<C>,
+    feed: Arc<Feed>,
+    mut upstream: broadcast::Receiver<Arc<SeatChanges>>,
+    seats: usize,
+) {
+    let mut idle_since = None;
+    // A read that failed leaves the feed behind the replica: it reads again on every tick until
+    // one succeeds (changes applied meanwhile are superseded by that read).
+    let mut behind = false;
+    loop {
+        let now = cluster.now_ms();
+        let next_end = feed.lock().next_end();
+        let wait_ms = next_end.map_or(FEED_TICK_MS, |end| end.saturating_sub(now).min(FEED_TICK_MS));
+        tokio::select! {
+            changes = upstream.recv() => match changes {
+                Ok(changes) => behind |= !follow_one(&cluster, &feed, &changes, seats).await,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::info!(event = feed.event, missed, "seat feed fell behind the replica: reading it again");
+                    behind = !reread(&cluster, &feed, seats).await;
+                }
+                Err(RecvError::Closed) => break,
+            },
+            () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {
+                if behind {
+                    behind = !reread(&cluster, &feed, seats).await;
+                }
+                let now = cluster.now_ms();
+                let mut state = feed.lock();
+                if let Some(delta) = state.end_holds(now) {
+                    feed.publish(&mut state, &delta);
+                }
+            }
+        }
+        if feed.subscribers() > 0 {
+            idle_since = None;
+            continue;
+        }
+        let since = *idle_since.get_or_insert(now);
+        if now.saturating_sub(since) >= FEED_IDLE_MS {
+            break;
+        }
+    }
+    if let Some(feeds) = feeds.upgrade() {
+        let mut feeds = feeds.feeds.lock().await;
+        if feeds.get(&feed.event).is_some_and(|f| Arc::ptr_eq(f, &feed)) {
+            feeds.remove(&feed.event);
+        }
+    }
+    tracing::debug!(event = feed.event, "seat feed stopped");
+}
+
+/// Applies one published change to the feed; false if it had to read its event and could not.
+async fn follow_one<C: Cluster>(cluster: &Arc<C>, feed: &Arc<Feed>, changes: &SeatChanges, seats: usize) -> bool {
+    match changes {
+        SeatChanges::Applied { group, applied, tickets } if *group == feed.group => {
+            let now = cluster.now_ms();
+            let mut state = feed.lock();
+            if let Some(delta) = state.apply(feed.event, *applied, tickets, now) {
+                feed.publish(&mut state, &delta);
+            }
+            true
+        }
+        SeatChanges::Reset { group } if *group == feed.group => reread(cluster, feed, seats).await,
+        _ => true,
+    }
+}
+
+/// Reads the event again and has every subscriber take a snapshot; false if the read failed
+/// (the feed stays as it was).
+async fn reread<C: Cluster>(cluster: &Arc<C>, feed: &Arc<Feed>, seats: usize) -> bool {
+    match read(cluster, feed.event, feed.group, seats).await {
+        Ok(state) => {
+            feed.reset(state);
+            true
+        }
+        Err(problem) => {
+            tracing::warn!(event = feed.event, problem = %problem.detail(), "seat feed could not read its event");
+            false
+        }
+    }
+}
