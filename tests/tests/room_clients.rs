@@ -103,3 +103,28 @@ async fn headless_chromium_joins_over_webtransport_and_falls_back_to_server_sent
     assert_eq!(fallback["transport"], "sse", "{fallback}");
     assert_eq!(fallback["hold_status"], 201);
 }
+
+/// The live seat map in Chromium: a fan's hold shows on another fan's open page within a second,
+/// without a reload (the page follows the seat stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn headless_chromium_shows_another_fans_hold_live_on_the_seat_map() {
+    let cluster = Cluster::start(Settings::default()).await.unwrap();
+    let seats = 2_000;
+    let event = cluster.seed_event(seats).await.unwrap()["id"].as_u64().unwrap();
+    let (first, second) = (cluster.fan(1, "holder").await.unwrap(), cluster.fan(1, "watcher").await.unwrap());
+    let args = [
+        cluster.url(1),
+        event.to_string(),
+        seats.to_string(),
+        first.token.clone(),
+        first.user.to_string(),
+        second.token.clone(),
+        second.user.to_string(),
+    ];
+    let lines = run_client("seatmap_browser.py", &args);
+    assert_eq!(check(&lines, "loaded")["available"], seats);
+    let seen = check(&lines, "seen");
+    assert_eq!(seen["same_page"], true, "{seen}");
+    assert!(seen["after_ms"].as_u64().unwrap() <= 1_000, "{seen}");
+    assert_eq!(check(&lines, "done")["ok"], true);
+}
