@@ -4,7 +4,7 @@
 //!
 //! Layout:
 //! - [`options`]: the command line, with the scenarios (`a1` sell-out, `a2` churn, `b` event
-//!   page, `c` mixed on-sale, `p` purchases, `s` search, `w` waiting room) and the systems as
+//!   page, `c` mixed on-sale, `p` purchases, `s` search, `w` waiting room, `m` seat map) and the systems as
 //!   typed values;
 //! - [`run`]: one run, every scenario against every system, each system alone in turn, and the
 //!   result files;
@@ -17,6 +17,7 @@
 //! - [`wrk`]: running wrk, which measures the event page, and reading its figures;
 //! - [`catalog`] and [`search`]: the generated catalog, and the search benchmark over it;
 //! - [`room`]: the waiting room (`w`), tens of thousands of fans on QUIC and the HTTP fallback;
+//! - [`seatmap`]: the live seat map (`m`), tens of thousands of seat streams while holds run;
 //! - [`report`]: the results as JSON, a markdown table and an SVG chart.
 //!
 //! The peers' tests (`tests/peers.rs`) need the PostgreSQL, Redis and nginx servers installed,
@@ -33,4 +34,5 @@ pub mod report;
 pub mod room;
 pub mod run;
 pub mod search;
+pub mod seatmap;
 pub mod wrk;

@@ -42,6 +42,10 @@ pub enum Scenario {
     /// wait in one room of a Boxoffice cluster (Boxoffice only).
     #[value(name = "w")]
     W,
+    /// The live seat map: tens of thousands of fans watch one event's seat stream while holds
+    /// run (Boxoffice only).
+    #[value(name = "m")]
+    M,
 }
 
 /// A system the benchmark runs.
@@ -113,7 +117,7 @@ pub struct Options {
     /// Longest a sell-out may take before it is cut short (and reported as not sold out).
     #[arg(long, default_value = "15m", value_parser = model::duration::parse_ms)]
     pub sell_out_max: u64,
-    /// Scenarios to run (`s` and `w` run only when named).
+    /// Scenarios to run (`s`, `w` and `m` run only when named).
     #[arg(long, value_delimiter = ',', value_enum, default_value = "a1,a2,b,c,p")]
     pub scenarios: Vec<Scenario>,
     /// Systems to run.
@@ -159,6 +163,18 @@ pub struct Options {
     /// before the line runs dry).
     #[arg(long, default_value_t = 40_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub room_rate: u32,
+    /// Fans of the seat map scenario, each on a seat stream of its own.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=200_000))]
+    pub map_subscribers: u64,
+    /// Seats of the seat map scenario's event (the stadium of the demo has 50,672).
+    #[arg(long, default_value_t = 50_672, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub map_seats: u64,
+    /// Holds a second in the seat map scenario, one seat each.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub map_holds_per_s: u64,
+    /// How long the seat map scenario's holds run.
+    #[arg(long, default_value = "30s", value_parser = model::duration::parse_ms)]
+    pub map_duration: u64,
     /// The name of the result files (`<name>.md`, `<name>.json`, `<name>.svg`).
     #[arg(long, default_value = "results")]
     pub name: String,

@@ -161,7 +161,7 @@ pub struct Quantiles {
 }
 
 impl Quantiles {
-    fn of(histogram: &Histogram<u64>) -> Quantiles {
+    pub(crate) fn of(histogram: &Histogram<u64>) -> Quantiles {
         let ms = |us: u64| us as f64 / 1_000.0;
         Quantiles {
             count: histogram.len(),
@@ -527,7 +527,7 @@ pub fn order_violations(mut admitted: Vec<(Place, u64)>, slack_ms: u64) -> (u64,
 
 /// Raises this process's open-file limit to its hard limit if it is under `needed` (the nodes
 /// started afterwards inherit it); the limit in force.
-fn raise_open_files(needed: u64) -> anyhow::Result<u64> {
+pub(crate) fn raise_open_files(needed: u64) -> anyhow::Result<u64> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct given, which lives across the call.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
@@ -561,7 +561,7 @@ fn rss_of(pid: &str) -> anyhow::Result<u64> {
 
 /// The pid of every node of the cluster in `dir`, by node id: the processes that run
 /// `boxoffice node --config <dir>/node<id>.toml`.
-fn node_pids(dir: &Path, nodes: u64) -> anyhow::Result<Vec<(u64, String)>> {
+pub(crate) fn node_pids(dir: &Path, nodes: u64) -> anyhow::Result<Vec<(u64, String)>> {
     let mut pids = Vec::new();
     for id in 1..=nodes {
         let config = dir.join(format!("node{id}.toml"));
@@ -577,7 +577,7 @@ fn node_pids(dir: &Path, nodes: u64) -> anyhow::Result<Vec<(u64, String)>> {
 }
 
 /// Every node's resident memory, by node id.
-fn nodes_rss(pids: &[(u64, String)]) -> anyhow::Result<Vec<(u64, u64)>> {
+pub(crate) fn nodes_rss(pids: &[(u64, String)]) -> anyhow::Result<Vec<(u64, u64)>> {
     pids.iter().map(|(id, pid)| Ok((*id, rss_of(pid)?))).collect()
 }
 

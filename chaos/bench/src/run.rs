@@ -19,6 +19,7 @@ use crate::peers::redis::{redis_workers, Redis, RedisHold};
 use crate::peers::Holder;
 use crate::report::{self, Row};
 use crate::room::{self, RoomFigures, RoomSpec};
+use crate::seatmap::{self, MapFigures, MapSpec};
 use crate::wrk::wrk;
 
 /// How long a hold lasts in the churn scenario.
@@ -36,7 +37,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
     std::fs::create_dir_all(&options.work)?;
     let work = std::path::absolute(&options.work)?.join(&stamp);
-    let mut run = Run { options: &options, work: work.clone(), rows: Vec::new(), room: None };
+    let mut run = Run { options: &options, work: work.clone(), rows: Vec::new(), room: None, map: None };
     let measured = async {
         run.boxoffice().await?;
         run.postgres(System::Postgres, 0).await?;
@@ -44,7 +45,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         run.redis(System::Redis, false).await?;
         run.redis(System::RedisAof, true).await?;
         run.search().await?;
-        run.room().await
+        run.room().await?;
+        run.map().await
     }
     .await;
     if let Err(error) = measured {
@@ -55,6 +57,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
     if let Some(figures) = &run.room {
         write_room(&options, figures, &stamp)?;
+    }
+    if let Some(figures) = &run.map {
+        write_map(&options, figures, &stamp)?;
     }
     if !options.keep_data && work.exists() {
         std::fs::remove_dir_all(&work).with_context(|| format!("cannot remove {}", work.display()))?;
@@ -74,6 +79,8 @@ struct Run<'a> {
     rows: Vec<Row>,
     /// The waiting room's figures, once it ran: they are not rows of the peers' table.
     room: Option<RoomFigures>,
+    /// The seat map's figures, once it ran.
+    map: Option<MapFigures>,
 }
 
 impl Run<'_> {
@@ -344,6 +351,45 @@ impl Run<'_> {
         self.room = Some(room::run(spec).await?);
         Ok(())
     }
+}
+
+impl Run<'_> {
+    /// m: the live seat map of a Boxoffice cluster, alone on the machine.
+    async fn map(&mut self) -> anyhow::Result<()> {
+        let options = self.options;
+        if !options.runs(Scenario::M, System::Boxoffice) {
+            return Ok(());
+        }
+        let spec = MapSpec {
+            bin: boxoffice_binary(options),
+            dir: self.work.join("boxoffice-map"),
+            nodes: options.nodes,
+            subscribers: options.map_subscribers as usize,
+            seats: options.map_seats as usize,
+            holds_per_s: options.map_holds_per_s,
+            duration: Duration::from_millis(options.map_duration),
+        };
+        println!("starting boxoffice ({} nodes) for the seat map", options.nodes);
+        self.map = Some(seatmap::run(spec).await?);
+        Ok(())
+    }
+}
+
+/// Writes `seat-map.json` and `seat-map.md` into `--out`, and prints the table.
+fn write_map(options: &Options, figures: &MapFigures, stamp: &str) -> anyhow::Result<()> {
+    let command: String = std::env::args().skip(1).map(|a| format!(" {a}")).collect();
+    let header = format!(
+        "# Live seat map\n\nOne run of `boxoffice-bench{command}` on this machine ({stamp} UTC): a {}-node cluster on \
+         loopback, one event of {} seats, {} fans each on a seat stream of their own (spread over the gateways), holds \
+         of one seat each at up to {} a second.",
+        figures.nodes, figures.seats, figures.subscribers_asked, options.map_holds_per_s
+    );
+    let table = seatmap::markdown(figures, &header);
+    std::fs::write(options.out.join("seat-map.json"), serde_json::to_vec_pretty(figures)?)?;
+    std::fs::write(options.out.join("seat-map.md"), &table)?;
+    println!("\n{table}");
+    println!("seat map results written to {}", options.out.display());
+    Ok(())
 }
 
 /// Writes `waiting-room.json` and `waiting-room.md` into `--out`, and prints the table.

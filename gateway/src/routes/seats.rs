@@ -132,12 +132,16 @@ pub async fn stream<C: Cluster>(
     let (subscribed, steps) = feed.subscribe(&state.seat_feeds.subscribers);
     let (first, sent) = {
         let feed_state = feed.lock();
-        let resumed = last.and_then(|after| feed_state.since(after));
-        let first = match resumed {
-            Some(deltas) => deltas.iter().map(|(version, json)| delta_event(*version, json)).collect(),
-            None => vec![snapshot_sse(id, &feed_state.snapshot(id))],
-        };
-        (first, feed_state.version)
+        match last.and_then(|after| Some((after, feed_state.since(after)?))) {
+            // Up to the last delta sent: the state's own version may include changes that wait
+            // for the next delta, which the subscriber has not had.
+            Some((after, deltas)) => {
+                let sent = deltas.last().map_or(after, |(version, _)| *version);
+                (deltas.iter().map(|(version, json)| delta_event(*version, json)).collect(), sent)
+            }
+            // A snapshot has every change, sent or waiting.
+            None => (vec![snapshot_sse(id, &feed_state.snapshot(id))], feed_state.version),
+        }
     };
     let live = Live { feed, steps, sent, _subscribed: subscribed };
     let events = stream::iter(first).chain(stream::unfold(live, Live::next)).map(Ok::<_, Infallible>);
@@ -229,7 +233,8 @@ mod tests {
     fn hold(feed: &Feed, applied: u64, ticket: u32) {
         let row = Some(TicketState::Held { booking: BookingId { event: 1, nonce: applied }, until: u64::MAX });
         let mut state = feed.lock();
-        let delta = state.apply(1, applied, &[(1, ticket, row)], 0).expect("a new hold changes a seat");
+        state.apply(1, applied, &[(1, ticket, row)], 0);
+        let delta = state.flush().expect("a new hold changes a seat");
         feed.publish(&mut state, &delta);
     }
 

@@ -8,7 +8,7 @@
 //! be taken is decided by the group's apply, as always.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -49,6 +49,10 @@ pub struct FeedState {
     base: Version,
     /// The newest delta dropped from `recent`.
     dropped_through: Option<Version>,
+    /// Seats whose status changed since the last delta, with their status now: changes are
+    /// applied at once (a snapshot is always current) and sent together, at most one delta per
+    /// `DELTA_INTERVAL_MS`, so that a fan's stream carries a few events a second in a rush.
+    pending: BTreeMap<TicketId, Status>,
 }
 
 impl FeedState {
@@ -59,16 +63,17 @@ impl FeedState {
             version: base,
             base,
             dropped_through: None,
+            pending: BTreeMap::new(),
             statuses: vec![Status::Available; seats],
             available_count: u32::try_from(seats).expect("an event has at most VENUE_SEATS_MAX seats"),
             ends: BinaryHeap::new(),
             held_until: HashMap::new(),
             recent: VecDeque::new(),
         };
-        let mut ignored = DeltaView::default();
         for (ticket, row) in rows {
-            state.set(*ticket, Some(row), now, &mut ignored);
+            state.set(*ticket, Some(row), now);
         }
+        state.pending.clear();
         state
     }
 
@@ -86,8 +91,8 @@ impl FeedState {
         Some(self.recent.iter().filter(|(version, _)| *version > after).cloned().collect())
     }
 
-    /// Sets a ticket from its row (`None`: no row), noting a change of status in `delta`.
-    fn set(&mut self, ticket: TicketId, row: Option<&TicketState>, now: Millis, delta: &mut DeltaView) {
+    /// Sets a ticket from its row (`None`: no row), noting a change of status as pending.
+    fn set(&mut self, ticket: TicketId, row: Option<&TicketState>, now: Millis) {
         let Some(slot) = self.statuses.get(ticket as usize).copied() else {
             return tracing::warn!(
                 ticket,
@@ -107,10 +112,10 @@ impl FeedState {
         if status != Status::Held {
             self.held_until.remove(&ticket);
         }
-        self.change(ticket, slot, status, delta);
+        self.change(ticket, slot, status);
     }
 
-    fn change(&mut self, ticket: TicketId, from: Status, to: Status, delta: &mut DeltaView) {
+    fn change(&mut self, ticket: TicketId, from: Status, to: Status) {
         if from == to {
             return;
         }
@@ -120,35 +125,28 @@ impl FeedState {
             (_, Status::Available) => self.available_count += 1,
             _ => {}
         }
-        match to {
-            Status::Available => delta.available.push(ticket),
-            Status::Held => delta.held.push(ticket),
-            Status::Sold => delta.sold.push(ticket),
-        }
+        self.pending.insert(ticket, to);
     }
 
-    /// Applies one apply's changes of `event`; the delta, if a seat's status changed.
+    /// Applies one apply's changes of `event` (those of an index already applied are skipped).
     pub fn apply(
         &mut self,
         event: EventId,
         applied: u64,
         tickets: &[(EventId, TicketId, Option<TicketState>)],
         now: Millis,
-    ) -> Option<DeltaView> {
+    ) {
         if applied <= self.version.applied {
-            return None;
+            return;
         }
         self.version.applied = applied;
-        let mut delta = DeltaView::default();
         for (_, ticket, row) in tickets.iter().filter(|(e, _, _)| *e == event) {
-            self.set(*ticket, row.as_ref(), now, &mut delta);
+            self.set(*ticket, row.as_ref(), now);
         }
-        self.finish(delta)
     }
 
-    /// Ends the holds whose time has come; the delta, if any did.
-    pub fn end_holds(&mut self, now: Millis) -> Option<DeltaView> {
-        let mut delta = DeltaView::default();
+    /// Ends the holds whose time has come.
+    pub fn end_holds(&mut self, now: Millis) {
         while let Some(Reverse((until, ticket))) = self.ends.peek().copied() {
             if until > now {
                 break;
@@ -156,11 +154,10 @@ impl FeedState {
             self.ends.pop();
             if self.held_until.get(&ticket) == Some(&until) {
                 self.held_until.remove(&ticket);
-                self.change(ticket, Status::Held, Status::Available, &mut delta);
+                self.change(ticket, Status::Held, Status::Available);
             }
         }
         self.version.ended_ms = self.version.ended_ms.max(now);
-        self.finish(delta)
     }
 
     /// When the next hold ends, if one is held.
@@ -168,7 +165,22 @@ impl FeedState {
         self.ends.peek().map(|Reverse((until, _))| *until)
     }
 
-    fn finish(&self, mut delta: DeltaView) -> Option<DeltaView> {
+    /// Whether changes wait to be sent.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The delta of the changes since the last one, at the current version; `None` if a seat
+    /// changed and changed back, or nothing changed.
+    pub fn flush(&mut self) -> Option<DeltaView> {
+        let mut delta = DeltaView::default();
+        for (ticket, status) in std::mem::take(&mut self.pending) {
+            match status {
+                Status::Available => delta.available.push(ticket),
+                Status::Held => delta.held.push(ticket),
+                Status::Sold => delta.sold.push(ticket),
+            }
+        }
         if delta.available.is_empty() && delta.held.is_empty() && delta.sold.is_empty() {
             return None;
         }
@@ -269,15 +281,35 @@ mod tests {
     fn changes_become_deltas_and_ended_holds_free_their_seats() {
         let mut state =
             FeedState::new(4, 10, &[(1, TicketState::Sold { booking: BookingId { event: 1, nonce: 2 } })], 1_000);
-        assert_eq!(state.available_count, 3);
-        let delta = state.apply(1, 11, &[(1, 0, held(5_000)), (2, 3, held(5_000))], 1_100).unwrap();
+        assert_eq!((state.available_count, state.flush()), (3, None), "the rows read are no delta");
+        state.apply(1, 11, &[(1, 0, held(5_000)), (2, 3, held(5_000))], 1_100);
+        let delta = state.flush().unwrap();
         assert_eq!((delta.held, delta.available_count), (vec![0], 2), "another event's change is not this feed's");
-        assert_eq!(state.apply(1, 11, &[(1, 2, held(5_000))], 1_200), None, "an index already applied is skipped");
+        state.apply(1, 11, &[(1, 2, held(5_000))], 1_200);
+        assert_eq!(state.flush(), None, "an index already applied is skipped");
         assert_eq!(state.next_end(), Some(5_000));
-        assert_eq!(state.end_holds(4_999), None);
-        let ended = state.end_holds(5_000).unwrap();
+        state.end_holds(4_999);
+        assert_eq!(state.flush(), None);
+        state.end_holds(5_000);
+        let ended = state.flush().unwrap();
         assert_eq!((ended.available, ended.available_count), (vec![0], 3));
         assert_eq!(state.version, Version { applied: 11, ended_ms: 5_000 });
+    }
+
+    #[test]
+    fn changes_between_two_deltas_are_sent_once_by_their_last_status() {
+        let mut state = FeedState::new(3, 1, &[], 0);
+        state.apply(1, 2, &[(1, 0, held(100)), (1, 1, held(100))], 10);
+        state.apply(
+            1,
+            3,
+            &[(1, 1, None), (1, 0, Some(TicketState::Sold { booking: BookingId { event: 1, nonce: 1 } }))],
+            20,
+        );
+        let delta = state.flush().unwrap();
+        assert_eq!((delta.sold, delta.held), (vec![0], vec![]));
+        assert_eq!(delta.available, vec![1], "held and released again: told available");
+        assert_eq!(delta.version, "3.0");
     }
 
     #[test]
@@ -286,8 +318,11 @@ mod tests {
         state.apply(1, 2, &[(1, 0, held(100))], 10);
         state.apply(1, 3, &[(1, 0, None)], 20);
         state.apply(1, 4, &[(1, 0, held(300))], 30);
-        assert_eq!(state.end_holds(150), None, "the first hold's end is stale");
-        assert_eq!(state.end_holds(300).unwrap().available, vec![0]);
+        state.flush();
+        state.end_holds(150);
+        assert_eq!(state.flush(), None, "the first hold's end is stale");
+        state.end_holds(300);
+        assert_eq!(state.flush().unwrap().available, vec![0]);
     }
 
     #[test]
@@ -295,7 +330,8 @@ mod tests {
         let mut state = FeedState::new(8, 1, &[], 0);
         let mut versions = Vec::new();
         for i in 0..3u32 {
-            let delta = state.apply(1, 2 + u64::from(i), &[(1, i, held(1_000))], 10).unwrap();
+            state.apply(1, 2 + u64::from(i), &[(1, i, held(1_000))], 10);
+            let delta = state.flush().unwrap();
             state.remember(state.version, Bytes::from(delta.version.clone()));
             versions.push(state.version);
         }
@@ -311,7 +347,8 @@ mod tests {
         let mut state = FeedState::new(RECENT_DELTAS_MAX + 8, 1, &[], 0);
         let start = state.version;
         for i in 0..(RECENT_DELTAS_MAX as u32 + 2) {
-            state.apply(1, 2 + u64::from(i), &[(1, i, held(1_000))], 10).unwrap();
+            state.apply(1, 2 + u64::from(i), &[(1, i, held(1_000))], 10);
+            state.flush().unwrap();
             state.remember(state.version, Bytes::new());
         }
         assert_eq!(state.since(start), None);

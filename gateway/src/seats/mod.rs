@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use model::{Consistency, EventId, GroupId, Query, QueryResult, SeatChanges};
+use model::{Consistency, EventId, GroupId, Millis, Query, QueryResult, SeatChanges};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, Mutex};
 
@@ -31,6 +31,10 @@ use feed::{Feed, FeedState};
 pub const FEED_IDLE_MS: u64 = 30_000;
 /// How often a feed looks whether it is idle, when no hold ends sooner.
 const FEED_TICK_MS: u64 = 1_000;
+/// Most one delta a feed sends per this many milliseconds: a change after a quiet spell goes
+/// out at once, changes in a rush are gathered into one delta per interval (a fan's stream then
+/// carries four events a second, not one per write, and a hold shows within this long).
+pub const DELTA_INTERVAL_MS: u64 = 250;
 
 /// The gateway's feeds, by event.
 pub struct SeatFeeds {
@@ -121,10 +125,14 @@ async fn follow<C: Cluster>(
     // A read that failed leaves the feed behind the replica: it reads again on every tick until
     // one succeeds (changes applied meanwhile are superseded by that read).
     let mut behind = false;
+    let mut last_delta_ms = 0;
     loop {
         let now = cluster.now_ms();
-        let next_end = feed.lock().next_end();
-        let wait_ms = next_end.map_or(FEED_TICK_MS, |end| end.saturating_sub(now).min(FEED_TICK_MS));
+        let wake_at = {
+            let state = feed.lock();
+            let flush_at = state.has_pending().then_some(last_delta_ms + DELTA_INTERVAL_MS);
+            [state.next_end(), flush_at].into_iter().flatten().fold(now + FEED_TICK_MS, Millis::min)
+        };
         tokio::select! {
             changes = upstream.recv() => match changes {
                 Ok(changes) => behind |= !follow_one(&cluster, &feed, &changes, seats).await,
@@ -134,15 +142,25 @@ async fn follow<C: Cluster>(
                 }
                 Err(RecvError::Closed) => break,
             },
-            () = tokio::time::sleep(Duration::from_millis(wait_ms)) => {
+            () = tokio::time::sleep(Duration::from_millis(wake_at.saturating_sub(now))) => {
                 if behind {
                     behind = !reread(&cluster, &feed, seats).await;
                 }
-                let now = cluster.now_ms();
-                let mut state = feed.lock();
-                if let Some(delta) = state.end_holds(now) {
+            }
+        }
+        // Both after a change and after a wait: under a steady stream of changes the wait
+        // never ends, and holds must still be told ended and deltas sent.
+        let now = cluster.now_ms();
+        {
+            let mut state = feed.lock();
+            if state.next_end().is_some_and(|end| end <= now) {
+                state.end_holds(now);
+            }
+            if state.has_pending() && now >= last_delta_ms + DELTA_INTERVAL_MS {
+                if let Some(delta) = state.flush() {
                     feed.publish(&mut state, &delta);
                 }
+                last_delta_ms = now;
             }
         }
         if feed.subscribers() > 0 {
@@ -168,10 +186,7 @@ async fn follow_one<C: Cluster>(cluster: &Arc<C>, feed: &Arc<Feed>, changes: &Se
     match changes {
         SeatChanges::Applied { group, applied, tickets } if *group == feed.group => {
             let now = cluster.now_ms();
-            let mut state = feed.lock();
-            if let Some(delta) = state.apply(feed.event, *applied, tickets, now) {
-                feed.publish(&mut state, &delta);
-            }
+            feed.lock().apply(feed.event, *applied, tickets, now);
             true
         }
         SeatChanges::Reset { group } if *group == feed.group => reread(cluster, feed, seats).await,
