@@ -8,6 +8,15 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() {
+    // A helper process of the seat map scenario: it holds streams (one process may not have
+    // enough open files for all of them).
+    if let Ok(role) = std::env::var(bench::seatmap::HELPER_ENV) {
+        if let Err(error) = bench::seatmap::be_helper(&role).await {
+            eprintln!("boxoffice-bench (seat stream helper): {error:#}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let options = bench::options::Options::parse();
     // The run is dropped when a signal wins, stopping the systems it started.
     let outcome = tokio::select! {

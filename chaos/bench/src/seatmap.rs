@@ -34,6 +34,11 @@ const HOLD_CONNECTIONS: usize = 32;
 const SETTLE_MS: u64 = 3_000;
 /// Bytes of a stream's answer head, at most.
 const HEAD_BYTES_MAX: usize = 4_096;
+/// Streams one process holds at most: each is a socket, and a process here may have 20,000
+/// files open; the streams beyond are held by helper processes (this binary again).
+pub const STREAMS_PER_PROCESS_MAX: usize = 15_000;
+/// The environment variable that makes this binary a helper: `<event> <count> <addr>...`.
+pub const HELPER_ENV: &str = "BOXOFFICE_BENCH_SEAT_STREAMS";
 
 pub struct MapSpec {
     pub bin: std::path::PathBuf,
@@ -82,7 +87,8 @@ struct Watch {
 
 /// Runs scenario `m`.
 pub async fn run(spec: MapSpec) -> anyhow::Result<MapFigures> {
-    room::raise_open_files(spec.subscribers as u64 + 4_096)?;
+    let here = spec.subscribers.min(STREAMS_PER_PROCESS_MAX);
+    room::raise_open_files(here as u64 + 4_096)?;
     let settings = Settings {
         nodes: spec.nodes,
         gateway_extra: format!("tickets_per_fan_max = 0\nseat_subscribers_max = {}", spec.subscribers * 2),
@@ -102,7 +108,19 @@ pub async fn run(spec: MapSpec) -> anyhow::Result<MapFigures> {
     let start = Instant::now();
     let watch = Arc::new(Watch::default());
     let (stop, stopped) = watch::channel(false);
-    let (held, open_s) = open_all(&bases, event, spec.subscribers, &watch, &stopped, start).await?;
+    let opening = Instant::now();
+    let addrs: Vec<String> = bases.iter().map(|b| b.trim_start_matches("http://").to_string()).collect();
+    let (mut held, _) = open_all(&addrs, event, here, &watch, &stopped, start).await?;
+    let mut helpers = Vec::new();
+    let mut rest = spec.subscribers - here;
+    while rest > 0 {
+        let count = rest.min(STREAMS_PER_PROCESS_MAX);
+        let (helper, opened) = start_helper(&addrs, event, count).await?;
+        held += opened;
+        helpers.push(helper);
+        rest -= count;
+    }
+    let open_s = opening.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = room::nodes_rss(&pids)?;
     let per_node = (spec.subscribers as f64 / spec.nodes as f64).max(1.0);
@@ -115,6 +133,11 @@ pub async fn run(spec: MapSpec) -> anyhow::Result<MapFigures> {
     let bytes_during = watch.probe_bytes.load(Ordering::Relaxed) - bytes_before;
     tokio::time::sleep(Duration::from_millis(SETTLE_MS)).await;
     let _ = stop.send(true);
+    for mut helper in helpers {
+        // Its input closed, a helper lets its streams go and exits.
+        drop(helper.stdin.take());
+        let _ = tokio::time::timeout(Duration::from_secs(30), helper.wait()).await;
+    }
     let (delta_latency, deltas_missed) = latencies(&answers.granted, &watch);
     let figures = MapFigures {
         nodes: spec.nodes,
@@ -136,10 +159,66 @@ pub async fn run(spec: MapSpec) -> anyhow::Result<MapFigures> {
     Ok(figures)
 }
 
+/// Starts a helper process holding `count` streams; it and how many it opened.
+async fn start_helper(addrs: &[String], event: u64, count: usize) -> anyhow::Result<(tokio::process::Child, usize)> {
+    use tokio::io::AsyncBufReadExt;
+    let role = format!("{event} {count} {}", addrs.join(" "));
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .env(HELPER_ENV, role)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no helper output"))?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    while let Some(line) = lines.next_line().await? {
+        if let Some(opened) = line.strip_prefix("opened ") {
+            return Ok((child, opened.trim().parse()?));
+        }
+        println!("{line}");
+    }
+    bail!("a seat stream helper ended before it said how many streams it opened")
+}
+
+/// A helper's life: opens the streams its role names, says `opened N`, reads them until its
+/// input closes.
+pub async fn be_helper(role: &str) -> anyhow::Result<()> {
+    let mut words = role.split_whitespace();
+    let event: u64 = words.next().ok_or_else(|| anyhow!("no event in {role:?}"))?.parse()?;
+    let count: usize = words.next().ok_or_else(|| anyhow!("no count in {role:?}"))?.parse()?;
+    let addrs: Vec<String> = words.map(str::to_string).collect();
+    if addrs.is_empty() {
+        bail!("no gateway address in {role:?}");
+    }
+    room::raise_open_files(count as u64 + 1_024)?;
+    let watch = Arc::new(Watch::default());
+    let (stop, stopped) = watch::channel(false);
+    // Indexes from PROBES on: a helper's streams only read.
+    let (opened, _) = open_all_from(&addrs, event, PROBES, count, &watch, &stopped, Instant::now()).await?;
+    println!("opened {opened}");
+    let mut input = String::new();
+    let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut input)).await;
+    let _ = stop.send(true);
+    Ok(())
+}
+
 /// Opens every stream (subscriber `i` on gateway `i % gateways`); how many opened, in how long.
 async fn open_all(
-    bases: &[String],
+    addrs: &[String],
     event: u64,
+    subscribers: usize,
+    watch: &Arc<Watch>,
+    stopped: &watch::Receiver<bool>,
+    start: Instant,
+) -> anyhow::Result<(usize, f64)> {
+    open_all_from(addrs, event, 0, subscribers, watch, stopped, start).await
+}
+
+/// Opens streams `first..first + count` (stream `i` on gateway `i % gateways`).
+async fn open_all_from(
+    addrs: &[String],
+    event: u64,
+    first: usize,
     subscribers: usize,
     watch: &Arc<Watch>,
     stopped: &watch::Receiver<bool>,
@@ -149,9 +228,9 @@ async fn open_all(
     let gate = Arc::new(Semaphore::new(OPENS_IN_FLIGHT_MAX));
     let opened = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::with_capacity(subscribers);
-    for i in 0..subscribers {
+    for i in first..first + subscribers {
         let permit = gate.clone().acquire_owned().await?;
-        let addr = bases[i % bases.len()].trim_start_matches("http://").to_string();
+        let addr = addrs[i % addrs.len()].clone();
         let (watch, stopped, opened) = (watch.clone(), stopped.clone(), opened.clone());
         tasks.push(tokio::spawn(async move {
             let stream = open_stream(&addr, event).await;
@@ -168,8 +247,8 @@ async fn open_all(
                 }
             }
         }));
-        if (i + 1) % 5_000 == 0 {
-            println!("  opening streams: {} of {subscribers}", i + 1);
+        if (i + 1 - first).is_multiple_of(5_000) {
+            println!("  opening streams: {} of {subscribers}", i + 1 - first);
         }
     }
     let _ = gate.acquire_many(OPENS_IN_FLIGHT_MAX as u32).await?;
