@@ -449,18 +449,37 @@ async fn read_final_state(cluster: &Cluster, events: &[u64]) -> anyhow::Result<F
     }
     let mut replicas = Vec::new();
     for group in 0..=INVENTORY_GROUPS {
+        replicas.extend(read_group_digests(cluster, group).await?);
+    }
+    let payments = read_payments(cluster).await?;
+    Ok(FinalState { events: finals, replicas, payments })
+}
+
+/// Reads of a group's digests at most, until its replicas answer at one applied index.
+const DIGEST_READS_MAX: usize = 50;
+
+/// Every replica's digest of `group`, read again while they answer at different applied indexes:
+/// a waiting room keeps writing to its group (its nodes' reports), so an entry can land between
+/// the reads of two replicas that agree. Replicas that stay apart are the checker's to judge.
+async fn read_group_digests(cluster: &Cluster, group: u32) -> anyhow::Result<Vec<ReplicaDigest>> {
+    let mut digests = Vec::new();
+    for _ in 0..DIGEST_READS_MAX {
+        digests.clear();
         for id in 1..=cluster.settings.nodes {
             let digest = cluster.admin_get(id, &format!("/admin/groups/{group}/digest")).await?;
-            replicas.push(ReplicaDigest {
+            digests.push(ReplicaDigest {
                 group,
                 node: id,
                 applied_index: digest["appliedIndex"].as_u64().unwrap_or(0),
                 digest: digest["digest"].as_str().unwrap_or_default().to_string(),
             });
         }
+        if digests.windows(2).all(|pair| pair[0].applied_index == pair[1].applied_index) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let payments = read_payments(cluster).await?;
-    Ok(FinalState { events: finals, replicas, payments })
+    Ok(digests)
 }
 
 /// Every payment the sandbox provider holds.

@@ -1,9 +1,11 @@
 //! `boxoffice dev`, the embedded default: three nodes, demo data, the web page and the API on
-//! one port; stopped with SIGTERM and started again on the same folder, it keeps the data.
+//! one port; stopped with SIGTERM and started again on the same folder, it keeps the data; and
+//! its page in a real browser (`tests/clients/page_browser.py`).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::clients::{check, run_client};
 use serde_json::Value;
 
 fn start(addr: &str, data: &std::path::Path, log: &std::path::Path) -> Child {
@@ -19,6 +21,8 @@ fn start(addr: &str, data: &std::path::Path, log: &std::path::Path) -> Child {
 
 /// The demo event `boxoffice dev` puts behind the waiting room (the README names it).
 const ROOM_EVENT: u64 = 1;
+/// The demo's stadium event (50,672 seats).
+const STADIUM_EVENT: u64 = 89;
 
 /// Waits until the dev command says it is up (the demo catalog is loaded whole).
 async fn wait_up(log: &std::path::Path, runs: usize) {
@@ -139,4 +143,47 @@ async fn dev_serves_demo_events_and_the_page_and_keeps_its_data() {
     assert_eq!(first, second, "a second run on the same folder keeps the same events and loads none again");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("only partly loaded"), "the first run loaded the whole catalog");
+}
+
+/// Signs a fan up and in on `base`: its token and id.
+async fn signed_in_fan(http: &reqwest::Client, base: &str, name: &str) -> (String, u64) {
+    let email = format!("{name}@fans.test");
+    let body = serde_json::json!({"name": name, "email": email, "password": "browser-fan-password"});
+    assert_eq!(http.post(format!("{base}/users")).json(&body).send().await.unwrap().status(), 201);
+    let login = serde_json::json!({"email": email, "password": "browser-fan-password"});
+    let session: Value = http.post(format!("{base}/sessions")).json(&login).send().await.unwrap().json().await.unwrap();
+    (session["token"].as_str().unwrap().to_string(), session["userId"].as_u64().unwrap())
+}
+
+/// The page of `boxoffice dev` in headless Chromium (`tests/clients/page_browser.py`): the
+/// stadium's live map in two browsers, paying on the sandbox's checkout, axe-core's accessibility
+/// checks, a phone's width, and the queue screen of the demo event behind the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_in_a_browser_watches_pays_queues_and_is_accessible() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let base = format!("http://{addr}");
+    let (data, log) = (dir.path().join("data"), dir.path().join("dev.log"));
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+    let child = start(&addr, &data, &log);
+    wait_up(&log, 1).await;
+    let ids = event_ids(&http, &base, 50).await;
+    assert!(ids.contains(&STADIUM_EVENT), "the demo has its stadium event");
+    let mut args = vec![base.clone(), STADIUM_EVENT.to_string(), ROOM_EVENT.to_string()];
+    for name in ["watcher-a", "watcher-b", "queued-c"] {
+        let (token, id) = signed_in_fan(&http, &base, name).await;
+        args.extend([token, id.to_string()]);
+    }
+    let lines = tokio::task::spawn_blocking(move || run_client("page_browser.py", &args)).await.unwrap();
+    stop(child);
+    let seen = check(&lines, "seen");
+    assert_eq!(seen["same_page"], true, "{seen}");
+    assert!(seen["after_ms"].as_u64().unwrap() <= 1_000, "{seen}");
+    assert!(check(&lines, "paid")["booking"].is_string());
+    for page in ["axe_event", "axe_booking"] {
+        assert_eq!(check(&lines, page)["serious"], serde_json::json!([]), "{page}");
+    }
+    assert!(check(&lines, "phone")["scroll_width"].as_u64().unwrap() <= 390);
+    assert!(check(&lines, "queue")["url"].as_str().unwrap().ends_with(&format!("#/events/{ROOM_EVENT}")));
+    assert_eq!(check(&lines, "done")["ok"], true);
 }

@@ -5,39 +5,9 @@
 //! `scripts/setup-clients` installs the browser and a Python environment with both libraries;
 //! a missing tool fails these tests, it never skips them.
 
-use std::path::PathBuf;
-use std::process::Command;
-
+use harness::clients::{check, run_client};
 use harness::{Cluster, Settings};
 use serde_json::{json, Value};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the repository").to_path_buf()
-}
-
-/// The Python of the clients' environment, made (or found) by `scripts/setup-clients`.
-fn python() -> String {
-    let out = Command::new(repo().join("scripts/setup-clients")).output().expect("scripts/setup-clients runs");
-    assert!(out.status.success(), "scripts/setup-clients failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("a path").trim().to_string()
-}
-
-/// Runs a client script to its end and returns its JSON lines (asserting it exited 0).
-fn run_client(script: &str, args: &[String]) -> Vec<Value> {
-    let out = Command::new(python())
-        .arg(repo().join("tests/clients").join(script))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("the client starts");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{script} failed\n--- stdout\n{stdout}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect()
-}
 
 async fn queued_event(cluster: &Cluster, pow_bits: u8) -> u64 {
     let event = cluster.seed_event(40).await.unwrap();
@@ -59,10 +29,6 @@ async fn wait_for_nodes(cluster: &Cluster, event: u64) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("the room of event {event} never listed three nodes");
-}
-
-fn check<'a>(lines: &'a [Value], name: &str) -> &'a Value {
-    lines.iter().find(|l| l["check"] == name).unwrap_or_else(|| panic!("no `{name}` line in {lines:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -117,6 +117,17 @@ async fn the_layout_is_immutable_and_large_answers_are_compressed() {
     let tickets = format!("{}/events/{event}/tickets", cluster.url(2));
     let compressed = http.get(&tickets).header("accept-encoding", "gzip").send().await.unwrap();
     assert_eq!(compressed.headers()["content-encoding"], "gzip", "the full tickets list too");
+    // The page's modules and styles: served as written, revalidated by entity tag, compressed.
+    let script =
+        http.get(format!("{}/app/main.js", cluster.url(1))).header("accept-encoding", "br").send().await.unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert!(script.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    let tag = script.headers()["etag"].to_str().unwrap().to_string();
+    let again = http.get(format!("{}/app/main.js", cluster.url(2))).header("if-none-match", &tag).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "every node serves the same file");
+    let missing = http.get(format!("{}/app/nope.js", cluster.url(1))).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.headers()["content-type"], "application/problem+json");
     let stream = format!("{}/events/{event}/seats/stream", cluster.url(3));
     let live = http.get(&stream).header("accept-encoding", "gzip, br").send().await.unwrap();
     assert!(live.headers().get("content-encoding").is_none(), "an event stream is sent as it happens");

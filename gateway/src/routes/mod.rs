@@ -30,6 +30,7 @@ use crate::{metrics, problem};
 pub fn build<C: Cluster>(state: AppState<C>, extra: Router) -> Router {
     let public = Router::new()
         .route("/", get(web::index))
+        .route("/app/{file}", get(web::asset))
         .route("/healthz", get(web::healthz::<C>))
         .route("/metrics", get(web::metrics::<C>))
         .route("/users", post(users::create_user::<C>))

@@ -172,7 +172,9 @@ impl RoomView {
             waiting: fresh().map(|r| r.live).sum(),
             connected: fresh().map(|r| r.connected).sum(),
             admitted: room.admitted_total,
-            shopping: room.shopping(now),
+            // At the group's time at least: a node whose clock is behind would count admissions
+            // whose shopping the group has ended, and show more fans shopping than the maximum.
+            shopping: room.shopping(now.max(room.last_tick_at)),
             done: room.done_total,
             abandoned: room.abandoned_total,
             late: room.late_total,

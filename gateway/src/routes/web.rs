@@ -1,20 +1,64 @@
-//! The web page, the health check and the metrics.
+//! The web page, its scripts and styles, the health check and the metrics.
+
+use std::sync::OnceLock;
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use crate::cache::{etag_of, none_match_hits};
 use crate::cluster::Cluster;
+use crate::extract::PathParams;
 use crate::metrics;
+use crate::problem::Problem;
 use crate::state::AppState;
 
-/// The fans' single page (written alongside, in `gateway/web/`).
+/// The fans' single page (written alongside, in `gateway/web/`): the markup; its styles and ES
+/// modules are in `gateway/web/app/`, served as they are (no build step).
 const INDEX_HTML: &str = include_str!("../../web/index.html");
+
+/// The page's files: name, content type, text.
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("app.css", "text/css; charset=utf-8", include_str!("../../web/app/app.css")),
+    ("main.js", JS, include_str!("../../web/app/main.js")),
+    ("util.js", JS, include_str!("../../web/app/util.js")),
+    ("api.js", JS, include_str!("../../web/app/api.js")),
+    ("router.js", JS, include_str!("../../web/app/router.js")),
+    ("events.js", JS, include_str!("../../web/app/events.js")),
+    ("seatmap.js", JS, include_str!("../../web/app/seatmap.js")),
+    ("event.js", JS, include_str!("../../web/app/event.js")),
+    ("auth.js", JS, include_str!("../../web/app/auth.js")),
+    ("booking.js", JS, include_str!("../../web/app/booking.js")),
+];
+const JS: &str = "text/javascript; charset=utf-8";
 
 pub async fn index() -> Html<&'static str> {
     Html(INDEX_HTML)
+}
+
+/// Each file with its entity tag, computed once.
+fn assets() -> &'static [(&'static str, &'static str, &'static str, String)] {
+    static TAGGED: OnceLock<Vec<(&str, &str, &str, String)>> = OnceLock::new();
+    TAGGED.get_or_init(|| {
+        ASSETS.iter().map(|(name, kind, text)| (*name, *kind, *text, etag_of(text.as_bytes()))).collect()
+    })
+}
+
+/// `GET /app/{file}`: one of the page's scripts or its stylesheet. Revalidated on every load
+/// (`no-cache` with an entity tag: a 304 costs a few bytes) so that a new release is picked up.
+pub async fn asset(PathParams(file): PathParams<String>, headers: HeaderMap) -> Result<Response, Problem> {
+    let Some((_, kind, text, etag)) = assets().iter().find(|(name, ..)| *name == file) else {
+        return Err(Problem::not_found(format!("the page has no file {file:?}")));
+    };
+    let validators = [(ETAG, etag.clone()), (CACHE_CONTROL, "no-cache".to_owned())];
+    let unchanged = headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+    if unchanged.is_some_and(|tags| none_match_hits(tags, etag)) {
+        return Ok((StatusCode::NOT_MODIFIED, validators).into_response());
+    }
+    Ok((validators, [(CONTENT_TYPE, *kind)], *text).into_response())
 }
 
 /// Says the process serves HTTP; it does not ask the cluster (`/admin/cluster` does).

@@ -19,6 +19,8 @@
 //!   signed webhooks;
 //! - [`room`]: a fan's client of the waiting room over QUIC (fan tokens, joins, tickets,
 //!   admissions), the room's admin and public views, holds under an admission;
+//! - [`clients`]: the independent clients of `tests/clients` (Python with aioquic, Playwright
+//!   over Chromium, axe-core), run to their end for their JSON lines;
 //! - [`sse`]: a client of server-sent event streams (the seat map's, the room's fallback);
 //! - [`interrupt`]: stopping a runner on SIGINT or SIGTERM without leaving processes behind.
 //!
@@ -26,6 +28,7 @@
 //! `BOXOFFICE_KEEP_LOGS` keeps a temporary cluster's folder.
 
 pub mod admin;
+pub mod clients;
 pub mod cluster;
 pub mod config;
 pub mod fan;

@@ -1,0 +1,170 @@
+"""The web page of `boxoffice dev` in a real browser: Debian's Chromium, headless, driven by
+Playwright, with axe-core checking its accessibility.
+
+1. Two fans open the stadium event in two browser contexts; the first holds two seats; the
+   second fan's map shows them taken within a second, without a reload.
+2. The first fan pays on the sandbox's hosted checkout page and comes back to a confirmed
+   booking.
+3. axe-core finds no serious or critical violation on the event page and the booking page.
+4. At a phone's width (390 px) the event page fits without scrolling sideways (a screenshot is
+   kept in the output folder).
+5. A fan on the queued event sees the queue screen, is admitted, and reaches the seat map.
+
+Prints one JSON line per check; exits non-zero on the first failure, after a screenshot and the
+console of every page open.
+
+usage: page_browser.py BASE_URL STADIUM_EVENT QUEUED_EVENT TOKEN_A FAN_A TOKEN_B FAN_B TOKEN_C FAN_C
+"""
+
+import base64
+import json
+import os
+import re
+import sys
+import time
+
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import sync_playwright
+
+CHROMIUM = os.environ.get("BOXOFFICE_CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+LOADED_TIMEOUT_S = 60
+SEEN_WITHIN_S = 1.0
+PAID_TIMEOUT_S = 30
+ADMITTED_TIMEOUT_S = 60
+PHONE = {"width": 390, "height": 844}
+OUT = os.environ.get("BOXOFFICE_BROWSER_OUT", "target/browser")
+
+pages = {}
+
+
+def report(**fields):
+    print(json.dumps(fields), flush=True)
+
+
+def open_page(browser, name, url, token, fan, viewport=None):
+    context = browser.new_context(viewport=viewport) if viewport else browser.new_context()
+    session = {"token": token, "userId": fan, "expiresAt": "2099-01-01T00:00:00Z"}
+    context.add_init_script(f"localStorage.setItem('boxoffice.session', {json.dumps(json.dumps(session))});")
+    page = context.new_page()
+    page.console_lines = []
+    page.on("console", lambda m: page.console_lines.append(m.text))
+    pages[name] = page
+    page.goto(url)
+    return page
+
+
+def available(page):
+    text = page.text_content(".live") or ""
+    match = re.search(r"Live: ([\d,]+) seats? available", text)
+    return int(match.group(1).replace(",", "")) if match else None
+
+
+def wait_live(page, within_s):
+    deadline = time.time() + within_s
+    while time.time() < deadline:
+        seen = available(page)
+        if seen is not None:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"the seat map did not come live within {within_s} s")
+
+
+def wait_available(page, want, within_s):
+    deadline = time.time() + within_s
+    seen = None
+    while time.time() < deadline:
+        seen = available(page)
+        if seen == want:
+            return time.time()
+        time.sleep(0.02)
+    raise AssertionError(f"the page shows {seen} seats available, not {want}, after {within_s} s")
+
+
+def free_seats(page, event, count):
+    """The first `count` seats the snapshot shows free."""
+    snapshot = page.evaluate(f"async () => (await fetch('/events/{event}/seats')).json()")
+    held, sold = base64.b64decode(snapshot["held"]), base64.b64decode(snapshot["sold"])
+    taken = lambda i: (held[i // 8] | sold[i // 8]) >> (i % 8) & 1
+    return [i for i in range(snapshot["seats"]) if not taken(i)][:count]
+
+
+def serious_violations(page):
+    results = Axe().run(page)
+    return [f"{v['id']} ({v['impact']})" for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def main():
+    base, stadium, queued, token_a, fan_a, token_b, fan_b, token_c, fan_c = sys.argv[1:10]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            event_url = f"{base}/#/events/{stadium}"
+            first = open_page(browser, "first", event_url, token_a, int(fan_a))
+            second = open_page(browser, "second", event_url, token_b, int(fan_b))
+            free = wait_live(first, LOADED_TIMEOUT_S)
+            assert wait_live(second, LOADED_TIMEOUT_S) == free
+            report(check="loaded", available=free)
+
+            seats = free_seats(first, stadium, 2)
+            navigations = second.evaluate("() => performance.getEntriesByType('navigation').length")
+            hold = first.evaluate("""async ([event, token, seats]) => {
+                const r = await fetch(`/events/${event}/bookings`, {method: 'POST', headers: {
+                  'Content-Type': 'application/json', Authorization: `Bearer ${token}`},
+                  body: JSON.stringify({ticketIds: seats})});
+                return {status: r.status, body: await r.json()}; }""", [int(stadium), token_a, seats])
+            held_at = time.time()
+            assert hold["status"] == 201, f"the hold answered {hold}"
+            seen_at = wait_available(second, free - 2, SEEN_WITHIN_S)
+            same_page = second.evaluate("() => performance.getEntriesByType('navigation').length") == navigations
+            report(check="seen", after_ms=round((seen_at - held_at) * 1000), same_page=same_page)
+            assert same_page, "the second page was reloaded"
+
+            booking = hold["body"]["bookingId"]
+            first.goto(f"{base}/#/bookings/{booking}")
+            first.get_by_role("button", name=re.compile(r"^Pay ")).click()
+            first.wait_for_url(lambda url: not url.startswith(base), timeout=15_000)
+            checkout_url = first.url
+            first.get_by_role("button", name=re.compile(r"^Pay")).click()
+            # The provider's page says so and links back to the shop, as hosted checkouts do.
+            first.get_by_text("Payment succeeded").wait_for(timeout=15_000)
+            first.get_by_role("link", name=re.compile("Back to the shop")).click()
+            first.wait_for_url(lambda url: url.startswith(base), timeout=15_000)
+            first.wait_for_function("() => document.title.startsWith('Booking confirmed')", timeout=PAID_TIMEOUT_S * 1000)
+            report(check="paid", checkout=checkout_url.split("?")[0], booking=booking)
+
+            for name, page in [("event", second), ("booking", first)]:
+                serious = serious_violations(page)
+                report(check=f"axe_{name}", serious=serious)
+                assert not serious, f"axe-core on the {name} page: {serious}"
+
+            phone = open_page(browser, "phone", event_url, token_b, int(fan_b), viewport=PHONE)
+            wait_live(phone, LOADED_TIMEOUT_S)
+            os.makedirs(OUT, exist_ok=True)
+            phone.screenshot(path=os.path.join(OUT, "event-390px.png"), full_page=True)
+            width = phone.evaluate("() => document.documentElement.scrollWidth")
+            report(check="phone", scroll_width=width)
+            assert width <= PHONE["width"], f"the page is {width} px wide at a {PHONE['width']} px viewport"
+
+            queue = open_page(browser, "queue", f"{base}/waiting-room/{queued}", token_c, int(fan_c))
+            queue.wait_for_function("() => window.room && window.room.state === 'admitted'",
+                                    timeout=ADMITTED_TIMEOUT_S * 1000)
+            screen = queue.evaluate("() => window.room.messages.map(m => m.type)")
+            queue.click("#shop")
+            wait_live(queue, LOADED_TIMEOUT_S)
+            report(check="queue", messages=screen, url=queue.url)
+            report(check="done", ok=True)
+        except Exception:
+            os.makedirs(OUT, exist_ok=True)
+            for name, page in pages.items():
+                page.screenshot(path=os.path.join(OUT, f"page-{name}.png"))
+                with open(os.path.join(OUT, f"page-{name}-console.log"), "w") as f:
+                    f.write("\n".join(page.console_lines) + "\n")
+            raise
+        finally:
+            browser.close()
+
+
+if __name__ == "__main__":
+    main()
