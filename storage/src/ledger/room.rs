@@ -602,6 +602,12 @@ pub fn after_booking(rows: &mut impl Rows, at: Millis, outcome: &Outcome) -> Res
         }
         room.done_total += 1;
     } else {
+        // A fan whose shopping end is already past (its bucket is now's or older: ticks count it
+        // as done) is not brought back by a payment: counted again without a tick's headroom, it
+        // would put the room over its shopping maximum.
+        if slot.bucket <= bucket(at) {
+            return Ok(());
+        }
         let later = end_bucket(at, booking.held_until);
         if later <= slot.bucket {
             return Ok(());

@@ -551,6 +551,38 @@ fn a_payment_extends_shopping_and_its_confirmation_ends_it() {
 }
 
 #[test]
+fn a_payment_does_not_bring_back_a_fan_whose_shopping_the_room_counts_as_ended() {
+    // The admission lasts 60 s, the hold 120 s: the fan shops until the hold's bucket. A payment
+    // started inside that bucket, the hold still on, finds the fan counted as done (ticks count
+    // only later buckets, and may have admitted someone in its place): its extension must not
+    // count the fan again.
+    let (mut rows, places, expires) = admitted_room(1, 100, 60_000);
+    let at = ONSALE + 2_000;
+    let long = Command::Hold {
+        booking: booking(1),
+        user: 1,
+        tickets: vec![0],
+        ttl_ms: 120_000,
+        fan_tickets_max: 0,
+        idempotency: None,
+    };
+    apply(&admitted(places[0], 1, expires, long), at, &mut rows).unwrap();
+    let slot: SlotRow = read(&rows, &keys::slot(E, &places[0])).unwrap().unwrap();
+    let paying_at = slot.bucket * ROOM_BUCKET_MS + 1;
+    assert!(paying_at < at + 120_000, "the hold is still on when the payment starts");
+    assert_eq!(room(&rows).shopping(paying_at), 0, "counted as done within its last bucket");
+    let start = Command::StartPayment {
+        booking: booking(1),
+        user: 1,
+        payment: "pi".into(),
+        extension_ms: 120_000,
+        idempotency: None,
+    };
+    let Outcome::PaymentPending(_) = apply(&start, paying_at, &mut rows).unwrap() else { panic!("pending") };
+    assert_eq!(room(&rows).shopping(paying_at + 30_000), 0, "the payment did not bring the fan back");
+}
+
+#[test]
 fn the_shopping_limit_stops_admissions_until_fans_are_done() {
     // 6,000/min: 100 a second, but at most 50 shopping; an admission lasts 10 minutes.
     let mut sim = Sim::new(&settings(6_000, 50, 600_000), vec![Line::new(1, (0..400).map(|s| onsale_place(1, s)))]);
