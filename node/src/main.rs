@@ -7,8 +7,8 @@
 //! raft host, gateway) and stops it in order; [`cluster`] adapts the raft host to the gateway;
 //! [`dev`] runs the embedded three-node cluster and loads the demo catalog (crate `demo`) through
 //! the admin API; [`search_feed`] feeds the search shard (crate `search`) this node's change stream
-//! and replica reads, and serves it to the raft host. `boxoffice sandbox` runs the `sandbox`
-//! crate's payment provider.
+//! and replica reads, and serves it to the raft host; [`malloc`] limits the C allocator's arenas
+//! before the runtime starts. `boxoffice sandbox` runs the `sandbox` crate's payment provider.
 
 mod cluster;
 mod config;
