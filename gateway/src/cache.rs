@@ -5,7 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use model::room::RoomState;
 use model::{EventId, GroupId, SeatMap};
 use moka::future::Cache;
@@ -92,6 +95,23 @@ impl CachedBody {
 pub fn etag_of(body: &[u8]) -> String {
     let digest = Sha256::digest(body);
     format!("\"{}\"", hex::encode(&digest[..16]))
+}
+
+/// `body` with its entity tag and `cache_control`; or, when the request's `If-None-Match` names
+/// the tag, 304 with the same validators and no body.
+pub fn tagged_answer(
+    headers: &HeaderMap,
+    etag: &str,
+    cache_control: &str,
+    content_type: &'static str,
+    body: impl Into<Body>,
+) -> Response {
+    let validators = [(ETAG, etag.to_owned()), (CACHE_CONTROL, cache_control.to_owned())];
+    let unchanged = headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+    if unchanged.is_some_and(|tags| none_match_hits(tags, etag)) {
+        return (StatusCode::NOT_MODIFIED, validators).into_response();
+    }
+    (validators, [(CONTENT_TYPE, content_type)], body.into()).into_response()
 }
 
 /// Whether an `If-None-Match` header names `etag` (weak comparison, as RFC 9110 asks for this

@@ -17,7 +17,6 @@ usage: page_browser.py BASE_URL STADIUM_EVENT QUEUED_EVENT TOKEN_A FAN_A TOKEN_B
 """
 
 import base64
-import json
 import os
 import re
 import sys
@@ -26,60 +25,24 @@ import time
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import sync_playwright
 
-CHROMIUM = os.environ.get("BOXOFFICE_CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+from fanpage import CHROMIUM, FLAGS, OUT, keep_evidence, open_page, report, wait_available
+
 LOADED_TIMEOUT_S = 60
 SEEN_WITHIN_S = 1.0
 PAID_TIMEOUT_S = 30
 ADMITTED_TIMEOUT_S = 60
 PHONE = {"width": 390, "height": 844}
-OUT = os.environ.get("BOXOFFICE_BROWSER_OUT", "target/browser")
-
 pages = {}
 
 
-def report(**fields):
-    print(json.dumps(fields), flush=True)
-
-
-def open_page(browser, name, url, token, fan, viewport=None):
-    context = browser.new_context(viewport=viewport) if viewport else browser.new_context()
-    session = {"token": token, "userId": fan, "expiresAt": "2099-01-01T00:00:00Z"}
-    context.add_init_script(f"localStorage.setItem('boxoffice.session', {json.dumps(json.dumps(session))});")
-    page = context.new_page()
-    page.console_lines = []
-    page.on("console", lambda m: page.console_lines.append(m.text))
+def page_named(browser, name, url, token, fan, viewport=None):
+    page = open_page(browser, url, token, fan, viewport)
     pages[name] = page
-    page.goto(url)
     return page
 
 
-def available(page):
-    text = page.text_content(".live") or ""
-    match = re.search(r"Live: ([\d,]+) seats? available", text)
-    return int(match.group(1).replace(",", "")) if match else None
-
-
 def wait_live(page, within_s):
-    deadline = time.time() + within_s
-    while time.time() < deadline:
-        seen = available(page)
-        if seen is not None:
-            return seen
-        time.sleep(0.05)
-    raise AssertionError(f"the seat map did not come live within {within_s} s")
-
-
-def wait_available(page, want, within_s):
-    deadline = time.time() + within_s
-    seen = None
-    while time.time() < deadline:
-        seen = available(page)
-        if seen == want:
-            return time.time()
-        time.sleep(0.02)
-    raise AssertionError(f"the page shows {seen} seats available, not {want}, after {within_s} s")
+    return wait_available(page, None, within_s)[1]
 
 
 def free_seats(page, event, count):
@@ -101,8 +64,8 @@ def main():
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             event_url = f"{base}/#/events/{stadium}"
-            first = open_page(browser, "first", event_url, token_a, int(fan_a))
-            second = open_page(browser, "second", event_url, token_b, int(fan_b))
+            first = page_named(browser, "first", event_url, token_a, int(fan_a))
+            second = page_named(browser, "second", event_url, token_b, int(fan_b))
             free = wait_live(first, LOADED_TIMEOUT_S)
             assert wait_live(second, LOADED_TIMEOUT_S) == free
             report(check="loaded", available=free)
@@ -116,7 +79,7 @@ def main():
                 return {status: r.status, body: await r.json()}; }""", [int(stadium), token_a, seats])
             held_at = time.time()
             assert hold["status"] == 201, f"the hold answered {hold}"
-            seen_at = wait_available(second, free - 2, SEEN_WITHIN_S)
+            seen_at, _ = wait_available(second, free - 2, SEEN_WITHIN_S)
             same_page = second.evaluate("() => performance.getEntriesByType('navigation').length") == navigations
             report(check="seen", after_ms=round((seen_at - held_at) * 1000), same_page=same_page)
             assert same_page, "the second page was reloaded"
@@ -139,7 +102,7 @@ def main():
                 report(check=f"axe_{name}", serious=serious)
                 assert not serious, f"axe-core on the {name} page: {serious}"
 
-            phone = open_page(browser, "phone", event_url, token_b, int(fan_b), viewport=PHONE)
+            phone = page_named(browser, "phone", event_url, token_b, int(fan_b), viewport=PHONE)
             wait_live(phone, LOADED_TIMEOUT_S)
             os.makedirs(OUT, exist_ok=True)
             phone.screenshot(path=os.path.join(OUT, "event-390px.png"), full_page=True)
@@ -147,7 +110,7 @@ def main():
             report(check="phone", scroll_width=width)
             assert width <= PHONE["width"], f"the page is {width} px wide at a {PHONE['width']} px viewport"
 
-            queue = open_page(browser, "queue", f"{base}/waiting-room/{queued}", token_c, int(fan_c))
+            queue = page_named(browser, "queue", f"{base}/waiting-room/{queued}", token_c, int(fan_c))
             queue.wait_for_function("() => window.room && window.room.state === 'admitted'",
                                     timeout=ADMITTED_TIMEOUT_S * 1000)
             screen = queue.evaluate("() => window.room.messages.map(m => m.type)")
@@ -156,11 +119,7 @@ def main():
             report(check="queue", messages=screen, url=queue.url)
             report(check="done", ok=True)
         except Exception:
-            os.makedirs(OUT, exist_ok=True)
-            for name, page in pages.items():
-                page.screenshot(path=os.path.join(OUT, f"page-{name}.png"))
-                with open(os.path.join(OUT, f"page-{name}-console.log"), "w") as f:
-                    f.write("\n".join(page.console_lines) + "\n")
+            keep_evidence(pages, "page")
             raise
         finally:
             browser.close()

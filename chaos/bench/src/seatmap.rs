@@ -110,7 +110,7 @@ pub async fn run(spec: MapSpec) -> anyhow::Result<MapFigures> {
     let (stop, stopped) = watch::channel(false);
     let opening = Instant::now();
     let addrs: Vec<String> = bases.iter().map(|b| b.trim_start_matches("http://").to_string()).collect();
-    let (mut held, _) = open_all(&addrs, event, here, &watch, &stopped, start).await?;
+    let (mut held, _) = open_streams(&addrs, event, 0, here, &watch, &stopped, start).await?;
     let mut helpers = Vec::new();
     let mut rest = spec.subscribers - here;
     while rest > 0 {
@@ -194,7 +194,7 @@ pub async fn be_helper(role: &str) -> anyhow::Result<()> {
     let watch = Arc::new(Watch::default());
     let (stop, stopped) = watch::channel(false);
     // Indexes from PROBES on: a helper's streams only read.
-    let (opened, _) = open_all_from(&addrs, event, PROBES, count, &watch, &stopped, Instant::now()).await?;
+    let (opened, _) = open_streams(&addrs, event, PROBES, count, &watch, &stopped, Instant::now()).await?;
     println!("opened {opened}");
     let mut input = String::new();
     let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut input)).await;
@@ -202,20 +202,9 @@ pub async fn be_helper(role: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens every stream (subscriber `i` on gateway `i % gateways`); how many opened, in how long.
-async fn open_all(
-    addrs: &[String],
-    event: u64,
-    subscribers: usize,
-    watch: &Arc<Watch>,
-    stopped: &watch::Receiver<bool>,
-    start: Instant,
-) -> anyhow::Result<(usize, f64)> {
-    open_all_from(addrs, event, 0, subscribers, watch, stopped, start).await
-}
-
-/// Opens streams `first..first + count` (stream `i` on gateway `i % gateways`).
-async fn open_all_from(
+/// Opens streams `first..first + count` (stream `i` on gateway `i % gateways`); how many opened,
+/// in how long.
+async fn open_streams(
     addrs: &[String],
     event: u64,
     first: usize,
@@ -234,17 +223,20 @@ async fn open_all_from(
         let (watch, stopped, opened) = (watch.clone(), stopped.clone(), opened.clone());
         tasks.push(tokio::spawn(async move {
             let stream = open_stream(&addr, event).await;
+            // Counted before the permit goes back: the opener reads the count once every permit
+            // is back.
+            let failures_before = match &stream {
+                Ok(_) => {
+                    opened.fetch_add(1, Ordering::Relaxed);
+                    0
+                }
+                Err(_) => watch.failures.fetch_add(1, Ordering::Relaxed),
+            };
             drop(permit);
             match stream {
-                Ok((stream, first)) => {
-                    opened.fetch_add(1, Ordering::Relaxed);
-                    follow(i, stream, first, &watch, stopped, start).await;
-                }
-                Err(error) => {
-                    if watch.failures.fetch_add(1, Ordering::Relaxed) < 3 {
-                        eprintln!("subscriber {i}: {error:#}");
-                    }
-                }
+                Ok((stream, first)) => follow(i, stream, first, &watch, stopped, start).await,
+                Err(error) if failures_before < 3 => eprintln!("subscriber {i}: {error:#}"),
+                Err(_) => {}
             }
         }));
         if (i + 1 - first).is_multiple_of(5_000) {

@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use model::{Consistency, Event, EventId, Millis, Query, QueryResult, SeatMap, UPCOMING_EVENTS_MAX};
 use serde::Deserialize;
 use tokio::task::JoinSet;
 
-use crate::cache::{none_match_hits, CachedBody};
+use crate::cache::{tagged_answer, CachedBody};
 use crate::cluster::Cluster;
 use crate::extract::{PathParams, QueryParams};
 use crate::problem::Problem;
@@ -88,12 +88,7 @@ pub async fn get_event<C: Cluster>(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let cached = event_page(&state, id).await?;
-    let validators = [(ETAG, cached.etag.clone()), (CACHE_CONTROL, EVENT_CACHE_CONTROL.to_owned())];
-    let unchanged = headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok());
-    if unchanged.is_some_and(|tags| none_match_hits(tags, &cached.etag)) {
-        return Ok((StatusCode::NOT_MODIFIED, validators).into_response());
-    }
-    Ok((validators, [(CONTENT_TYPE, "application/json")], cached.body.clone()).into_response())
+    Ok(tagged_answer(&headers, &cached.etag, EVENT_CACHE_CONTROL, "application/json", cached.body.clone()))
 }
 
 /// The serialized page of an event, from the cache or built from the event's group.

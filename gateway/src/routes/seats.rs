@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::cache::{none_match_hits, CachedBody};
+use crate::cache::{tagged_answer, CachedBody};
 use crate::cluster::Cluster;
 use crate::extract::PathParams;
 use crate::problem::Problem;
@@ -88,12 +88,7 @@ pub async fn layout<C: Cluster>(
         layout_body(id, &*state.seat_map(id, group).await?)
     };
     let cached = state.caches.layouts.try_get_with(id, build).await.map_err(|e| Problem::clone(&e))?;
-    let validators = [(ETAG, cached.etag.clone()), (CACHE_CONTROL, LAYOUT_CACHE_CONTROL.to_owned())];
-    let unchanged = headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok());
-    if unchanged.is_some_and(|tags| none_match_hits(tags, &cached.etag)) {
-        return Ok((StatusCode::NOT_MODIFIED, validators).into_response());
-    }
-    Ok((validators, [(CONTENT_TYPE, "application/json")], cached.body.clone()).into_response())
+    Ok(tagged_answer(&headers, &cached.etag, LAYOUT_CACHE_CONTROL, "application/json", cached.body.clone()))
 }
 
 /// The running feed of an event.

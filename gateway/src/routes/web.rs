@@ -3,13 +3,12 @@
 use std::sync::OnceLock;
 
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::cache::{etag_of, none_match_hits};
+use crate::cache::{etag_of, tagged_answer};
 use crate::cluster::Cluster;
 use crate::extract::PathParams;
 use crate::metrics;
@@ -53,12 +52,7 @@ pub async fn asset(PathParams(file): PathParams<String>, headers: HeaderMap) -> 
     let Some((_, kind, text, etag)) = assets().iter().find(|(name, ..)| *name == file) else {
         return Err(Problem::not_found(format!("the page has no file {file:?}")));
     };
-    let validators = [(ETAG, etag.clone()), (CACHE_CONTROL, "no-cache".to_owned())];
-    let unchanged = headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok());
-    if unchanged.is_some_and(|tags| none_match_hits(tags, etag)) {
-        return Ok((StatusCode::NOT_MODIFIED, validators).into_response());
-    }
-    Ok((validators, [(CONTENT_TYPE, *kind)], *text).into_response())
+    Ok(tagged_answer(&headers, etag, "no-cache", kind, *text))
 }
 
 /// Says the process serves HTTP; it does not ask the cluster (`/admin/cluster` does).

@@ -515,31 +515,34 @@ fn a_release_ends_shopping_once() {
     assert_eq!(rows.0, before, "releasing twice changes nothing more");
 }
 
-#[test]
-fn a_payment_extends_shopping_and_its_confirmation_ends_it() {
-    // The admission lasts 60 s; the hold 120 s from 1 s after it began; the payment extends it.
-    let (mut rows, places, expires) = admitted_room(1, 100, 60_000);
-    let at = ONSALE + 2_000;
-    let long = Command::Hold {
-        booking: booking(1),
-        user: 1,
-        tickets: vec![0],
-        ttl_ms: 120_000,
-        fan_tickets_max: 0,
-        idempotency: None,
-    };
-    apply(&admitted(places[0], 1, expires, long), at, &mut rows).unwrap();
-    let slot: SlotRow = read(&rows, &keys::slot(E, &places[0])).unwrap().unwrap();
-    assert_eq!(slot.bucket, (at + 120_000) / ROOM_BUCKET_MS, "the hold outlasts the admission");
-    assert_ne!(slot.bucket, expires / ROOM_BUCKET_MS);
-    assert_eq!(room(&rows).ends, vec![(slot.bucket, 1)], "the fan is counted once, until the hold ends");
-    let start = Command::StartPayment {
+/// Fan 1 holds ticket 0 as booking 1 for `ttl_ms`.
+fn fan_one_holds_for(ttl_ms: u64) -> Command {
+    Command::Hold { booking: booking(1), user: 1, tickets: vec![0], ttl_ms, fan_tickets_max: 0, idempotency: None }
+}
+
+/// Fan 1 starts paying for booking 1, which extends its hold by up to two minutes.
+fn fan_one_pays() -> Command {
+    Command::StartPayment {
         booking: booking(1),
         user: 1,
         payment: "pi".into(),
         extension_ms: 120_000,
         idempotency: None,
-    };
+    }
+}
+
+#[test]
+fn a_payment_extends_shopping_and_its_confirmation_ends_it() {
+    // The admission lasts 60 s; the hold 120 s from 1 s after it began; the payment extends it.
+    let (mut rows, places, expires) = admitted_room(1, 100, 60_000);
+    let at = ONSALE + 2_000;
+    let long = fan_one_holds_for(120_000);
+    apply(&admitted(places[0], 1, expires, long), at, &mut rows).unwrap();
+    let slot: SlotRow = read(&rows, &keys::slot(E, &places[0])).unwrap().unwrap();
+    assert_eq!(slot.bucket, (at + 120_000) / ROOM_BUCKET_MS, "the hold outlasts the admission");
+    assert_ne!(slot.bucket, expires / ROOM_BUCKET_MS);
+    assert_eq!(room(&rows).ends, vec![(slot.bucket, 1)], "the fan is counted once, until the hold ends");
+    let start = fan_one_pays();
     let Outcome::PaymentPending(pending) = apply(&start, at + 30_000, &mut rows).unwrap() else { panic!("pending") };
     let extended = pending.held_until / ROOM_BUCKET_MS;
     assert_eq!(room(&rows).ends, vec![(extended, 1)]);
@@ -558,26 +561,13 @@ fn a_payment_does_not_bring_back_a_fan_whose_shopping_the_room_counts_as_ended()
     // count the fan again.
     let (mut rows, places, expires) = admitted_room(1, 100, 60_000);
     let at = ONSALE + 2_000;
-    let long = Command::Hold {
-        booking: booking(1),
-        user: 1,
-        tickets: vec![0],
-        ttl_ms: 120_000,
-        fan_tickets_max: 0,
-        idempotency: None,
-    };
+    let long = fan_one_holds_for(120_000);
     apply(&admitted(places[0], 1, expires, long), at, &mut rows).unwrap();
     let slot: SlotRow = read(&rows, &keys::slot(E, &places[0])).unwrap().unwrap();
     let paying_at = slot.bucket * ROOM_BUCKET_MS + 1;
     assert!(paying_at < at + 120_000, "the hold is still on when the payment starts");
     assert_eq!(room(&rows).shopping(paying_at), 0, "counted as done within its last bucket");
-    let start = Command::StartPayment {
-        booking: booking(1),
-        user: 1,
-        payment: "pi".into(),
-        extension_ms: 120_000,
-        idempotency: None,
-    };
+    let start = fan_one_pays();
     let Outcome::PaymentPending(_) = apply(&start, paying_at, &mut rows).unwrap() else { panic!("pending") };
     assert_eq!(room(&rows).shopping(paying_at + 30_000), 0, "the payment did not bring the fan back");
 }
