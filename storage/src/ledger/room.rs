@@ -480,6 +480,9 @@ pub fn late_admit(rows: &mut impl Rows, at: Millis, event: EventId, late: &LateA
     } else if room.late.len() >= ROOM_NODES_MAX {
         return Ok(Outcome::Rejected(format!("a room keeps late admissions of at most {ROOM_NODES_MAX} nodes")));
     }
+    // Ended buckets go first, as a tick's do: a view at a clock behind the group's must not count
+    // fans whose shopping ended alongside those admitted in their place.
+    room.ends.retain(|(b, _)| *b > bucket(at));
     let before = RoomBefore { watermark: room.watermark, shopping: room.shopping(at) };
     let open = room.settings.enabled && !room.settings.paused;
     let allowed = if open { headroom(&room, before.shopping) } else { 0 };
