@@ -40,6 +40,10 @@ pub struct GatewayConfig {
     pub fault_injection_enabled: bool,
     /// Most tickets of one event a fan may hold or own at once; 0 for no limit.
     pub tickets_per_fan_max: u32,
+    /// The origins (`https://tickets.example.com`) fans reach this gateway at: a payment's
+    /// `returnUrl` must lead back to one of them, so that the checkout page is no open redirect.
+    /// Empty: the node's own HTTP address (and `localhost` for a loopback one).
+    pub public_origins: Vec<String>,
     /// The payment provider's API (e.g. `boxoffice sandbox`); empty: payments are unavailable.
     pub payment_api_url: String,
     pub payment_api_key: String,
@@ -87,6 +91,7 @@ impl Default for GatewayConfig {
             seat_map_cache_seats_max: 2_000_000,
             fault_injection_enabled: false,
             tickets_per_fan_max: 8,
+            public_origins: Vec::new(),
             payment_api_url: String::new(),
             payment_api_key: String::new(),
             payment_webhook_secret: String::new(),
@@ -101,6 +106,42 @@ impl Default for GatewayConfig {
             seat_subscribers_max: 100_000,
             layout_cache_bytes_max: 64 << 20,
         }
+    }
+}
+
+/// Secrets shorter than this are refused: a guessable admin token or cluster secret hands the
+/// cluster to whoever guesses it.
+pub const SECRET_CHARS_MIN: usize = 16;
+
+/// Values that appear as examples in the documentation: refused as secrets, since everyone who
+/// read it knows them.
+const EXAMPLE_SECRETS: &[&str] = &["change-me", "at-least-16-chars", "changeme", "secret", "password", "admin"];
+
+impl GatewayConfig {
+    /// What is wrong with the secrets, in words an operator can act on: one that is too short or
+    /// copied from the documentation.
+    pub fn secrets_problem(&self) -> Option<String> {
+        let secrets = [
+            ("admin_token", &self.admin_token, true),
+            ("cluster_secret", &self.cluster_secret, false),
+            ("payment_webhook_secret", &self.payment_webhook_secret, true),
+        ];
+        for (name, value, may_be_empty) in secrets {
+            if value.is_empty() && may_be_empty {
+                continue;
+            }
+            if EXAMPLE_SECRETS.iter().any(|example| value.eq_ignore_ascii_case(example)) {
+                return Some(format!(
+                    "{name} is an example value from the documentation; make a secret one, e.g. `openssl rand -hex 24`"
+                ));
+            }
+            if value.chars().count() < SECRET_CHARS_MIN {
+                return Some(format!(
+                    "{name} must be at least {SECRET_CHARS_MIN} characters; make one, e.g. `openssl rand -hex 24`"
+                ));
+            }
+        }
+        None
     }
 }
 
@@ -129,6 +170,7 @@ impl fmt::Debug for GatewayConfig {
             .field("seat_map_cache_seats_max", &self.seat_map_cache_seats_max)
             .field("fault_injection_enabled", &self.fault_injection_enabled)
             .field("tickets_per_fan_max", &self.tickets_per_fan_max)
+            .field("public_origins", &self.public_origins)
             .field("payment_api_url", &self.payment_api_url)
             .field("payment_api_key", &redact(&self.payment_api_key))
             .field("payment_webhook_secret", &redact(&self.payment_webhook_secret))
@@ -161,6 +203,24 @@ mod tests {
     #[test]
     fn unknown_fields_are_refused() {
         assert!(serde_json::from_str::<GatewayConfig>(r#"{"hold_ttl": 5}"#).is_err());
+    }
+
+    #[test]
+    fn example_and_short_secrets_are_refused() {
+        let good = GatewayConfig {
+            admin_token: "a".repeat(SECRET_CHARS_MIN),
+            cluster_secret: "c".repeat(24),
+            ..GatewayConfig::default()
+        };
+        assert_eq!(good.secrets_problem(), None, "an empty webhook secret turns webhooks off");
+        let example = GatewayConfig { cluster_secret: "at-least-16-chars".into(), ..good.clone() };
+        assert!(example.secrets_problem().unwrap().contains("cluster_secret is an example value"));
+        let example = GatewayConfig { admin_token: "Change-Me".into(), ..good.clone() };
+        assert!(example.secrets_problem().unwrap().contains("admin_token is an example value"));
+        let short = GatewayConfig { payment_webhook_secret: "whsec".into(), ..good.clone() };
+        assert!(short.secrets_problem().unwrap().contains("payment_webhook_secret must be at least 16"));
+        let none = GatewayConfig { cluster_secret: String::new(), ..good };
+        assert!(none.secrets_problem().unwrap().contains("cluster_secret must be at least 16"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!   booking) with their caches ([`cache`]);
 //! - [`problem`]: the error type of every handler and how it renders;
 //! - [`extract`]: axum's extractors wrapped so that their rejections are problems;
+//! - [`headers`]: the security headers of every answer and the pages' content security policy;
 //! - [`tokens`]: fan tokens signed with the cluster secret, and comparing secrets;
 //! - [`admission`]: the waiting room's keys and signed tokens (admissions, and the room's own);
 //! - [`auth`]: password hashing, and the fan and admin extractors;
@@ -29,6 +30,7 @@ pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod extract;
+pub mod headers;
 pub mod metrics;
 pub mod payment;
 pub mod problem;

@@ -75,6 +75,32 @@ pub fn email_problem(email: &str) -> Option<String> {
 }
 
 /// Refuses an empty, too long or repetitive list of tickets to hold.
+/// Longest `returnUrl` a payment takes (as browsers and providers do).
+pub const RETURN_URL_CHARS_MAX: usize = 2_048;
+
+/// What is wrong with a payment's `returnUrl`, if anything: it must lead back to one of
+/// `origins` (the gateway's own), so that the provider's checkout page cannot be made to send a
+/// fan anywhere else.
+pub fn return_url_problem(url: &str, origins: &[String]) -> Option<String> {
+    if url.chars().count() > RETURN_URL_CHARS_MAX {
+        return Some(format!("is at most {RETURN_URL_CHARS_MAX} characters"));
+    }
+    if url.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') {
+        return Some("has a space, a control character or a backslash".into());
+    }
+    let ours = origins.iter().any(|origin| {
+        let origin = origin.trim_end_matches('/');
+        url.len() >= origin.len()
+            && url.is_char_boundary(origin.len())
+            && url[..origin.len()].eq_ignore_ascii_case(origin)
+            && matches!(url[origin.len()..].chars().next(), None | Some('/' | '?' | '#'))
+    });
+    if !ours {
+        return Some(format!("must lead back to this site: it starts with one of {origins:?}"));
+    }
+    None
+}
+
 pub fn ticket_list(tickets: &[TicketId], max: usize) -> Result<(), Problem> {
     if tickets.is_empty() {
         return Err(Problem::invalid("ticketIds must name at least one ticket"));
@@ -147,6 +173,35 @@ impl Page {
 mod tests {
     use super::*;
     use axum::http::StatusCode;
+
+    #[test]
+    fn a_return_url_must_lead_back_to_one_of_the_origins() {
+        let origins = vec!["http://127.0.0.1:8080".to_string(), "https://tickets.example.com/".to_string()];
+        for good in [
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/#/bookings/5",
+            "HTTPS://Tickets.Example.com/?x=1",
+            "https://tickets.example.com#/b",
+        ] {
+            assert_eq!(return_url_problem(good, &origins), None, "{good}");
+        }
+        for bad in [
+            "https://evil.example",
+            "http://127.0.0.1:80801/",
+            "http://127.0.0.1:8080.evil.example/",
+            "http://127.0.0.1:8080@evil.example/",
+            "https://tickets.example.com.evil/",
+            "//evil.example",
+            "/relative",
+            "http://127.0.0.1:8080/\\evil",
+            "http://127.0.0.1:8080/ x",
+        ] {
+            assert!(return_url_problem(bad, &origins).is_some(), "{bad}");
+        }
+        let long = format!("http://127.0.0.1:8080/{}", "a".repeat(RETURN_URL_CHARS_MAX));
+        assert!(return_url_problem(&long, &origins).unwrap().contains("at most"));
+        assert!(return_url_problem("http://127.0.0.1:8080/", &[]).is_some(), "no origins: nothing is ours");
+    }
 
     #[test]
     fn a_good_sign_up_has_no_errors() {

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{EventId, GroupId, Millis, PerformerId, TicketId, UserId, VenueId, VENUE_SEATS_MAX};
+use crate::{EventId, GroupId, Millis, PerformerId, TicketId, UserId, VenueId, SEAT_LABEL_CHARS_MAX, VENUE_SEATS_MAX};
 
 /// Sections, rows and seats. Ticket `n` of an event is the `n`-th seat in this order.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -96,6 +96,9 @@ impl SeatMap {
         if count > VENUE_SEATS_MAX {
             return Some(format!("a seat map holds at most {VENUE_SEATS_MAX} seats, this one has {count}"));
         }
+        if let Some(problem) = self.label_problem() {
+            return Some(problem);
+        }
         let mut names = std::collections::HashSet::new();
         for section in &self.sections {
             if section.name.trim().is_empty() {
@@ -107,6 +110,33 @@ impl SeatMap {
             let bad_seat = section.rows.iter().flat_map(|r| &r.seats).any(|s| !s.x.is_finite() || !s.y.is_finite());
             if bad_seat {
                 return Some(format!("section `{}` has a seat with a coordinate that is not a number", section.name));
+            }
+        }
+        None
+    }
+
+    /// A label longer than [`SEAT_LABEL_CHARS_MAX`]: every fan watching the map downloads every
+    /// label, so one venue's labels must not make the layout megabytes larger than its seats.
+    fn label_problem(&self) -> Option<String> {
+        let too_long = |label: &str| label.chars().count() > SEAT_LABEL_CHARS_MAX;
+        for section in &self.sections {
+            if too_long(&section.name) {
+                return Some(format!("section names have at most {SEAT_LABEL_CHARS_MAX} characters"));
+            }
+            for row in &section.rows {
+                if too_long(&row.name) {
+                    return Some(format!(
+                        "section `{}`: row names have at most {SEAT_LABEL_CHARS_MAX} characters",
+                        section.name
+                    ));
+                }
+                if row.seats.iter().any(|seat| too_long(&seat.number)) {
+                    let detail = format!(
+                        "section `{}` row `{}`: seat numbers have at most {SEAT_LABEL_CHARS_MAX} characters",
+                        section.name, row.name
+                    );
+                    return Some(detail);
+                }
             }
         }
         None
@@ -258,5 +288,24 @@ mod tests {
         assert_eq!(map.problem(), None);
         map.sections[1].name = "Floor".into();
         assert!(map.problem().unwrap().contains("twice"));
+    }
+
+    #[test]
+    fn labels_longer_than_the_limit_are_a_problem() {
+        let long = "x".repeat(SEAT_LABEL_CHARS_MAX + 1);
+        let at_limit = "é".repeat(SEAT_LABEL_CHARS_MAX);
+        let mut map = small_map();
+        map.sections[0].rows[0].seats[0].number = at_limit.clone();
+        map.sections[0].rows[0].name = at_limit;
+        assert_eq!(map.problem(), None, "the limit counts characters, not bytes");
+        for set in [
+            |m: &mut SeatMap, l: &str| m.sections[1].name = l.into(),
+            |m: &mut SeatMap, l: &str| m.sections[1].rows[0].name = l.into(),
+            |m: &mut SeatMap, l: &str| m.sections[1].rows[0].seats[0].number = l.into(),
+        ] {
+            let mut bad = small_map();
+            set(&mut bad, &long);
+            assert!(bad.problem().unwrap().contains("at most 32 characters"), "{:?}", bad.problem());
+        }
     }
 }

@@ -241,6 +241,9 @@ pub enum Outcome {
 
 /// Most events one bulk command places or creates.
 pub const BULK_EVENTS_MAX: u32 = 10_000;
+/// Seats over all the events of one bulk import (each event copies its venue's map): ten
+/// thousand events of a small hall, or ten of a stadium, but not ten thousand stadiums.
+pub const BULK_SEATS_MAX: usize = 2_000_000;
 
 /// The group a placement picks for the `n`-th event (ids start at 1): round robin over the
 /// inventory groups 1..=groups.

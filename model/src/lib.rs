@@ -45,6 +45,8 @@ pub const FAN_BOOKINGS_PER_EVENT_MAX: usize = 1_000;
 
 /// Hard ceiling on the seats of one venue: a large stadium has about 100,000.
 pub const VENUE_SEATS_MAX: usize = 200_000;
+/// Characters in a section's or a row's name or a seat's number (labels on a seat map).
+pub const SEAT_LABEL_CHARS_MAX: usize = 32;
 
 /// Milliseconds since the Unix epoch, the one time unit of the domain.
 pub type Millis = u64;

@@ -116,8 +116,8 @@ impl NodeConfig {
         if self.room.cert_path.is_some() != self.room.key_path.is_some() {
             bail!("[room] give both cert_path and key_path, or neither (a self-signed certificate)");
         }
-        if self.gateway.cluster_secret.len() < 16 {
-            bail!("[gateway] cluster_secret must be at least 16 characters, the same on every node");
+        if let Some(problem) = self.gateway.secrets_problem() {
+            bail!("[gateway] {problem} (cluster_secret is the same on every node)");
         }
         Ok(())
     }
@@ -157,7 +157,7 @@ mod tests {
         [raft]
         inventory_groups = 4
         [gateway]
-        admin_token = "admin"
+        admin_token = "admin-token-0123456789"
         cluster_secret = "0123456789abcdef"
     "#;
 

@@ -25,13 +25,24 @@ pub struct DevOptions {
 }
 
 /// Reads a secret kept in the data folder, or makes one, so that a restart keeps fans signed in.
+/// Only its owner may read it (0600, also when an older run left it readable by others).
 fn secret(data: &Path, name: &str) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let path = data.join(name);
     if let Ok(existing) = std::fs::read_to_string(&path) {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} private", path.display()))?;
         return Ok(existing.trim().to_string());
     }
     let fresh = hex::encode(rand::random::<[u8; 24]>());
-    std::fs::write(&path, &fresh).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(fresh.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(fresh)
 }
 
@@ -181,4 +192,26 @@ async fn wait_for_leaders(nodes: &[RunningNode]) -> anyhow::Result<()> {
     }
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "every group has a leader");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::secret;
+
+    #[test]
+    fn secrets_are_kept_readable_by_their_owner_only() {
+        let data = std::env::temp_dir().join(format!("boxoffice-dev-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&data).unwrap();
+        let made = secret(&data, "admin-token").unwrap();
+        let mode = |name: &str| std::fs::metadata(data.join(name)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("admin-token"), 0o600);
+        assert_eq!(secret(&data, "admin-token").unwrap(), made, "a restart keeps the secret");
+        std::fs::write(data.join("old"), "kept-from-an-older-run").unwrap();
+        std::fs::set_permissions(data.join("old"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(secret(&data, "old").unwrap(), "kept-from-an-older-run");
+        assert_eq!(mode("old"), 0o600, "an older, readable file is made private");
+        std::fs::remove_dir_all(&data).unwrap();
+    }
 }

@@ -75,7 +75,11 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
     let (stop_room, room_stopped) = watch::channel(false);
     let room = start_room(config, cluster.clone(), room_stopped).await?;
     let fallback = room::http::routes(room.node.clone()).merge(room::page::routes());
-    let router = gateway::router_with(cluster, config.gateway.clone(), None, fallback);
+    let mut gateway_config = config.gateway.clone();
+    if gateway_config.public_origins.is_empty() {
+        gateway_config.public_origins = own_origins(http_addr);
+    }
+    let router = gateway::router_with(cluster, gateway_config, None, fallback);
     let (stop_gateway, mut stopped) = watch::channel(false);
     let gateway = tokio::spawn(gateway::serve(http, router, async move {
         let _ = stopped.wait_for(|stop| *stop).await;
@@ -166,4 +170,25 @@ async fn start_room(
 /// Binds a listener, saying which address could not be bound.
 pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (in use? pick another address)"))
+}
+
+/// The origins a gateway bound at `addr` is reached at when its configuration names none: its
+/// address, and `localhost` for a loopback one (as a developer types it).
+fn own_origins(addr: std::net::SocketAddr) -> Vec<String> {
+    let mut origins = vec![format!("http://{addr}")];
+    if addr.ip().is_loopback() {
+        origins.push(format!("http://localhost:{}", addr.port()));
+    }
+    origins
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::own_origins;
+
+    #[test]
+    fn a_loopback_gateway_is_also_reached_at_localhost() {
+        assert_eq!(own_origins("127.0.0.1:8080".parse().unwrap()), ["http://127.0.0.1:8080", "http://localhost:8080"]);
+        assert_eq!(own_origins("10.0.0.1:80".parse().unwrap()), ["http://10.0.0.1:80"]);
+    }
 }

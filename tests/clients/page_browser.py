@@ -117,6 +117,11 @@ def main():
             queue.click("#shop")
             wait_live(queue, LOADED_TIMEOUT_S)
             report(check="queue", messages=screen, url=queue.url)
+            # The content security policy allows everything the pages do: no violation reported.
+            blocked = [line for page in pages.values() for line in page.console_lines
+                       if "Content Security Policy" in line]
+            report(check="csp", blocked=blocked)
+            assert not blocked, f"the content security policy blocked: {blocked}"
             report(check="done", ok=True)
         except Exception:
             keep_evidence(pages, "page")

@@ -128,3 +128,61 @@ async fn bad_input_gets_a_problem_never_a_server_error() {
     let held: Vec<usize> = statuses.iter().enumerate().filter(|(_, s)| *s != "available").map(|(i, _)| i).collect();
     assert_eq!(held, vec![4]);
 }
+
+/// What a stranger can reach is closed: the metrics need the admin token, every answer carries
+/// the security headers (the page its content policy), a payment cannot be sent back to another
+/// site, and a node will not start with a secret copied from the documentation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_surfaces_a_stranger_sees_are_closed() {
+    let cluster = Cluster::start(Settings::default()).await.unwrap();
+    let event = cluster.seed_event(4).await.unwrap();
+    let event_id = event["id"].as_u64().unwrap();
+    let base = cluster.url(1);
+    let http = &cluster.http;
+    let send = |request: reqwest::RequestBuilder| async move { answer(request.send().await.unwrap()).await.unwrap() };
+
+    let metrics = send(http.get(format!("{base}/metrics"))).await;
+    assert_problem("metrics without a token", &metrics, StatusCode::UNAUTHORIZED);
+    assert!(cluster.metrics_text(1).await.unwrap().contains("boxoffice_"), "the admin reads them");
+
+    let page = http.get(format!("{base}/")).send().await.unwrap();
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(policy.contains("script-src 'self'") && !policy.contains("unsafe-inline"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    let api = http.get(format!("{base}/events/{event_id}")).send().await.unwrap();
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("content-security-policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+    ] {
+        assert_eq!(api.headers()[name], value, "{name}");
+    }
+    let room = http.get(format!("{base}/waiting-room/{event_id}")).send().await.unwrap();
+    let policy = room.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(policy.contains("script-src 'self' 'sha256-") && !policy.contains("unsafe-inline"), "{policy}");
+
+    let fan = cluster.fan(1, "erin").await.unwrap();
+    let held = fan.hold(&base, event_id, &[0]).await.unwrap();
+    let booking = held.body["bookingId"].as_str().unwrap().to_string();
+    let pay = |url: String| {
+        let request = http.post(format!("{base}/bookings/{booking}/payment")).bearer_auth(&fan.token);
+        send(request.json(&json!({"returnUrl": url})))
+    };
+    let elsewhere = pay("https://evil.example/phish".into()).await;
+    assert_problem("a return to another site", &elsewhere, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(elsewhere.body["errors"][0]["field"], "returnUrl", "{elsewhere:?}");
+    let lookalike = pay(format!("{base}.evil.example/")).await;
+    assert_problem("a look-alike host", &lookalike, StatusCode::UNPROCESSABLE_ENTITY);
+    let home = pay(format!("{base}/#/bookings/{booking}")).await;
+    assert!(home.status.is_success(), "a return to this site starts the payment: {home:?}");
+
+    let config = cluster.dir().join("node1.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let example = cluster.dir().join("example.toml");
+    std::fs::write(&example, text.replace(ADMIN_TOKEN, "change-me")).unwrap();
+    let refused =
+        std::process::Command::new(harness::test_binary()).args(["node", "--config"]).arg(&example).output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a node with an example secret must not start");
+    assert!(stderr.contains("admin_token is an example value"), "{stderr}");
+}

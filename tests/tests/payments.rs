@@ -162,7 +162,7 @@ async fn webhooks_apply_once_in_any_order_and_forged_or_stale_ones_are_refused()
         let ok = send(succeeded.clone(), signed_webhook(WEBHOOK_SECRET, now_s(), &succeeded)).await;
         assert_eq!(ok.status, StatusCode::OK, "{ok:?}");
     }
-    let metrics = cluster.http.get(format!("{}/metrics", cluster.url(1))).send().await.unwrap().text().await.unwrap();
+    let metrics = cluster.metrics_text(1).await.unwrap();
     for line in [
         "boxoffice_success_webhooks_total{outcome=\"written\"} 1",
         "boxoffice_success_webhooks_total{outcome=\"settled_already\"} 1",

@@ -40,8 +40,7 @@ async fn two_hundred_fans_race_for_one_ticket_and_exactly_one_wins() {
     let group = model::group_for_new_event(event_id, Settings::default().inventory_groups) as u64;
     let (mut leaders, mut entries, mut commands, mut refused) = (0, 0, 0, 0);
     for &node in &nodes {
-        let text =
-            cluster.http.get(format!("{}/metrics", cluster.url(node))).send().await.unwrap().text().await.unwrap();
+        let text = cluster.metrics_text(node).await.unwrap();
         let value = |name: &str| metric(&text, name, group);
         leaders += value("boxoffice_raft_leader");
         entries += value("boxoffice_raft_entries_proposed_total");

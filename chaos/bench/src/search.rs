@@ -298,7 +298,7 @@ pub async fn wait_merged(bo: &Boxoffice) -> anyhow::Result<()> {
     for base in bo.bases() {
         let mut conn = Conn::new(&base);
         loop {
-            let (_, body) = conn.send(Method::GET, "/metrics", None, None).await?;
+            let (_, body) = conn.send(Method::GET, "/metrics", Some(ADMIN_TOKEN), None).await?;
             let text = String::from_utf8_lossy(&body);
             let segments = text
                 .lines()

@@ -3,7 +3,9 @@
 //! HTTP fallback where it does not, shows the position and the wait, and keeps the admission
 //! token for the shop page.
 
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use std::sync::OnceLock;
+
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -15,5 +17,15 @@ pub fn routes() -> Router {
 }
 
 async fn page() -> impl IntoResponse {
-    ([(CONTENT_TYPE, "text/html; charset=utf-8"), (CACHE_CONTROL, "no-cache")], PAGE)
+    // Its inline script and style run by their hash; nothing injected does.
+    static POLICY: OnceLock<String> = OnceLock::new();
+    let policy = POLICY.get_or_init(|| gateway::headers::page_policy(PAGE));
+    (
+        [
+            (CONTENT_TYPE, "text/html; charset=utf-8"),
+            (CACHE_CONTROL, "no-cache"),
+            (CONTENT_SECURITY_POLICY, policy.as_str()),
+        ],
+        PAGE,
+    )
 }

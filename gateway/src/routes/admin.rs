@@ -365,6 +365,14 @@ pub async fn create_events<C: Cluster>(
             }
         }
     }
+    let seats: usize = body.events.iter().map(|event| venues[&event.venue_id].seat_map.seat_count()).sum();
+    if seats > model::BULK_SEATS_MAX {
+        let detail = format!(
+            "a bulk import copies at most {} seats over all its events, this one {seats}: split it",
+            model::BULK_SEATS_MAX
+        );
+        return Err(Problem::invalid(detail).with("seats", seats));
+    }
     for (n, event) in body.events.iter().enumerate() {
         let unknown = unknown_sections(event, &venues[&event.venue_id]);
         if !unknown.is_empty() {

@@ -229,6 +229,12 @@ pub async fn pay<C: Cluster>(
     Keyed { body, idempotency }: Keyed<PaymentRequest>,
 ) -> Result<Response, Problem> {
     let id = parse_booking_id(&raw)?;
+    if let Some(problem) =
+        body.return_url.as_deref().and_then(|url| validate::return_url_problem(url, &state.config.public_origins))
+    {
+        let detail = format!("returnUrl {problem}");
+        return Err(Problem::invalid(detail.clone()).with("errors", [FieldError::new("returnUrl", detail)]));
+    }
     let card = body.card_number.as_deref().map(Card::parse).transpose().map_err(|error| {
         Problem::invalid(error.to_string()).with("errors", [FieldError::new("cardNumber", error.to_string())])
     })?;

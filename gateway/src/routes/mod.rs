@@ -23,7 +23,7 @@ use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::cluster::Cluster;
 use crate::state::AppState;
-use crate::{metrics, problem};
+use crate::{headers, metrics, problem};
 
 /// The gateway's routes with `extra` merged in (routes of their own state, without a fallback:
 /// the gateway's answers for unknown routes and wrong methods cover them too).
@@ -70,6 +70,7 @@ pub fn build<C: Cluster>(state: AppState<C>, extra: Router) -> Router {
         // After every route is added: it only reaches the routes that exist when it is called.
         .method_not_allowed_fallback(problem::wrong_method)
         .layer(from_fn_with_state(counters, metrics::track))
+        .layer(axum::middleware::from_fn(headers::secure))
         // Outermost but for the counters' view of statuses: every large answer (the layout, the
         // tickets list, pages) is compressed as the client accepts; event streams are not (the
         // predicate leaves `text/event-stream` alone, so that each event leaves at once).

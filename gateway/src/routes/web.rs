@@ -8,9 +8,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use crate::auth::Admin;
 use crate::cache::{etag_of, tagged_answer};
 use crate::cluster::Cluster;
 use crate::extract::PathParams;
+use crate::headers;
 use crate::metrics;
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -34,8 +36,10 @@ const ASSETS: &[(&str, &str, &str)] = &[
 ];
 const JS: &str = "text/javascript; charset=utf-8";
 
-pub async fn index() -> Html<&'static str> {
-    Html(INDEX_HTML)
+pub async fn index() -> impl IntoResponse {
+    static POLICY: OnceLock<String> = OnceLock::new();
+    let policy = POLICY.get_or_init(|| headers::page_policy(INDEX_HTML));
+    ([(header::CONTENT_SECURITY_POLICY, policy.as_str())], Html(INDEX_HTML))
 }
 
 /// Each file with its entity tag, computed once.
@@ -60,7 +64,9 @@ pub async fn healthz<C: Cluster>(State(state): State<AppState<C>>) -> Json<Value
     Json(json!({"status": "ok", "node": state.cluster.node_id()}))
 }
 
-pub async fn metrics<C: Cluster>(State(state): State<AppState<C>>) -> impl IntoResponse {
+/// Behind the admin token: the counters tell an outsider how the on-sale goes and where the
+/// leaders are.
+pub async fn metrics<C: Cluster>(_: Admin, State(state): State<AppState<C>>) -> impl IntoResponse {
     let mut text = state.metrics.render();
     text.push_str(&state.cluster.node_metrics());
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text)

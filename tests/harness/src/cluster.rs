@@ -363,6 +363,17 @@ impl<L> Cluster<L> {
     }
 
     /// `GET /admin/cluster` from a node.
+    /// Node `id`'s `/metrics` text (behind the admin token).
+    pub async fn metrics_text(&self, id: u64) -> anyhow::Result<String> {
+        let url = format!("{}/metrics", self.url(id));
+        let response = self.http.get(url).bearer_auth(self.settings.secrets.admin_token).send().await?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!("GET /metrics on node {id}: {status} {}", response.text().await.unwrap_or_default());
+        }
+        Ok(response.text().await?)
+    }
+
     pub async fn status(&self, id: u64) -> anyhow::Result<Value> {
         self.admin_get(id, "/admin/cluster").await
     }
