@@ -176,6 +176,17 @@ async fn the_surfaces_a_stranger_sees_are_closed() {
     let home = pay(format!("{base}/#/bookings/{booking}")).await;
     assert!(home.status.is_success(), "a return to this site starts the payment: {home:?}");
 
+    // A bulk import may not copy a big venue's map thousands of times.
+    let arena = harness::grid_seat_map("Floor", 5_000, 100_000, 100, |r| format!("R{r}"));
+    let venue = json!({"name": "Arena", "address": "1 Main St", "city": "Testville", "seatMap": arena});
+    let venue = cluster.admin(1, "/admin/venues", venue).await.unwrap();
+    let event = json!({"name": "Again", "category": "concert", "startsAt": "2031-05-01T20:00:00Z",
+                       "venueId": venue["id"], "performerIds": []});
+    let bulk = json!({"events": vec![event; 21]});
+    let bulk = send(http.post(format!("{base}/admin/events/bulk")).bearer_auth(ADMIN_TOKEN).json(&bulk)).await;
+    assert_problem("a bulk import of 2,100,000 seats", &bulk, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bulk.body["seats"], 2_100_000, "{bulk:?}");
+
     let config = cluster.dir().join("node1.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     let example = cluster.dir().join("example.toml");
