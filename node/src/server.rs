@@ -48,7 +48,7 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
         .enable_all()
         .build()
         .context("cannot start raft's runtime")?;
-    let (host_config, listener, disk) = (config.host(), raft.into_std()?, storage.faults());
+    let (host_config, listener, disk) = (config.host()?, raft.into_std()?, storage.faults());
     let (changes, change_stream) =
         (storage.changes(), storage.take_changes().expect("the change stream is taken once"));
     let search_dir = config.data_dir.join("search");

@@ -109,6 +109,9 @@ struct Conn {
     /// Requests sent on this connection, waiting for their response.
     pending: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
     next_id: AtomicU64,
+    /// Told when a newer connection with the same peer took this one's place: this one closes,
+    /// so that the peer, if it still used it, notices and dials again.
+    replaced: tokio::sync::Notify,
 }
 
 impl Conn {
@@ -370,9 +373,11 @@ impl Peers {
             queue_bytes_max,
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            replaced: tokio::sync::Notify::new(),
         });
         let replaced = self.conns.write().expect("conns lock").insert(peer, conn.clone());
-        if replaced.is_some() {
+        if let Some(old) = replaced {
+            old.replaced.notify_one();
             tracing::info!(peer, "raft connection replaced");
         } else {
             tracing::info!(peer, "raft connection up");
@@ -385,6 +390,7 @@ impl Peers {
             result = self.read_frames(reader, &conn) => if let Err(error) = result {
                 tracing::info!(peer, %error, "raft connection read failed");
             },
+            _ = conn.replaced.notified() => {}
             _ = shutdown.wait_for(|stop| *stop) => {}
         }
         let mut conns = self.conns.write().expect("conns lock");
