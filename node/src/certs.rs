@@ -53,7 +53,11 @@ fn make_ca(out: &Path) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     pki::Authority::generate()?.write(out)?;
-    println!("made the cluster's CA: {} and {} (0600: keep it off the nodes)", out.join(pki::CA_CERT_FILE).display(), key.display());
+    println!(
+        "made the cluster's CA: {} and {} (0600: keep it off the nodes)",
+        out.join(pki::CA_CERT_FILE).display(),
+        key.display()
+    );
     Ok(())
 }
 

@@ -48,7 +48,8 @@ pub async fn run(options: DevOptions, shutdown: impl std::future::Future<Output 
         listeners.push((server::bind("127.0.0.1:0").await?, server::bind(&http_addr).await?));
     }
     let certs = data.join("certs");
-    pki::make_cluster(&certs, 1..=DEV_NODES).with_context(|| format!("cannot make certificates in {}", certs.display()))?;
+    pki::make_cluster(&certs, 1..=DEV_NODES)
+        .with_context(|| format!("cannot make certificates in {}", certs.display()))?;
     let payments = server::bind("127.0.0.1:0").await?;
     let payments_url = format!("http://{}", payments.local_addr()?);
     let gateway = GatewayConfig {

@@ -153,7 +153,8 @@ impl RaftConfig {
         let busy_ms = self.link_keepalive_interval_ms.max(self.heartbeat_interval_ms);
         if self.link_idle_timeout_ms < 3 * busy_ms {
             return Some(
-                "link_idle_timeout_ms must be at least 3 times link_keepalive_interval_ms and heartbeat_interval_ms".into(),
+                "link_idle_timeout_ms must be at least 3 times link_keepalive_interval_ms and heartbeat_interval_ms"
+                    .into(),
             );
         }
         if self.link_handshakes_max == 0 || self.link_connections_max < self.link_handshakes_max {

@@ -291,6 +291,10 @@ impl Peers {
         drop(handshake);
         match authenticated {
             Ok(Ok((peer, stream))) => self.serve(peer, stream).await,
+            // A client gone before it was judged (a cut link, a port scan) was refused nothing.
+            Ok(Err(FrameError::Io(error))) if is_gone(&error) => {
+                tracing::debug!(%from, %error, "raft connection closed before its handshake ended")
+            }
             Ok(Err(error)) => self.refusals.note(&from, &error),
             Err(_) => self.refusals.note(&from, &"handshake and hello timed out"),
         }
@@ -312,7 +316,9 @@ impl Peers {
         }
         let leaf = stream.get_ref().1.peer_certificates().and_then(|certs| certs.first());
         if !leaf.is_some_and(|cert| tls::names_node(cert, from)) {
-            return Err(FrameError::Refused(format!("hello from node {from} with a certificate that does not name it")));
+            return Err(FrameError::Refused(format!(
+                "hello from node {from} with a certificate that does not name it"
+            )));
         }
         let reply = wire::encode(frame.id, Kind::Response, &Response::Hello { from: self.me })?;
         stream.write_all(&reply).await?;
@@ -446,7 +452,7 @@ async fn opens_tls(stream: &TcpStream) -> Result<(), FrameError> {
     loop {
         let n = stream.peek(&mut head).await?;
         if n == 0 {
-            return Err(FrameError::Refused("closed before a word".into()));
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before a word").into());
         }
         if head[0] != 22 || (n > 1 && head[1] != 3) {
             return Err(FrameError::Refused("not a TLS handshake".into()));
@@ -458,6 +464,12 @@ async fn opens_tls(stream: &TcpStream) -> Result<(), FrameError> {
         // pieces is looked at on a clock; the handshake deadline bounds the wait.
         tokio::time::sleep(Duration::from_millis(PEEK_AGAIN_MS)).await;
     }
+}
+
+/// Whether the other end went away (rather than said something refused).
+fn is_gone(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(error.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe)
 }
 
 /// Whether a failed dial was the peer's or this node's refusal (a certificate or hello that did

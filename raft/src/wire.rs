@@ -26,7 +26,8 @@ const READ_CHUNK_BYTES: usize = 64 << 10;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
-    /// The first frame on a connection, from the node that dialed.
+    /// The first frame on a connection, from the node that dialed, after the TLS handshake:
+    /// `from` must be the node its certificate names (see `link`).
     Hello {
         from: NodeId,
         cluster: String,
