@@ -87,7 +87,9 @@ impl TlsSection {
         warn_if_readable_by_others(&self.key_path);
         let key = PrivateKeyDer::from_pem_file(&self.key_path)
             .with_context(|| format!("[tls] key_path {}: no PEM private key", self.key_path.display()))?;
-        LinkTls::new(id, ca, chain, key).context("[tls]")
+        LinkTls::new(id, ca, chain, key).with_context(|| {
+            format!("[tls] cert_path {}, key_path {}", self.cert_path.display(), self.key_path.display())
+        })
     }
 }
 

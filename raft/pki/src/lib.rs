@@ -62,7 +62,7 @@ pub enum PkiError {
     KeyMismatch,
     #[error("the CA certificate is not PEM: {0}")]
     BadPem(String),
-    #[error("{path}: {source}")]
+    #[error("cannot use {}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
 }
 
