@@ -34,7 +34,7 @@ pub enum FaultKind {
     Bridge,
     /// Delay every message on every link.
     Delay,
-    /// Lose a share of the messages on every link.
+    /// Lose a share of the messages on every link (behind TLS, each loss ends its connection).
     Loss,
     /// Move one node's clock forward or back.
     ClockSkew,

@@ -1,10 +1,13 @@
 //! A fault-injecting proxy on one link between two nodes.
 //!
-//! Nodes talk raft over one TCP connection per pair; the runner points the dialing node at a
-//! proxy that forwards to the other. The proxy reads whole frames (`[u32 length][body]`, the
-//! transport's framing), so it can lose a message (drop a frame), delay messages (deliver each
-//! frame `delay` after it arrived, in order), or cut the link (close its connections and refuse
-//! new ones until healed). It knows nothing else of the protocol.
+//! Nodes talk raft over one TLS connection per pair; the runner points the dialing node at a
+//! proxy that forwards to the other. The nodes check each other's certificates by node id, not
+//! address, so the proxy passes TLS through untouched. It reads whole TLS records
+//! (`[u8 type][u16 version][u16 length][body]`), so it can delay messages (deliver each record
+//! `delay` after it arrived, in order), lose them, or cut the link (close its connections and
+//! refuse new ones until healed). Behind TLS one record cannot be lost alone (the receiver sees
+//! the gap and fails the connection), so a lost record ends its connection: everything in flight
+//! on it is lost and the nodes dial again. It knows nothing else of the protocol.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,10 +19,12 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-/// Largest frame the proxy forwards, as the nodes' own limit.
-const FRAME_BYTES_MAX: u32 = 512 << 20;
-/// Frames in flight inside the proxy per direction (delayed ones wait here).
-const FRAMES_IN_FLIGHT_MAX: usize = 4_096;
+/// Bytes of a TLS record's header.
+const RECORD_HEADER_BYTES: usize = 5;
+/// Largest TLS record body (2^14 plus the most a cipher adds, RFC 8446 5.2).
+const RECORD_BODY_BYTES_MAX: usize = (1 << 14) + 256;
+/// Records in flight inside the proxy per direction (delayed ones wait here).
+const RECORDS_IN_FLIGHT_MAX: usize = 4_096;
 
 /// What is being done to a link right now. Shared by the runner and the link's pumps.
 #[derive(Debug, Default)]
@@ -105,45 +110,47 @@ async fn forward(client: TcpStream, server: TcpStream, faults: Arc<LinkFaults>) 
     }
 }
 
-/// Moves frames from `from` to `to`, losing and delaying them as the faults say.
+/// Moves records from `from` to `to`, delaying them and losing them (with their connection) as
+/// the faults say.
 async fn pump(from: OwnedReadHalf, to: OwnedWriteHalf, faults: Arc<LinkFaults>) {
-    let (queue, frames) = mpsc::channel::<(Instant, Vec<u8>)>(FRAMES_IN_FLIGHT_MAX);
+    let (queue, records) = mpsc::channel::<(Instant, Vec<u8>)>(RECORDS_IN_FLIGHT_MAX);
     tokio::select! {
-        _ = read_frames(from, queue, faults) => {}
-        _ = deliver(to, frames) => {}
+        _ = read_records(from, queue, faults) => {}
+        _ = deliver(to, records) => {}
     }
 }
 
-async fn read_frames(mut from: OwnedReadHalf, queue: mpsc::Sender<(Instant, Vec<u8>)>, faults: Arc<LinkFaults>) {
+async fn read_records(mut from: OwnedReadHalf, queue: mpsc::Sender<(Instant, Vec<u8>)>, faults: Arc<LinkFaults>) {
     loop {
-        let mut len = [0u8; 4];
-        if from.read_exact(&mut len).await.is_err() {
+        let mut header = [0u8; RECORD_HEADER_BYTES];
+        if from.read_exact(&mut header).await.is_err() {
             return;
         }
-        let n = u32::from_be_bytes(len);
-        if n > FRAME_BYTES_MAX {
+        let n = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if n > RECORD_BODY_BYTES_MAX {
             return;
         }
-        let mut frame = vec![0u8; 4 + n as usize];
-        frame[..4].copy_from_slice(&len);
-        if from.read_exact(&mut frame[4..]).await.is_err() || faults.is_cut() {
+        let mut record = vec![0u8; RECORD_HEADER_BYTES + n];
+        record[..RECORD_HEADER_BYTES].copy_from_slice(&header);
+        if from.read_exact(&mut record[RECORD_HEADER_BYTES..]).await.is_err() || faults.is_cut() {
             return;
         }
         let loss = faults.loss_per_mille.load(Ordering::SeqCst);
         if loss > 0 && rand::thread_rng().gen_range(0..1000) < loss {
-            continue;
+            // The connection ends here: see the module's doc.
+            return;
         }
         let due = Instant::now() + Duration::from_millis(faults.delay_ms.load(Ordering::SeqCst));
-        if queue.send((due, frame)).await.is_err() {
+        if queue.send((due, record)).await.is_err() {
             return;
         }
     }
 }
 
-async fn deliver(mut to: OwnedWriteHalf, mut frames: mpsc::Receiver<(Instant, Vec<u8>)>) {
-    while let Some((due, frame)) = frames.recv().await {
+async fn deliver(mut to: OwnedWriteHalf, mut records: mpsc::Receiver<(Instant, Vec<u8>)>) {
+    while let Some((due, record)) = records.recv().await {
         tokio::time::sleep_until(due.into()).await;
-        if to.write_all(&frame).await.is_err() {
+        if to.write_all(&record).await.is_err() {
             return;
         }
     }
@@ -171,48 +178,54 @@ mod tests {
         addr
     }
 
-    fn frame(body: &[u8]) -> Vec<u8> {
-        let mut f = (body.len() as u32).to_be_bytes().to_vec();
+    /// An application-data TLS record carrying `body`.
+    fn record(body: &[u8]) -> Vec<u8> {
+        let mut f = vec![23, 3, 3];
+        f.extend_from_slice(&(body.len() as u16).to_be_bytes());
         f.extend_from_slice(body);
         f
     }
 
-    async fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
-        let mut len = [0u8; 4];
-        tokio::time::timeout(Duration::from_millis(500), stream.read_exact(&mut len)).await.ok()?.ok()?;
-        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    async fn read_record(stream: &mut TcpStream) -> Option<Vec<u8>> {
+        let mut header = [0u8; 5];
+        tokio::time::timeout(Duration::from_millis(500), stream.read_exact(&mut header)).await.ok()?.ok()?;
+        let mut body = vec![0u8; u16::from_be_bytes([header[3], header[4]]) as usize];
         stream.read_exact(&mut body).await.ok()?;
         Some(body)
     }
 
     #[tokio::test]
-    async fn frames_pass_are_delayed_lost_and_cut_as_told() {
+    async fn records_pass_are_delayed_lost_and_cut_as_told() {
         let proxy = Proxy::start(echo_server().await).await.unwrap();
         let mut stream = TcpStream::connect(&proxy.addr).await.unwrap();
-        stream.write_all(&frame(b"hello")).await.unwrap();
-        assert_eq!(read_frame(&mut stream).await.as_deref(), Some(&b"hello"[..]));
+        stream.write_all(&record(b"hello")).await.unwrap();
+        assert_eq!(read_record(&mut stream).await.as_deref(), Some(&b"hello"[..]));
 
         proxy.faults.set_delay(150);
         let sent = Instant::now();
-        stream.write_all(&frame(b"slow")).await.unwrap();
-        assert_eq!(read_frame(&mut stream).await.as_deref(), Some(&b"slow"[..]));
+        stream.write_all(&record(b"slow")).await.unwrap();
+        assert_eq!(read_record(&mut stream).await.as_deref(), Some(&b"slow"[..]));
         assert!(sent.elapsed() >= Duration::from_millis(300), "delayed each way");
         proxy.faults.heal();
 
         proxy.faults.set_loss(1000);
-        stream.write_all(&frame(b"lost")).await.unwrap();
-        assert_eq!(read_frame(&mut stream).await, None, "a lost frame never arrives");
+        stream.write_all(&record(b"lost")).await.unwrap();
+        assert_eq!(read_record(&mut stream).await, None, "a lost record never arrives");
         proxy.faults.heal();
+        let mut buf = [0u8; 1];
+        let ended = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await;
+        assert!(matches!(ended, Ok(Ok(0)) | Ok(Err(_))), "and ends its connection: {ended:?}");
+        let mut stream = TcpStream::connect(&proxy.addr).await.unwrap();
 
         proxy.faults.cut();
-        let _ = stream.write_all(&frame(b"cut")).await;
-        assert_eq!(read_frame(&mut stream).await, None, "a cut link closes");
+        let _ = stream.write_all(&record(b"cut")).await;
+        assert_eq!(read_record(&mut stream).await, None, "a cut link closes");
         let mut again = TcpStream::connect(&proxy.addr).await.unwrap();
-        let _ = again.write_all(&frame(b"refused")).await;
-        assert_eq!(read_frame(&mut again).await, None, "and refuses new connections");
+        let _ = again.write_all(&record(b"refused")).await;
+        assert_eq!(read_record(&mut again).await, None, "and refuses new connections");
         proxy.faults.heal();
         let mut healed = TcpStream::connect(&proxy.addr).await.unwrap();
-        healed.write_all(&frame(b"back")).await.unwrap();
-        assert_eq!(read_frame(&mut healed).await.as_deref(), Some(&b"back"[..]));
+        healed.write_all(&record(b"back")).await.unwrap();
+        assert_eq!(read_record(&mut healed).await.as_deref(), Some(&b"back"[..]));
     }
 }

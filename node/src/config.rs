@@ -14,6 +14,11 @@
 //! [raft]                        # optional; see raft::RaftConfig for every setting
 //! inventory_groups = 16
 //!
+//! [tls]                         # required: raft links are mutual TLS (`boxoffice certs`)
+//! ca_cert_path = "certs/ca.crt" # the cluster's CA: the only issuer a peer is accepted from
+//! cert_path = "certs/node-1.crt"  # this node's certificate, naming `node-1.boxoffice`
+//! key_path = "certs/node-1.key"   # its private key (PEM; keep it 0600)
+//!
 //! [gateway]                     # see gateway::GatewayConfig
 //! admin_token = "…"
 //! cluster_secret = "…"          # the same on every node: it signs fans' tokens
@@ -25,13 +30,19 @@
 //! cert_path = "room.crt"        # PEM; without both paths a self-signed certificate is made
 //! key_path = "room.key"
 //! ```
+//!
+//! `[tls]` is mandatory: a node without it refuses to start and says how to make the files.
+//! A node's certificate must name its own id (checked at start); see `raft::tls` for what a
+//! peer checks.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use gateway::GatewayConfig;
-use raft::{HostConfig, PeerConfig, RaftConfig};
+use raft::{HostConfig, LinkTls, PeerConfig, RaftConfig};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +59,49 @@ pub struct NodeConfig {
     pub gateway: GatewayConfig,
     #[serde(default)]
     pub room: RoomSection,
+    /// Mandatory; optional here only so that its absence is named with what to do.
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+}
+
+/// The files of the raft links' mutual TLS, PEM, as `boxoffice certs` writes them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The cluster's CA certificate: peers are accepted only with a certificate it issued.
+    pub ca_cert_path: PathBuf,
+    /// This node's certificate (chain, leaf first), naming `node-<id>.boxoffice`.
+    pub cert_path: PathBuf,
+    /// This node's private key.
+    pub key_path: PathBuf,
+}
+
+impl TlsSection {
+    /// The files read and checked into node `id`'s link TLS.
+    pub fn load(&self, id: u64) -> anyhow::Result<LinkTls> {
+        let ca = CertificateDer::from_pem_file(&self.ca_cert_path)
+            .with_context(|| format!("[tls] ca_cert_path {}: no PEM certificate", self.ca_cert_path.display()))?;
+        let chain = CertificateDer::pem_file_iter(&self.cert_path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("[tls] cert_path {}: no PEM certificate", self.cert_path.display()))?;
+        warn_if_readable_by_others(&self.key_path);
+        let key = PrivateKeyDer::from_pem_file(&self.key_path)
+            .with_context(|| format!("[tls] key_path {}: no PEM private key", self.key_path.display()))?;
+        LinkTls::new(id, ca, chain, key).with_context(|| {
+            format!("[tls] cert_path {}, key_path {}", self.cert_path.display(), self.key_path.display())
+        })
+    }
+}
+
+/// A private key others can read is logged, not refused: the operator decides.
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "private key readable by others: chmod 600 it");
+        }
+    }
 }
 
 /// The waiting room's endpoint.
@@ -119,6 +173,15 @@ impl NodeConfig {
         if let Some(problem) = self.gateway.secrets_problem() {
             bail!("[gateway] {problem} (cluster_secret is the same on every node)");
         }
+        if self.tls.is_none() {
+            let id = self.id;
+            bail!(
+                "[tls] is missing: nodes talk raft over mutual TLS only. Make the cluster's CA once with \
+                 `boxoffice certs ca --out certs` and this node's certificate with `boxoffice certs node --ca \
+                 certs --id {id} --out certs`, then set [tls] ca_cert_path = \"certs/ca.crt\", cert_path = \
+                 \"certs/node-{id}.crt\", key_path = \"certs/node-{id}.key\" (see the README)"
+            );
+        }
         Ok(())
     }
 
@@ -131,9 +194,11 @@ impl NodeConfig {
         format!("{host}:0")
     }
 
-    pub fn host(&self) -> HostConfig {
+    /// The raft host's settings, with the TLS files read and checked.
+    pub fn host(&self) -> anyhow::Result<HostConfig> {
         let nodes: BTreeMap<_, _> = self.nodes.iter().map(|n| (n.id, n.clone())).collect();
-        HostConfig { node_id: self.id, nodes, raft: self.raft.clone() }
+        let tls = self.tls.as_ref().context("[tls] is missing")?.load(self.id)?;
+        Ok(HostConfig { node_id: self.id, nodes, raft: self.raft.clone(), tls })
     }
 }
 
@@ -159,13 +224,24 @@ mod tests {
         [gateway]
         admin_token = "admin-token-0123456789"
         cluster_secret = "0123456789abcdef"
+        [tls]
+        ca_cert_path = "CERTS/ca.crt"
+        cert_path = "CERTS/node-2.crt"
+        key_path = "CERTS/node-2.key"
     "#;
+
+    /// The good config with its TLS files made in `dir`.
+    fn good(dir: &Path) -> String {
+        pki::make_cluster(dir, [1, 2]).unwrap();
+        GOOD.replace("CERTS", &dir.display().to_string())
+    }
 
     #[test]
     fn a_complete_config_loads() {
-        let config: NodeConfig = toml::from_str(GOOD).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config: NodeConfig = toml::from_str(&good(dir.path())).unwrap();
         config.check().unwrap();
-        assert_eq!(config.host().nodes.len(), 2);
+        assert_eq!(config.host().unwrap().nodes.len(), 2);
         assert_eq!(config.raft.inventory_groups, 4);
         assert_eq!(config.gateway.hold_ttl_ms, 600_000, "unset settings keep their defaults");
     }
@@ -180,5 +256,19 @@ mod tests {
         assert!(missing_self.check().unwrap_err().to_string().contains("not in [[nodes]]"));
         let weak: NodeConfig = toml::from_str(&GOOD.replace("0123456789abcdef", "short")).unwrap();
         assert!(weak.check().unwrap_err().to_string().contains("cluster_secret"));
+    }
+
+    #[test]
+    fn tls_is_mandatory_and_must_name_this_node() {
+        let plain = GOOD.split("[tls]").next().unwrap();
+        let error = toml::from_str::<NodeConfig>(plain).unwrap().check().unwrap_err().to_string();
+        assert!(error.contains("[tls] is missing") && error.contains("boxoffice certs node"), "{error}");
+        let dir = tempfile::tempdir().unwrap();
+        let swapped = good(dir.path()).replace("node-2.", "node-1.");
+        let error = format!("{:#}", toml::from_str::<NodeConfig>(&swapped).unwrap().host().unwrap_err());
+        assert!(error.contains("does not name node 2"), "{error}");
+        let missing = GOOD.replace("CERTS", "/nonexistent");
+        let error = format!("{:#}", toml::from_str::<NodeConfig>(&missing).unwrap().host().unwrap_err());
+        assert!(error.contains("ca_cert_path /nonexistent/ca.crt"), "{error}");
     }
 }

@@ -1,5 +1,8 @@
 //! `boxoffice dev`: three nodes on loopback in one process, replicating over real sockets, with
 //! demo data, the web page and the API on one port.
+//!
+//! The nodes link over mutual TLS like any cluster's: at every start, a new CA and a certificate
+//! per node are made in the data folder's `certs/` (keys 0600).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,7 +12,7 @@ use gateway::GatewayConfig;
 use raft::{PeerConfig, RaftConfig};
 use sandbox::SandboxConfig;
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, TlsSection};
 use crate::server::{self, RunningNode};
 
 /// Nodes of the dev cluster.
@@ -55,6 +58,9 @@ pub async fn run(options: DevOptions, shutdown: impl std::future::Future<Output 
         let http_addr = if id == 1 { options.http.clone() } else { "127.0.0.1:0".to_string() };
         listeners.push((server::bind("127.0.0.1:0").await?, server::bind(&http_addr).await?));
     }
+    let certs = data.join("certs");
+    pki::make_cluster(&certs, 1..=DEV_NODES)
+        .with_context(|| format!("cannot make certificates in {}", certs.display()))?;
     let payments = server::bind("127.0.0.1:0").await?;
     let payments_url = format!("http://{}", payments.local_addr()?);
     let gateway = GatewayConfig {
@@ -104,6 +110,7 @@ pub async fn run(options: DevOptions, shutdown: impl std::future::Future<Output 
             raft: RaftConfig::default(),
             gateway: gateway.clone(),
             room: Default::default(),
+            tls: Some(tls_section(&certs, peer.id)),
         };
         config.check()?;
         starting.push(tokio::spawn(async move { server::start(&config, raft, http).await }));
@@ -126,6 +133,11 @@ pub async fn run(options: DevOptions, shutdown: impl std::future::Future<Output 
     let _ = stop_sandbox.send(true);
     let _ = sandbox_task.await;
     result
+}
+
+fn tls_section(certs: &Path, id: u64) -> TlsSection {
+    let files = pki::node_files(certs, id);
+    TlsSection { ca_cert_path: files.ca_cert, cert_path: files.cert, key_path: files.key }
 }
 
 async fn serve(

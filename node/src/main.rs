@@ -1,15 +1,18 @@
 //! `boxoffice`: the ticketing cluster's one binary.
 //!
 //! - `boxoffice dev`: three nodes on loopback with demo data, the web page and the API;
-//! - `boxoffice node --config FILE`: one node of a cluster spread over machines.
+//! - `boxoffice node --config FILE`: one node of a cluster spread over machines;
+//! - `boxoffice certs ca|node`: the CA and node certificates of the nodes' mutual TLS.
 //!
 //! Layout: [`config`] reads and checks the node's TOML file; [`server`] starts a node (storage,
 //! raft host, gateway) and stops it in order; [`cluster`] adapts the raft host to the gateway;
 //! [`dev`] runs the embedded three-node cluster and loads the demo catalog (crate `demo`) through
 //! the admin API; [`search_feed`] feeds the search shard (crate `search`) this node's change stream
 //! and replica reads, and serves it to the raft host; [`malloc`] limits the C allocator's arenas
-//! before the runtime starts. `boxoffice sandbox` runs the `sandbox` crate's payment provider.
+//! before the runtime starts; [`certs`] makes TLS files. `boxoffice sandbox` runs the `sandbox`
+//! crate's payment provider.
 
+mod certs;
 mod cluster;
 mod config;
 mod dev;
@@ -61,6 +64,9 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Make the cluster's CA and its nodes' certificates (raft links are mutual TLS).
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// Run the sandbox payment provider: a Stripe-like API, checkout pages and signed webhooks.
     Sandbox(sandbox::SandboxArgs),
 }
@@ -111,6 +117,7 @@ async fn run(arenas: malloc::Arenas) -> anyhow::Result<()> {
             dev::run(options, shutdown_signal()).await
         }
         Command::Sandbox(args) => Ok(sandbox::run(args, shutdown_signal()).await?),
+        Command::Certs(command) => certs::run(command),
         Command::Node { config } => {
             let config = config::NodeConfig::load(&config)?;
             let shutdown = shutdown_signal();

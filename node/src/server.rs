@@ -37,6 +37,8 @@ pub struct RunningNode {
 
 /// Starts a node on listeners the caller has bound (so that tests and `dev` can use port 0).
 pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) -> anyhow::Result<RunningNode> {
+    // Before anything is opened or started: a node with unusable TLS files says so and stops.
+    let host_config = config.host()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data folder {}", config.data_dir.display()))?;
     let db_path = config.data_dir.join("db");
@@ -48,7 +50,7 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
         .enable_all()
         .build()
         .context("cannot start raft's runtime")?;
-    let (host_config, listener, disk) = (config.host(), raft.into_std()?, storage.faults());
+    let (listener, disk) = (raft.into_std()?, storage.faults());
     let (changes, change_stream) =
         (storage.changes(), storage.take_changes().expect("the change stream is taken once"));
     let search_dir = config.data_dir.join("search");

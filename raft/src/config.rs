@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use model::NodeId;
 use serde::Deserialize;
 
+use crate::tls::LinkTls;
+
 /// One node of the cluster as every other node knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +48,29 @@ pub struct RaftConfig {
     pub frame_bytes_max: u32,
     /// Frames waiting to be written to one peer; a full queue makes callers wait.
     pub link_queue_frames_max: usize,
+    /// Bytes of frames waiting to be written to one peer: a few large frames (snapshots, big
+    /// appends) fill the queue long before its frame count does. A frame larger than this
+    /// waits for the queue to empty and then goes alone.
+    pub link_queue_bytes_max: usize,
+    /// Largest first frame on a connection (the hello): until a peer is known, it gets no
+    /// more than this, whatever `frame_bytes_max` allows.
+    pub hello_bytes_max: u32,
+    /// How long a new connection may take for its TLS handshake and hello, either way;
+    /// past it the connection is dropped (a stranger that connects and says nothing holds a
+    /// handshake slot no longer).
+    pub link_handshake_timeout_ms: u64,
+    /// A link on which nothing arrived for this long is closed (and dialed again): a peer that
+    /// stopped (paused, cut off) is noticed. Each side sends a keepalive frame after
+    /// `link_keepalive_interval_ms` of silence, so only a dead link stays quiet this long.
+    pub link_idle_timeout_ms: u64,
+    /// Silence after which a link's writer sends a keepalive frame: raft's heartbeats run only
+    /// from leaders, so a link between two followers may carry nothing for a long time.
+    pub link_keepalive_interval_ms: u64,
+    /// Accepted connections still in their handshake; more are closed at once. A stranger can
+    /// hold these slots for `link_handshake_timeout_ms` at most.
+    pub link_handshakes_max: usize,
+    /// Accepted connections open at once, handshaking or serving; more are closed at once.
+    pub link_connections_max: usize,
     /// Added to this node's wall clock: for tests of clock skew. Never set in production.
     pub clock_offset_ms: i64,
     /// Most commands one raft entry carries.
@@ -73,6 +98,13 @@ impl Default for RaftConfig {
             write_timeout_ms: 10_000,
             frame_bytes_max: 512 << 20,
             link_queue_frames_max: 4_096,
+            link_queue_bytes_max: 64 << 20,
+            hello_bytes_max: 4 << 10,
+            link_handshake_timeout_ms: 3_000,
+            link_idle_timeout_ms: 10_000,
+            link_keepalive_interval_ms: 1_000,
+            link_handshakes_max: 16,
+            link_connections_max: 64,
             clock_offset_ms: 0,
             batch_commands_max: 1_024,
             batches_in_flight_max: 1,
@@ -101,6 +133,33 @@ impl RaftConfig {
                 "batch_commands_max, batches_in_flight_max and propose_queue_commands_max must be above 0".into(),
             );
         }
+        if let Some(problem) = self.link_problem() {
+            return Some(problem);
+        }
+        None
+    }
+
+    fn link_problem(&self) -> Option<String> {
+        if self.link_queue_frames_max == 0 || self.link_queue_bytes_max == 0 {
+            return Some("link_queue_frames_max and link_queue_bytes_max must be above 0".into());
+        }
+        if self.hello_bytes_max < 256 || self.hello_bytes_max > self.frame_bytes_max {
+            return Some("hello_bytes_max must be at least 256 and at most frame_bytes_max".into());
+        }
+        if self.link_handshake_timeout_ms == 0 || self.link_keepalive_interval_ms == 0 {
+            return Some("link_handshake_timeout_ms and link_keepalive_interval_ms must be above 0".into());
+        }
+        // A live link is never idle that long: keepalives (and heartbeats) come well before.
+        let busy_ms = self.link_keepalive_interval_ms.max(self.heartbeat_interval_ms);
+        if self.link_idle_timeout_ms < 3 * busy_ms {
+            return Some(
+                "link_idle_timeout_ms must be at least 3 times link_keepalive_interval_ms and heartbeat_interval_ms"
+                    .into(),
+            );
+        }
+        if self.link_handshakes_max == 0 || self.link_connections_max < self.link_handshakes_max {
+            return Some("link_handshakes_max must be above 0 and at most link_connections_max".into());
+        }
         None
     }
 
@@ -119,11 +178,13 @@ impl RaftConfig {
     }
 }
 
-/// Who this node is and who its peers are.
+/// Who this node is, who its peers are, and how it proves it to them.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     pub node_id: NodeId,
     /// Every node of the cluster, this one included.
     pub nodes: BTreeMap<NodeId, PeerConfig>,
     pub raft: RaftConfig,
+    /// The TLS of every link: this node's certificate and the cluster's CA.
+    pub tls: LinkTls,
 }

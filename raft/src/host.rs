@@ -110,11 +110,8 @@ impl Host {
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let others = config.nodes.values().filter(|n| n.id != me).map(|n| (n.id, n.raft_addr.clone())).collect();
-        let limits = LinkLimits {
-            frame_bytes_max: config.raft.frame_bytes_max,
-            queue_frames_max: config.raft.link_queue_frames_max,
-        };
-        let peers = Peers::new(me, "boxoffice".into(), others, limits, shutdown_rx);
+        let limits = LinkLimits::from(&config.raft);
+        let peers = Peers::new(me, pki::NAME_SUFFIX.into(), others, limits, config.tls.clone(), shutdown_rx);
         let raft_config = Arc::new(config.raft.openraft().validate().map_err(|e| HostError::Config(e.to_string()))?);
         let clock = Arc::new(Clock::new(config.raft.clock_offset_ms));
         let limits = BatchLimits {

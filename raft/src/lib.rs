@@ -12,7 +12,8 @@
 //! - [`consensus`]: the consensus core as the write path needs it (a trait), over openraft;
 //! - [`clock`]: the leader's monotonic stamp for each group's entries;
 //! - [`wire`]: messages between nodes and their framing;
-//! - [`link`]: one connection per pair of nodes, dialed, kept, and redialed;
+//! - [`tls`]: mutual TLS between nodes: certificates from the cluster's CA that name a node;
+//! - [`link`]: one connection per pair of nodes, authenticated, dialed, kept, and redialed;
 //! - [`network`]: openraft's network for one group, over the shared link;
 //! - [`proposer`]: leader-side batching of a group's commands into raft entries;
 //! - [`reads`]: read-index rounds shared by every linearizable read that comes meanwhile;
@@ -33,10 +34,12 @@ pub mod reads;
 pub mod refusals;
 mod rounds;
 pub mod seams;
+pub mod tls;
 pub mod types;
 pub mod wire;
 
 pub use config::{HostConfig, PeerConfig, RaftConfig};
 pub use host::{Host, HostError};
 pub use seams::{ErrorKind, GroupParts, GroupStorage, SeamError, Searcher, StateReader};
+pub use tls::{LinkTls, TlsError};
 pub use types::TypeConfig;

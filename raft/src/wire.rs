@@ -2,22 +2,32 @@
 //!
 //! A frame is `[u32 length][u64 correlation id][u8 kind][bincode payload]`, big endian, the
 //! length counting everything after itself. Requests and responses of every group share one
-//! connection per pair of nodes; the correlation id pairs a response with its request.
+//! connection per pair of nodes; the correlation id pairs a response with its request. A
+//! keepalive frame (kind 2, id 0, no payload) tells the reader the link is alive and nothing
+//! else.
+//!
+//! A frame's length is a claim, not a fact: [`read_frame`] grows its buffer as bytes arrive, so
+//! a peer that announces a large frame and sends little costs what it sent.
 
 use model::{Command, Consistency, GroupId, Millis, NodeId, Outcome, Query, QueryResult, ReplicaStatus};
 use openraft::error::{Fatal, RaftError};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::types::{SnapshotMeta, TypeConfig, Vote};
 
 /// Bytes before the payload: length, correlation id, kind.
 const HEADER_BYTES: usize = 4 + 8 + 1;
+/// Most bytes a frame's buffer grows by per read: memory follows what arrived.
+const READ_CHUNK_BYTES: usize = 64 << 10;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
-    /// The first frame on a connection, from the node that dialed.
+    /// The first frame on a connection, from the node that dialed, after the TLS handshake:
+    /// `from` must be the node its certificate names (see `link`).
     Hello {
         from: NodeId,
         cluster: String,
@@ -102,6 +112,8 @@ pub enum Refusal {
 pub enum Kind {
     Request = 0,
     Response = 1,
+    /// Nothing to do: the link is alive.
+    Keepalive = 2,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +124,10 @@ pub enum FrameError {
     TooLarge { got: u32, max: u32 },
     #[error("malformed frame: {0}")]
     Malformed(String),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("nothing arrived for {0:?}")]
+    Idle(Duration),
 }
 
 /// Encodes one frame into a fresh buffer.
@@ -124,6 +140,14 @@ pub fn encode<T: Serialize>(id: u64, kind: Kind, message: &T) -> Result<Vec<u8>,
     let len = u32::try_from(buf.len() - 4).map_err(|_| FrameError::TooLarge { got: u32::MAX, max: u32::MAX })?;
     buf[..4].copy_from_slice(&len.to_be_bytes());
     Ok(buf)
+}
+
+/// A keepalive frame.
+pub fn keepalive() -> Vec<u8> {
+    let mut buf = ((HEADER_BYTES - 4) as u32).to_be_bytes().to_vec();
+    buf.extend_from_slice(&0u64.to_be_bytes());
+    buf.push(Kind::Keepalive as u8);
+    buf
 }
 
 /// A received frame before its payload is decoded.
@@ -139,16 +163,21 @@ impl Frame {
     }
 }
 
-/// Reads one frame; `Ok(None)` at a clean end of stream.
+/// Reads one frame; `Ok(None)` at a clean end of stream. Fails with [`FrameError::Idle`] when
+/// no byte arrives for `idle`, and never holds much more memory than the bytes that arrived.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     frame_bytes_max: u32,
+    idle: Duration,
 ) -> Result<Option<Frame>, FrameError> {
     let mut len = [0u8; 4];
-    match reader.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let mut got = 0;
+    while got < len.len() {
+        match read_some(reader, &mut len[got..], idle).await? {
+            0 if got == 0 => return Ok(None),
+            0 => return Err(closed()),
+            n => got += n,
+        }
     }
     let len = u32::from_be_bytes(len);
     if len > frame_bytes_max {
@@ -157,26 +186,51 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if (len as usize) < HEADER_BYTES - 4 {
         return Err(FrameError::Malformed(format!("frame of {len} bytes is shorter than its header")));
     }
-    let mut body = vec![0u8; len as usize];
-    reader.read_exact(&mut body).await?;
+    let len = len as usize;
+    let mut body = Vec::with_capacity(len.min(READ_CHUNK_BYTES));
+    while body.len() < len {
+        let start = body.len();
+        let end = len.min(start + READ_CHUNK_BYTES);
+        body.resize(end, 0);
+        let n = read_some(reader, &mut body[start..end], idle).await?;
+        if n == 0 {
+            return Err(closed());
+        }
+        body.truncate(start + n);
+    }
+    assert_eq!(body.len(), len, "a frame's body is read whole");
     let id = u64::from_be_bytes(body[..8].try_into().expect("8 bytes were read"));
     let kind = match body[8] {
         0 => Kind::Request,
         1 => Kind::Response,
+        2 => Kind::Keepalive,
         other => return Err(FrameError::Malformed(format!("unknown frame kind {other}"))),
     };
     body.drain(..9);
     Ok(Some(Frame { id, kind, payload: body }))
 }
 
+async fn read_some<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8], idle: Duration) -> Result<usize, FrameError> {
+    match tokio::time::timeout(idle, reader.read(buf)).await {
+        Ok(read) => Ok(read?),
+        Err(_) => Err(FrameError::Idle(idle)),
+    }
+}
+
+fn closed() -> FrameError {
+    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed in the middle of a frame").into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const IDLE: Duration = Duration::from_secs(1);
+
     #[tokio::test]
     async fn a_frame_round_trips() {
         let bytes = encode(42, Kind::Request, &Request::Status).unwrap();
-        let frame = read_frame(&mut bytes.as_slice(), 1 << 20).await.unwrap().unwrap();
+        let frame = read_frame(&mut bytes.as_slice(), 1 << 20, IDLE).await.unwrap().unwrap();
         assert_eq!((frame.id, frame.kind), (42, Kind::Request));
         assert!(matches!(frame.decode::<Request>().unwrap(), Request::Status));
     }
@@ -184,10 +238,27 @@ mod tests {
     #[tokio::test]
     async fn an_oversized_or_truncated_frame_is_an_error_not_a_panic() {
         let bytes = encode(1, Kind::Response, &Response::Status(vec![])).unwrap();
-        assert!(matches!(read_frame(&mut bytes.as_slice(), 4).await, Err(FrameError::TooLarge { .. })));
-        assert!(read_frame(&mut &bytes[..bytes.len() - 1], 1 << 20).await.is_err());
+        assert!(matches!(read_frame(&mut bytes.as_slice(), 4, IDLE).await, Err(FrameError::TooLarge { .. })));
+        assert!(read_frame(&mut &bytes[..bytes.len() - 1], 1 << 20, IDLE).await.is_err());
         let garbage = [0u8, 0, 0, 3, 1, 2, 3];
-        assert!(matches!(read_frame(&mut garbage.as_slice(), 1 << 20).await, Err(FrameError::Malformed(_))));
-        assert!(read_frame(&mut [].as_slice(), 1 << 20).await.unwrap().is_none());
+        assert!(matches!(read_frame(&mut garbage.as_slice(), 1 << 20, IDLE).await, Err(FrameError::Malformed(_))));
+        assert!(read_frame(&mut [].as_slice(), 1 << 20, IDLE).await.unwrap().is_none());
+    }
+
+    /// A reader waiting for the rest of a frame that announced 512 MiB is released by the idle
+    /// timeout (what it holds meanwhile is measured on a real node: tests/tests/raft_port.rs);
+    /// a keepalive frame reads as one.
+    #[tokio::test]
+    async fn a_peer_that_stops_mid_frame_is_dropped_when_idle() {
+        let (mut ours, mut theirs) = tokio::io::duplex(1 << 16);
+        use tokio::io::AsyncWriteExt;
+        theirs.write_all(&(512u32 << 20).to_be_bytes()).await.unwrap();
+        theirs.write_all(&[7u8; 1000]).await.unwrap();
+        let read = read_frame(&mut ours, u32::MAX, Duration::from_millis(100)).await;
+        assert!(matches!(read, Err(FrameError::Idle(_))), "{:?}", read.err());
+        drop(theirs);
+        let keepalive = keepalive();
+        let frame = read_frame(&mut keepalive.as_slice(), 1 << 20, IDLE).await.unwrap().unwrap();
+        assert_eq!((frame.id, frame.kind, frame.payload.len()), (0, Kind::Keepalive, 0));
     }
 }

@@ -3,7 +3,9 @@
 //! start again, and the admin API's view of its groups.
 //!
 //! Every node gets its own config file (`node<id>.toml`), data folder (`node<id>/`) and log file
-//! (`node<id>.log`) in the cluster's folder, beside the provider's `sandbox.log`. The node that
+//! (`node<id>.log`) in the cluster's folder, beside the provider's `sandbox.log`, and the
+//! cluster's certificates in `certs/`: a CA made for this cluster alone and a certificate per
+//! node (the nodes link over mutual TLS; see [`Cluster::certs_dir`]). The node that
 //! dials a link (the lower id) is given the address its [`Links`] route to, so that something,
 //! such as the chaos runner's fault-injecting proxies, can stand between the nodes.
 
@@ -23,6 +25,8 @@ use crate::settings::Settings;
 
 /// How long a cluster may take to elect every group's leader, and a node to come back.
 const READY_TIMEOUT_MS: u64 = 60_000;
+/// The folder of the cluster's CA and node certificates, in the cluster's folder.
+const CERTS_DIR: &str = "certs";
 /// Times a cluster is started on fresh ports when one of its ports was taken meanwhile.
 const START_ATTEMPTS_MAX: u32 = 3;
 
@@ -151,6 +155,8 @@ impl<L: Links> Cluster<L> {
             nodes.push(Node { id, raft_addr, http_addr, config, log, child: None, paused: false });
         }
         let sandbox_addr = ports.addr()?;
+        let certs = dir.path.join(CERTS_DIR);
+        pki::make_cluster(&certs, 1..=settings.nodes).context("making the cluster's certificates")?;
         let mut routes = BTreeMap::new();
         for a in &nodes {
             for b in nodes.iter().filter(|b| b.id > a.id) {
@@ -179,6 +185,7 @@ impl<L: Links> Cluster<L> {
                 http_addr: &node.http_addr,
                 peers: &peers,
                 sandbox_url: &sandbox_url,
+                certs: &certs,
             };
             std::fs::write(&node.config, node_config(settings, &config))
                 .with_context(|| format!("cannot write {}", node.config.display()))?;
@@ -237,17 +244,39 @@ impl<L> Cluster<L> {
         &self.dir.path
     }
 
+    /// The cluster's CA (`ca.crt`, `ca.key`) and every node's certificate and key
+    /// (`node-<id>.crt`, `node-<id>.key`), PEM; see [`pki`].
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.path.join(CERTS_DIR)
+    }
+
     pub fn node(&self, id: u64) -> &Node {
         self.nodes.iter().find(|n| n.id == id).expect("known node")
     }
 
     /// The resident memory of a node's process, in bytes (`None` if it is not running).
     pub fn rss_bytes(&self, id: u64) -> Option<u64> {
+        self.proc_status_bytes(id, "VmRSS:")
+    }
+
+    /// The virtual memory of a node's process, in bytes (`None` if it is not running): what it
+    /// allocated, touched or not.
+    pub fn virtual_bytes(&self, id: u64) -> Option<u64> {
+        self.proc_status_bytes(id, "VmSize:")
+    }
+
+    /// A size from the process's `/proc/<pid>/status`, given in KiB there.
+    fn proc_status_bytes(&self, id: u64, field: &str) -> Option<u64> {
         let pid = self.node(id).child.as_ref()?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+        let line = status.lines().find(|line| line.starts_with(field))?;
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
+    }
+
+    /// The path of node `id`'s log file.
+    pub fn log_path(&self, id: u64) -> &Path {
+        &self.node(id).log
     }
 
     fn node_mut(&mut self, id: u64) -> &mut Node {

@@ -24,6 +24,8 @@ pub struct NodeConfig<'a> {
     pub peers: &'a [Peer<'a>],
     /// The sandbox payment provider's base URL.
     pub sandbox_url: &'a str,
+    /// The cluster's certificates folder ([`pki::make_cluster`]): the `[tls]` files.
+    pub certs: &'a Path,
 }
 
 /// The config file of one node.
@@ -59,7 +61,14 @@ pub fn node_config(settings: &Settings, node: &NodeConfig) -> String {
         "" => String::new(),
         extra => format!("\n[room]\n{extra}\n"),
     };
-    format!("{head}{peers}\n{raft}{gateway}{room}")
+    let files = pki::node_files(node.certs, node.id);
+    let tls = format!(
+        "\n[tls]\nca_cert_path = \"{}\"\ncert_path = \"{}\"\nkey_path = \"{}\"\n",
+        files.ca_cert.display(),
+        files.cert.display(),
+        files.key.display()
+    );
+    format!("{head}{peers}\n{raft}{gateway}{room}{tls}")
 }
 
 #[cfg(test)]
@@ -85,6 +94,7 @@ mod tests {
             http_addr: "127.0.0.1:2",
             peers: &peers,
             sandbox_url: "http://127.0.0.1:5",
+            certs: Path::new("/tmp/certs"),
         };
         let text = node_config(&settings, &node);
         assert!(text.parse::<toml::Table>().is_ok(), "{text}");
@@ -96,6 +106,7 @@ mod tests {
         assert!(text.contains("reconcile_after_ms = 2000\ntickets_per_fan_max = 0\n"), "{text}");
         let table = text.parse::<toml::Table>().unwrap();
         assert_eq!(table["room"]["joins_per_address_per_min"].as_integer(), Some(5), "{text}");
+        assert_eq!(table["tls"]["cert_path"].as_str(), Some("/tmp/certs/node-1.crt"), "{text}");
         let plain = node_config(&Settings::default(), &node);
         assert!(!plain.contains("[room]"), "no room table without room settings: {plain}");
     }
