@@ -11,7 +11,9 @@
 //! replica's clock), at most `records_max` of them per command, by scanning the `x` index from
 //! the front; it also moves `d` up to that cutoff, so that a record the bound left for the next
 //! prune already reads as forgotten. A record is also forgotten once it is
-//! `IDEMPOTENCY_WINDOW_HARD_MAX_MS` old, prune or not.
+//! `IDEMPOTENCY_WINDOW_HARD_MAX_MS` old, prune or not. A prune applied again (a write the router
+//! retried) forgets the next records due, if its bound left any: all of them are past their
+//! window, so nothing a retry could still ask for.
 //!
 //! Rows written before the `x` index existed have no index row: a prune never finds them, they
 //! read as forgotten once `d` passes their stamp, and they are indexed when their key (or event
