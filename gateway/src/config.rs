@@ -72,6 +72,18 @@ pub struct GatewayConfig {
     pub seat_subscribers_max: usize,
     /// Bytes of event layouts (the immutable seat map documents) kept rendered.
     pub layout_cache_bytes_max: u64,
+    /// How long an `Idempotency-Key`'s first answer (and a webhook's event id) is remembered:
+    /// a retry within it gets that answer; after it (and within one `prune_interval_ms` more)
+    /// the key is forgotten and its row removed, so that what fans send cannot grow a group
+    /// without end. Group time, from the stamps of the group's log. The same on every node
+    /// (the leader's is used); 1 s to 24 h.
+    pub idempotency_window_ms: u64,
+    /// How often the leader of each inventory group looks for records past their window and
+    /// proposes a prune.
+    pub prune_interval_ms: u64,
+    /// Most records one prune (one command in the group's log) forgets; a larger backlog goes
+    /// over several, one after another, so that no write batch is huge.
+    pub prune_records_max: u32,
 }
 
 impl Default for GatewayConfig {
@@ -105,6 +117,9 @@ impl Default for GatewayConfig {
             seat_feeds_max: 1_000,
             seat_subscribers_max: 100_000,
             layout_cache_bytes_max: 64 << 20,
+            idempotency_window_ms: model::IDEMPOTENCY_WINDOW_HARD_MAX_MS,
+            prune_interval_ms: 60_000,
+            prune_records_max: 1_000,
         }
     }
 }
@@ -184,7 +199,32 @@ impl fmt::Debug for GatewayConfig {
             .field("seat_feeds_max", &self.seat_feeds_max)
             .field("seat_subscribers_max", &self.seat_subscribers_max)
             .field("layout_cache_bytes_max", &self.layout_cache_bytes_max)
+            .field("idempotency_window_ms", &self.idempotency_window_ms)
+            .field("prune_interval_ms", &self.prune_interval_ms)
+            .field("prune_records_max", &self.prune_records_max)
             .finish()
+    }
+}
+
+/// The shortest `prune_interval_ms`: a prune is a write to every inventory group with records
+/// due.
+pub const PRUNE_INTERVAL_MIN_MS: u64 = 100;
+
+impl GatewayConfig {
+    /// What is wrong with these settings, in words an operator can act on.
+    pub fn problem(&self) -> Option<String> {
+        let (min, max) = (model::IDEMPOTENCY_WINDOW_MIN_MS, model::IDEMPOTENCY_WINDOW_HARD_MAX_MS);
+        if !(min..=max).contains(&self.idempotency_window_ms) {
+            return Some(format!("idempotency_window_ms must be {min} to {max}, not {}", self.idempotency_window_ms));
+        }
+        if self.prune_interval_ms < PRUNE_INTERVAL_MIN_MS {
+            return Some(format!("prune_interval_ms must be at least {PRUNE_INTERVAL_MIN_MS}"));
+        }
+        let records_max = model::PRUNE_RECORDS_HARD_MAX;
+        if self.prune_records_max == 0 || self.prune_records_max > records_max {
+            return Some(format!("prune_records_max must be 1 to {records_max}, not {}", self.prune_records_max));
+        }
+        None
     }
 }
 
@@ -198,6 +238,21 @@ mod tests {
         assert_eq!(config.hold_ttl_ms, 5);
         assert_eq!(config.tickets_per_booking_max, 8);
         assert_eq!(config.page_size_max, 100);
+    }
+
+    #[test]
+    fn prune_settings_out_of_their_limits_are_named() {
+        assert_eq!(GatewayConfig::default().problem(), None);
+        let short = GatewayConfig { idempotency_window_ms: 999, ..GatewayConfig::default() };
+        assert!(short.problem().unwrap().contains("idempotency_window_ms"));
+        let long = GatewayConfig { idempotency_window_ms: 2 * 86_400_000, ..GatewayConfig::default() };
+        assert!(long.problem().unwrap().contains("idempotency_window_ms"));
+        let busy = GatewayConfig { prune_interval_ms: 10, ..GatewayConfig::default() };
+        assert!(busy.problem().unwrap().contains("prune_interval_ms"));
+        for records_max in [0, model::PRUNE_RECORDS_HARD_MAX + 1] {
+            let config = GatewayConfig { prune_records_max: records_max, ..GatewayConfig::default() };
+            assert!(config.problem().unwrap().contains("prune_records_max"));
+        }
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //! - [`payment`]: the payment provider trait and its HTTP client;
 //! - [`webhook`]: checking the provider's webhook signatures;
 //! - [`settle`]: settling captured payments (confirm, or refund), and reconciling pending ones;
+//! - [`prune`]: the task that has each group this node leads forget idempotency records and
+//!   webhook event ids past their window;
 //! - [`metrics`]: response and hold counters in Prometheus text;
 //! - [`seats`]: live seat maps, one feed per event followed by every fan watching it;
 //! - [`routes`]: the handlers, one module per area, and the router that ties them together.
@@ -34,6 +36,7 @@ pub mod headers;
 pub mod metrics;
 pub mod payment;
 pub mod problem;
+pub mod prune;
 pub mod routes;
 pub mod seats;
 pub mod settle;
@@ -52,8 +55,8 @@ pub use payment::{HttpProvider, NoProvider, PaymentProvider};
 pub use problem::Problem;
 
 /// The gateway's routes over `cluster`, paying through the provider at `payment_api_url` (none
-/// if it is empty), and the task that reconciles payments left pending (it stops when the router
-/// is dropped). Must be called inside a Tokio runtime.
+/// if it is empty), and the tasks that reconcile payments left pending and prune what groups
+/// remember (they stop when the router is dropped). Must be called inside a Tokio runtime.
 pub fn router<C: Cluster>(cluster: Arc<C>, config: GatewayConfig) -> axum::Router {
     router_with(cluster, config, None, axum::Router::new())
 }
@@ -79,6 +82,7 @@ pub fn router_with<C: Cluster>(
     let payments = payments.unwrap_or_else(|| configured_provider(&config));
     let state = state::AppState::new(cluster, config, payments);
     tokio::spawn(settle::reconcile(state.downgrade()));
+    tokio::spawn(prune::prune(state.downgrade()));
     routes::build(state, extra)
 }
 

@@ -1,5 +1,5 @@
 //! Counters in Prometheus text: HTTP responses by method, route and status, holds by outcome,
-//! payments by outcome, payment webhooks by what they took.
+//! payments by outcome, payment webhooks by what they took, remembered records pruned.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -28,6 +28,8 @@ pub struct Metrics {
     webhooks_settled_already: AtomicU64,
     /// Success webhooks that went to the state machine as a write.
     webhooks_written: AtomicU64,
+    /// Idempotency records and webhook event ids this node's prunes forgot (while it led).
+    records_pruned: AtomicU64,
 }
 
 /// What became of a payment attempt.
@@ -66,6 +68,11 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts records a prune this node proposed forgot.
+    pub fn count_pruned(&self, records: u32) {
+        self.records_pruned.fetch_add(u64::from(records), Ordering::Relaxed);
+    }
+
     /// Everything, in Prometheus' text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -90,6 +97,10 @@ impl Metrics {
         let webhooks = [("settled_already", &self.webhooks_settled_already), ("written", &self.webhooks_written)];
         let help = "Payment-success webhooks: answered from a read (settled already) or written.";
         counter_family(&mut out, "boxoffice_success_webhooks_total", help, &webhooks);
+        let name = "boxoffice_remembered_records_pruned_total";
+        let help = "Idempotency records and webhook event ids forgotten by the prunes this node proposed.";
+        let pruned = self.records_pruned.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {pruned}");
         out
     }
 }

@@ -105,6 +105,11 @@ pub enum Command {
     /// A hold (`Hold` or `HoldBest`) under an admission: one booking per place, while the
     /// admission lasts, by the fan it was given to.
     Admitted { admission: Admission, hold: Box<Command> },
+    /// Forgets the idempotency records and webhook event ids stamped `window_ms` or longer
+    /// before this entry's stamp, oldest first, at most `records_max` of them: the group's
+    /// leader proposes it while its replica has such records, so that what fans and the
+    /// provider make the group remember does not grow without end.
+    Prune { window_ms: u64, records_max: u32 },
 }
 
 /// An `Idempotency-Key` and a fingerprint of the request it came with: a retry with the same key
@@ -115,8 +120,17 @@ pub struct Idempotency {
     pub fingerprint: u64,
 }
 
-/// How long an idempotency key (and a webhook's event id) is remembered.
-pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+/// The longest an idempotency key (and a webhook's event id) is remembered: apply forgets a
+/// record this old whether or not a `Prune` removed it. A node's `idempotency_window_ms` picks
+/// a window up to this.
+pub const IDEMPOTENCY_WINDOW_HARD_MAX_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The shortest window a `Prune` may forget after: a retry a second later still gets its answer.
+pub const IDEMPOTENCY_WINDOW_MIN_MS: u64 = 1_000;
+
+/// Most records one `Prune` forgets, whatever it asks: a backlog goes over several entries,
+/// never in one giant write batch.
+pub const PRUNE_RECORDS_HARD_MAX: u32 = 10_000;
 
 impl Command {
     /// Whether this command belongs in the placement group rather than an inventory group.
@@ -153,6 +167,7 @@ impl Command {
             Command::RoomTick { .. } => "room_tick",
             Command::RoomLateAdmit { .. } => "room_late_admit",
             Command::Admitted { .. } => "admitted",
+            Command::Prune { .. } => "prune",
         }
     }
 }
@@ -237,6 +252,11 @@ pub enum Outcome {
     AdmissionInvalid(String),
     /// A booking was already made under this place.
     AdmissionSpent,
+    /// How many remembered records a `Prune` forgot, and whether more are due.
+    Pruned {
+        records: u32,
+        more: bool,
+    },
 }
 
 /// Most events one bulk command places or creates.

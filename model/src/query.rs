@@ -54,6 +54,9 @@ pub enum Query {
     Rooms {
         limit: u32,
     },
+    /// The stamp of the oldest idempotency record or webhook event id the group remembers, if
+    /// any: whether a `Prune` has anything to do.
+    OldestRemembered,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +88,7 @@ pub enum QueryResult {
     IndexEntries(Vec<(Event, u32)>),
     Room(Option<crate::room::RoomState>),
     Rooms(Vec<EventId>),
+    OldestRemembered(Option<Millis>),
 }
 
 /// How fresh a read must be.

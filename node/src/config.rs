@@ -158,6 +158,9 @@ impl NodeConfig {
         if let Some(problem) = self.raft.problem() {
             bail!("[raft]: {problem}");
         }
+        if let Some(problem) = self.gateway.problem() {
+            bail!("[gateway]: {problem}");
+        }
         let mut ids = std::collections::BTreeSet::new();
         for node in &self.nodes {
             if !ids.insert(node.id) {
@@ -256,6 +259,9 @@ mod tests {
         assert!(missing_self.check().unwrap_err().to_string().contains("not in [[nodes]]"));
         let weak: NodeConfig = toml::from_str(&GOOD.replace("0123456789abcdef", "short")).unwrap();
         assert!(weak.check().unwrap_err().to_string().contains("cluster_secret"));
+        let forgetful: NodeConfig =
+            toml::from_str(&GOOD.replace("[gateway]\n", "[gateway]\n        idempotency_window_ms = 10\n")).unwrap();
+        assert!(forgetful.check().unwrap_err().to_string().contains("idempotency_window_ms"));
     }
 
     #[test]

@@ -59,11 +59,17 @@ const PEERS_WAIT_BEFORE_INIT_MS: u64 = 2_000;
 const PEERS_POLL_MS: u64 = 10;
 /// Times a read is tried while this node's replica answers busy, before it is refused.
 const BUSY_READ_ATTEMPTS_MAX: u32 = 4;
-/// Queries that scan many rows run on the blocking pool rather than on a runtime worker.
+/// Queries that scan many rows run on the blocking pool rather than on a runtime worker. The
+/// oldest remembered record is one row, but found past the deletions of the prunes before it.
 fn is_scan(query: &Query) -> bool {
     matches!(
         query,
-        Query::Tickets(_) | Query::SeatMap(_) | Query::UpcomingEvents { .. } | Query::EventState(_) | Query::Digest
+        Query::Tickets(_)
+            | Query::SeatMap(_)
+            | Query::UpcomingEvents { .. }
+            | Query::EventState(_)
+            | Query::Digest
+            | Query::OldestRemembered
     )
 }
 

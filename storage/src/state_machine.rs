@@ -717,6 +717,14 @@ impl Reader {
                 }
                 QueryResult::Rooms(events)
             }
+            Query::OldestRemembered => {
+                let oldest = s.scan_keys(keys::REMEMBERED_PREFIX, 1)?.first().map(|key| {
+                    keys::stamp_of_remembered_key(key)
+                        .map(|(at, _)| at)
+                        .ok_or_else(|| Fault::corrupt(key, "short index key"))
+                });
+                QueryResult::OldestRemembered(oldest.transpose()?)
+            }
             Query::UpcomingEvents { from, limit } => {
                 let limit = (*limit).min(model::UPCOMING_EVENTS_MAX) as usize;
                 let mut events = Vec::new();
@@ -758,7 +766,7 @@ impl StateReader for Reader {
 
 #[cfg(test)]
 mod tests {
-    use model::{Batch, BookingId, Command};
+    use model::{Batch, BookingId, Command, Outcome};
     use openraft::{CommittedLeaderId, RaftSnapshotBuilder};
 
     use super::*;
@@ -795,6 +803,76 @@ mod tests {
     fn hold(nonce: u64) -> Command {
         let booking = BookingId { event: 7, nonce };
         Command::Hold { booking, user: 1, tickets: vec![2], ttl_ms: 60_000, fan_tickets_max: 0, idempotency: None }
+    }
+
+    /// A hold of ticket `nonce` of event 7 by fan 1 under the key `k{nonce}`.
+    fn keyed(nonce: u64, key: u64) -> Command {
+        let booking = BookingId { event: 7, nonce };
+        let idempotency = Some(model::Idempotency { key: format!("k{key}"), fingerprint: key });
+        Command::Hold { booking, user: 1, tickets: vec![nonce as u32], ttl_ms: 60_000, fan_tickets_max: 0, idempotency }
+    }
+
+    async fn digest(reader: &Arc<dyn StateReader>) -> QueryResult {
+        reader.query(&Query::Digest).unwrap()
+    }
+
+    /// On RocksDB: a prune forgets what its window left behind, within its bound per entry, and
+    /// nothing younger; a retry within the window is answered from its record, after it is a new
+    /// request. Replicas that apply the same log, however openraft groups its entries, hold the
+    /// same rows, and a snapshot carries what is remembered.
+    #[tokio::test]
+    async fn prunes_forget_alike_on_every_replica_within_their_bound() {
+        let open = |dir: &tempfile::TempDir| {
+            let storage = crate::Storage::open(dir.path()).unwrap();
+            let parts = raft::GroupStorage::open(&storage, 1).unwrap();
+            (storage, parts.state_machine, parts.reader)
+        };
+        let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+        let (_a, mut first, first_reader) = open(&dirs[0]);
+        let (_b, mut second, second_reader) = open(&dirs[1]);
+        let prune = Command::Prune { window_ms: 10_000, records_max: 8 };
+
+        let mut log = vec![entry(1, Command::CreateEvent { event: event(7, 40), seat_map: map(40) })];
+        // 30 keyed holds at 1,002 to 1,031, then a younger one at 15,000.
+        log.extend((2..=31).map(|index| entry(index, keyed(index, index))));
+        log.push(entry_at(32, 15_000, keyed(32, 32)));
+        first.apply(log.clone()).await.unwrap();
+        assert_eq!(first_reader.query(&Query::OldestRemembered).unwrap(), QueryResult::OldestRemembered(Some(1_002)));
+
+        // At 20,000 the 30 are due (30 > 8: four entries), the younger one is not.
+        let mut pruned = Vec::new();
+        for index in 33..=36 {
+            let replies = first.apply([entry_at(index, 20_000, prune.clone())]).await.unwrap();
+            pruned.push(replies[0].0[0].clone());
+            log.push(entry_at(index, 20_000, prune.clone()));
+        }
+        let pruned_as = |records, more| Outcome::Pruned { records, more };
+        assert_eq!(pruned, vec![pruned_as(8, true), pruned_as(8, true), pruned_as(8, true), pruned_as(6, false)]);
+        assert_eq!(first_reader.query(&Query::OldestRemembered).unwrap(), QueryResult::OldestRemembered(Some(15_000)));
+
+        // The younger key still gets its first answer; a forgotten one is a new request.
+        let QueryResult::Booking(Some(young)) =
+            first_reader.query(&Query::Booking(BookingId { event: 7, nonce: 32 })).unwrap()
+        else {
+            panic!("the younger hold's booking")
+        };
+        let retries = [entry_at(37, 20_001, keyed(38, 32)), entry_at(38, 20_001, keyed(39, 5))];
+        let replies = first.apply(retries.clone()).await.unwrap();
+        assert_eq!(replies[0].0[0], Outcome::Held(young), "answered from its record");
+        let Outcome::Held(new) = &replies[1].0[0] else { panic!("a new hold: {:?}", replies[1]) };
+        assert_eq!(new.id, BookingId { event: 7, nonce: 39 }, "a new booking, not the first under k5");
+        log.extend(retries);
+
+        // Another replica applies the same log in one go: the same rows.
+        second.apply(log).await.unwrap();
+        let digest_of_first = digest(&first_reader).await;
+        assert_eq!(digest(&second_reader).await, digest_of_first);
+        // And a replica that installs the first's snapshot.
+        let (_c, mut third, third_reader) = open(&dirs[2]);
+        let snapshot = first.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        third.install_snapshot(&snapshot.meta, snapshot.snapshot).await.unwrap();
+        assert_eq!(digest(&third_reader).await, digest_of_first);
+        assert_eq!(third_reader.query(&Query::OldestRemembered).unwrap(), QueryResult::OldestRemembered(Some(15_000)));
     }
 
     /// A room reads back whole (its core, passes and reports by node), and the group lists the

@@ -4,17 +4,17 @@
 //! Rows this module keeps beside tickets and bookings (keys in [`crate::ledger::keys`]):
 //! - `f{user}{event}{nonce}`: a fan's bookings, for per-fan limits and "my bookings";
 //! - `q{event}{nonce}`: bookings waiting for a payment, for the reconciliation task;
-//! - `k{user}{key}`: idempotency keys and the first answer given under each;
-//! - `w{provider event}`: webhook events already applied.
+//!
+//! and, through [`crate::ledger::idempotency`], the first answer under each idempotency key and
+//! the webhook events already applied.
 
 use std::collections::HashSet;
 
 use model::{
     Booking, BookingId, BookingState, Idempotency, Millis, Outcome, TicketId, TicketState, BOOKING_TICKETS_HARD_MAX,
-    IDEMPOTENCY_TTL_MS,
 };
-use serde::{Deserialize, Serialize};
 
+use crate::ledger::idempotency::{first_time, remember, remembered};
 use crate::ledger::invariants;
 use crate::ledger::keys;
 use crate::ledger::rows::{read, write, Fault, Rows};
@@ -33,38 +33,6 @@ pub struct HoldRequest<'a> {
     pub ttl_ms: u64,
     pub fan_tickets_max: u32,
     pub idempotency: Option<&'a Idempotency>,
-}
-
-/// The first answer given under an idempotency key.
-#[derive(Debug, Serialize, Deserialize)]
-struct Remembered {
-    fingerprint: u64,
-    outcome: Outcome,
-    at: Millis,
-}
-
-/// The answer remembered under `key`, if it is still remembered: the same request gets it
-/// again, another request is refused. The room asks too, before it refuses a retried hold whose
-/// place a first attempt (under another booking id) already spent.
-pub fn remembered(
-    rows: &impl Rows,
-    user: u64,
-    key: Option<&Idempotency>,
-    at: Millis,
-) -> Result<Option<Outcome>, Fault> {
-    let Some(key) = key else { return Ok(None) };
-    let Some(record) = read::<Remembered, _>(rows, &keys::idempotency(user, &key.key))? else { return Ok(None) };
-    if at >= record.at + IDEMPOTENCY_TTL_MS {
-        return Ok(None);
-    }
-    Ok(Some(if record.fingerprint == key.fingerprint { record.outcome } else { Outcome::IdempotencyMismatch }))
-}
-
-fn remember(rows: &mut impl Rows, user: u64, key: Option<&Idempotency>, at: Millis, outcome: &Outcome) {
-    if let Some(key) = key {
-        let record = Remembered { fingerprint: key.fingerprint, outcome: outcome.clone(), at };
-        write(rows, keys::idempotency(user, &key.key), &record);
-    }
 }
 
 /// Holds the given tickets (all or none).
@@ -365,19 +333,6 @@ fn start(
     save(rows, &booking);
     invariants::assert_held(rows, &booking)?;
     Ok(Outcome::PaymentPending(booking))
-}
-
-/// A webhook event applied once: `None` to go on, the answer if it was applied before.
-fn first_time(rows: &mut impl Rows, at: Millis, event: Option<&str>) -> Result<Option<Outcome>, Fault> {
-    let Some(event) = event else { return Ok(None) };
-    let key = keys::webhook(event);
-    if let Some(seen) = read::<Millis, _>(rows, &key)? {
-        if at < seen + IDEMPOTENCY_TTL_MS {
-            return Ok(Some(Outcome::AlreadyApplied));
-        }
-    }
-    write(rows, key, &at);
-    Ok(None)
 }
 
 pub fn payment_succeeded(

@@ -2,10 +2,11 @@
 //! with a one-byte tag, and `0x00` is reserved for the state machine's own metadata.
 //!
 //! Tags in use (a new kind of row takes a free one): `a` room's core, `b` booking, `c` counters,
-//! `e` event, `f` fan's booking, `g` room's passes, `h` booking's admitted place, `i` start
-//! index, `j` node's room report, `k` idempotency key, `l` placement, `m` email, `n` sold count,
-//! `o` admitted place's booking, `p` performer, `q` pending payment, `r` created request, `s` seat
-//! map, `t` ticket, `u` user, `v` venue, `w` webhook.
+//! `d` forgotten-through stamp, `e` event, `f` fan's booking, `g` room's passes, `h` booking's
+//! admitted place, `i` start index, `j` node's room report, `k` idempotency key, `l` placement,
+//! `m` email, `n` sold count, `o` admitted place's booking, `p` performer, `q` pending payment,
+//! `r` created request, `s` seat map, `t` ticket, `u` user, `v` venue, `w` webhook, `x`
+//! remembered record by stamp.
 
 use model::room::Place;
 use model::{BookingId, EventId, Millis, NodeId, TicketId};
@@ -118,6 +119,20 @@ pub fn event_of_key(key: &[u8]) -> Option<EventId> {
 pub fn webhook(event: &str) -> Vec<u8> {
     tagged(b'w', &[event.as_bytes()])
 }
+/// A remembered record (an idempotency key's `k` row or a webhook's `w` row) by its stamp:
+/// `x{at}{row key}`, empty value. They sort oldest first, so a prune scans from the front.
+pub fn remembered(at: Millis, row: &[u8]) -> Vec<u8> {
+    tagged(b'x', &[&at.to_be_bytes(), row])
+}
+pub const REMEMBERED_PREFIX: &[u8] = b"x";
+/// The stamp and the row key of a remembered record's index key.
+pub fn stamp_of_remembered_key(key: &[u8]) -> Option<(Millis, &[u8])> {
+    let stamp = key.get(1..9)?;
+    (key[0] == b'x' && key.len() > 9).then(|| (u64::from_be_bytes(stamp.try_into().expect("8 bytes")), &key[9..]))
+}
+/// The stamp through which remembered records are forgotten (a prune's cutoff; it never moves
+/// back): `d` → Millis. A record at or before it is forgotten even while its row is still there.
+pub const FORGOTTEN: &[u8] = b"d";
 /// An event's waiting room: `a{event}` → the room's core (all but its passes and reports).
 pub fn room(event: EventId) -> Vec<u8> {
     tagged(b'a', &[&event.to_be_bytes()])

@@ -9,7 +9,9 @@
 //! placements, events); [`booking`] holds, releases and pays; [`room`] keeps an event's waiting
 //! room (settings, node reports, the ticks that admit fans, and the holds made under an
 //! admission: a hold on an event whose room is enabled needs one, and a booking made under one
-//! ends its fan's shopping when it is released or confirmed); [`rows`] is the row interface and
+//! ends its fan's shopping when it is released or confirmed); [`idempotency`] remembers the
+//! first answer under each idempotency key and the webhook events applied, and forgets them
+//! after their window (`Prune`); [`rows`] is the row interface and
 //! its encoding; [`keys`] the row keys; `invariants` the assertions that follow every change of
 //! a seat's owner (a ticket held, sold or freed agrees with its booking, and no ticket sold to
 //! one booking is taken by another) and every admission (the watermark never moves back, the
@@ -25,6 +27,7 @@ use booking::HoldRequest;
 use rows::{read, write};
 
 pub mod booking;
+pub mod idempotency;
 mod invariants;
 pub mod keys;
 pub mod room;
@@ -92,6 +95,7 @@ fn dispatch(command: &Command, at: Millis, rows: &mut impl Rows) -> Result<Outco
         Command::Admitted { admission, hold: inner } => {
             room::admitted(rows, at, admission, inner, |rows| hold(inner, at, rows))
         }
+        Command::Prune { window_ms, records_max } => idempotency::prune(rows, at, *window_ms, *records_max),
     }
 }
 
@@ -279,3 +283,6 @@ pub(crate) mod tests;
 
 #[cfg(test)]
 mod room_tests;
+
+#[cfg(test)]
+mod idempotency_tests;

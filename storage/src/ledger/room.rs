@@ -30,7 +30,8 @@ use model::room::{
 use model::{Booking, BookingId, Command, EventId, Idempotency, Millis, NodeId, Outcome, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::booking::{self, HOLD_TTL_HARD_MAX_MS};
+use crate::ledger::booking::HOLD_TTL_HARD_MAX_MS;
+use crate::ledger::idempotency;
 use crate::ledger::invariants::{self, RoomAfter, RoomBefore};
 use crate::ledger::keys;
 use crate::ledger::rows::{decode, read, write, Fault, RawRow, Rows};
@@ -549,7 +550,7 @@ pub fn admitted<R: Rows>(
     match read::<SlotRow, _>(rows, &keys::slot(id.event, &admission.place))? {
         Some(slot) if slot.booking == id => return apply_hold(rows),
         // A retry under another booking id gets the first answer its idempotency key kept.
-        Some(_) => return Ok(booking::remembered(rows, user, idempotency, at)?.unwrap_or(Outcome::AdmissionSpent)),
+        Some(_) => return Ok(idempotency::remembered(rows, user, idempotency, at)?.unwrap_or(Outcome::AdmissionSpent)),
         None => {}
     }
     let outcome = apply_hold(rows)?;
