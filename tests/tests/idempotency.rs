@@ -30,8 +30,7 @@ async fn keyed_hold(cluster: &Cluster, node: u64, fan: &Fan, event: u64, tickets
 async fn pruned_records(cluster: &Cluster) -> u64 {
     let mut total = 0;
     for node in 1..=3 {
-        let text = cluster.http.get(format!("{}/metrics", cluster.url(node))).send().await.unwrap();
-        let text = text.text().await.unwrap();
+        let text = cluster.metrics_text(node).await.unwrap();
         let line = text.lines().find(|l| l.starts_with("boxoffice_remembered_records_pruned_total "));
         total += line.and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).expect("the counter is rendered");
     }
