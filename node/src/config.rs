@@ -68,7 +68,8 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
-    /// The cluster's CA certificate: peers are accepted only with a certificate it issued.
+    /// The cluster's CA certificate: peers are accepted only with a certificate it issued. While
+    /// the CA is rotated, the file holds the old and the new one (see docs/security.md).
     pub ca_cert_path: PathBuf,
     /// This node's certificate (chain, leaf first), naming `node-<id>.boxoffice`.
     pub cert_path: PathBuf,
@@ -79,7 +80,9 @@ pub struct TlsSection {
 impl TlsSection {
     /// The files read and checked into node `id`'s link TLS.
     pub fn load(&self, id: u64) -> anyhow::Result<LinkTls> {
-        let ca = CertificateDer::from_pem_file(&self.ca_cert_path)
+        // One CA, or while the CA is rotated the old and the new one in one file.
+        let cas = CertificateDer::pem_file_iter(&self.ca_cert_path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
             .with_context(|| format!("[tls] ca_cert_path {}: no PEM certificate", self.ca_cert_path.display()))?;
         let chain = CertificateDer::pem_file_iter(&self.cert_path)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -87,7 +90,7 @@ impl TlsSection {
         warn_if_readable_by_others(&self.key_path);
         let key = PrivateKeyDer::from_pem_file(&self.key_path)
             .with_context(|| format!("[tls] key_path {}: no PEM private key", self.key_path.display()))?;
-        LinkTls::new(id, ca, chain, key).with_context(|| {
+        LinkTls::new(id, cas, chain, key).with_context(|| {
             format!("[tls] cert_path {}, key_path {}", self.cert_path.display(), self.key_path.display())
         })
     }

@@ -551,7 +551,7 @@ mod tests {
 
         fn tls(&self, id: NodeId) -> LinkTls {
             let (chain, key) = self.node(id);
-            LinkTls::new(id, self.root(), chain, key).unwrap()
+            LinkTls::new(id, vec![self.root()], chain, key).unwrap()
         }
 
         /// A TLS client that presents node `id`'s certificate and trusts `server_ca`.

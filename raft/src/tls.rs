@@ -36,12 +36,13 @@ pub struct LinkTls {
 }
 
 impl LinkTls {
-    /// Links for node `me`: `chain` (its certificate first) and `key` as the cluster's CA `ca`
-    /// issued them. Fails if the certificate does not name `me`, so a node started with another
+    /// Links for node `me`: `chain` (its certificate first) and `key` as one of the cluster's
+    /// CAs `cas` issued them. More than one CA is trusted only while the CA is rotated (every
+    /// node trusts the old and the new one until every certificate is from the new one). Fails if the certificate does not name `me`, so a node started with another
     /// node's files says so at once instead of being refused by every peer.
     pub fn new(
         me: NodeId,
-        ca: CertificateDer<'static>,
+        cas: Vec<CertificateDer<'static>>,
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<LinkTls, TlsError> {
@@ -50,8 +51,13 @@ impl LinkTls {
             return Err(TlsError::NotThisNode(me, pki::node_name(me)));
         }
         let provider = provider();
+        if cas.is_empty() {
+            return Err(TlsError::BadCa("no CA certificate".into()));
+        }
         let mut roots = RootCertStore::empty();
-        roots.add(ca).map_err(|e| TlsError::BadCa(e.to_string()))?;
+        for ca in cas {
+            roots.add(ca).map_err(|e| TlsError::BadCa(e.to_string()))?;
+        }
         let roots = Arc::new(roots);
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()
@@ -116,8 +122,39 @@ mod tests {
         assert!(names_node(&chain[0], 2));
         assert!(!names_node(&chain[0], 1) && !names_node(&chain[0], 22));
         let ca_der = CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap();
-        assert!(LinkTls::new(2, ca_der.clone(), chain.clone(), key.clone_key()).is_ok());
-        let wrong = LinkTls::new(1, ca_der, chain, key);
+        assert!(LinkTls::new(2, vec![ca_der.clone()], chain.clone(), key.clone_key()).is_ok());
+        let wrong = LinkTls::new(1, vec![ca_der], chain, key);
         assert!(matches!(wrong, Err(TlsError::NotThisNode(1, _))), "{wrong:?}");
+    }
+
+    /// Whether a handshake from `client` (as node 1) to `server` (as node 2) succeeds.
+    async fn handshake(client: &LinkTls, server: &LinkTls) -> bool {
+        let (near, far) = tokio::io::duplex(64 << 10);
+        let accept = server.acceptor().accept(far);
+        let connect = client.connector().connect(server_name(2), near);
+        let (accepted, connected) = tokio::join!(accept, connect);
+        accepted.is_ok() && connected.is_ok()
+    }
+
+    #[tokio::test]
+    async fn while_the_ca_is_rotated_nodes_of_either_ca_link_and_strangers_do_not() {
+        let (old, new, other) = (
+            pki::Authority::generate().unwrap(),
+            pki::Authority::generate().unwrap(),
+            pki::Authority::generate().unwrap(),
+        );
+        let root = |ca: &pki::Authority| CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap();
+        let node = |id: u64, issuer: &pki::Authority, trusted: Vec<CertificateDer<'static>>| {
+            let (chain, key) = der(&issuer.issue(id).unwrap());
+            LinkTls::new(id, trusted, chain, key).unwrap()
+        };
+        let both = vec![root(&old), root(&new)];
+        let (one_old, two_new) = (node(1, &old, both.clone()), node(2, &new, both.clone()));
+        assert!(handshake(&one_old, &two_new).await, "old and new certificates link while both are trusted");
+        let two_new_only = node(2, &new, vec![root(&new)]);
+        assert!(!handshake(&one_old, &two_new_only).await, "once the old CA is dropped, its certificates are not");
+        let stranger = node(1, &other, vec![root(&other), root(&new)]);
+        assert!(!handshake(&stranger, &two_new).await, "a third CA is trusted by nobody");
+        assert!(matches!(LinkTls::new(1, Vec::new(), Vec::new(), der(&old.issue(1).unwrap()).1), Err(_)));
     }
 }
