@@ -116,6 +116,9 @@ impl NodeConfig {
         if self.room.cert_path.is_some() != self.room.key_path.is_some() {
             bail!("[room] give both cert_path and key_path, or neither (a self-signed certificate)");
         }
+        if let Some(problem) = self.gateway.problem() {
+            bail!("[gateway] {problem}");
+        }
         if self.gateway.cluster_secret.len() < 16 {
             bail!("[gateway] cluster_secret must be at least 16 characters, the same on every node");
         }

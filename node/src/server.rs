@@ -75,9 +75,10 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
     let (stop_room, room_stopped) = watch::channel(false);
     let room = start_room(config, cluster.clone(), room_stopped).await?;
     let fallback = room::http::routes(room.node.clone()).merge(room::page::routes());
+    let door = gateway::FrontDoor::new(&config.gateway).context("[gateway] tls settings")?;
     let router = gateway::router_with(cluster, config.gateway.clone(), None, fallback);
     let (stop_gateway, mut stopped) = watch::channel(false);
-    let gateway = tokio::spawn(gateway::serve(http, router, async move {
+    let gateway = tokio::spawn(gateway::serve(http, router, door, async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     }));
     let room_addr = room.endpoint.local_addr;
