@@ -159,6 +159,7 @@ async fn start_room(
     };
     let mut room_config = room::RoomConfig::new(config.id, config.gateway.cluster_secret.clone());
     room_config.joins_per_address_per_min = section.joins_per_address_per_min;
+    room_config.joins_per_fan_per_min = section.joins_per_fan_per_min;
     room_config.park_wait_ms = section.park_wait_ms;
     let room = room::start(cluster, room_config, endpoint, cert, section.advertise_host.clone(), stopped).await?;
     Ok(room)
