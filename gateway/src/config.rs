@@ -109,7 +109,8 @@ pub struct GatewayConfig {
     /// Payments one fan may start per minute (0: no limit).
     pub payments_per_fan_per_min: u32,
     /// Password hashes (argon2id, 19 MiB and tens of milliseconds each, for sign-ups and
-    /// sign-ins) computed at once; 0: one per core. More wait, up to `password_hash_wait_ms`.
+    /// sign-ins) computed at once; 0: one per core but one (at least one), so that a flood of
+    /// sign-ins never takes every core from the holds. More wait, up to `password_hash_wait_ms`.
     pub password_hashes_in_flight_max: usize,
     /// Longest a sign-up or sign-in waits for a hashing slot before it gets a 503.
     pub password_hash_wait_ms: u64,

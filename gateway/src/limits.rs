@@ -205,6 +205,12 @@ pub async fn sweep<C: Cluster>(state: Weak<Shared<C>>) {
     }
 }
 
+/// One slot per core but one, and at least one: hashing never takes every core from the
+/// runtimes that answer holds.
+pub fn default_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1)
+}
+
 /// Slots for password hashes: argon2id runs on blocking threads, at most this many at once.
 pub struct PasswordSlots {
     slots: Arc<Semaphore>,
@@ -212,10 +218,9 @@ pub struct PasswordSlots {
 }
 
 impl PasswordSlots {
-    /// `max` slots (0: one per core), waited for at most `wait`.
+    /// `max` slots (0: [`default_slots`]), waited for at most `wait`.
     pub fn new(max: usize, wait: Duration) -> PasswordSlots {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let max = if max == 0 { cores } else { max };
+        let max = if max == 0 { default_slots() } else { max };
         PasswordSlots { slots: Arc::new(Semaphore::new(max)), wait }
     }
 
@@ -326,6 +331,7 @@ mod tests {
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         drop(first);
         assert!(slots.acquire().await.is_ok(), "a freed slot is taken again");
-        assert_eq!(PasswordSlots::new(0, Duration::ZERO).available(), std::thread::available_parallelism().unwrap().get());
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(PasswordSlots::new(0, Duration::ZERO).available(), (cores - 1).max(1));
     }
 }
