@@ -84,7 +84,7 @@ pub fn router_with<C: Cluster>(
     let payments = payments.unwrap_or_else(|| configured_provider(&config));
     let state = state::AppState::new(cluster, config, payments);
     tokio::spawn(settle::reconcile(state.downgrade()));
-    tokio::spawn(limits::sweep(state.downgrade()));
+    tokio::spawn(limits::sweep(Arc::downgrade(&state.limits)));
     routes::build(state, extra)
 }
 

@@ -4,7 +4,8 @@
 //! - Sign-ups, sign-ins, holds and payments are limited per client address (an IPv4 address or
 //!   an IPv6 /64, as the TCP peer) and, where the request carries a fan's token, per fan; sign-ins
 //!   also per account (email), which bounds password guessing however many addresses guess. A
-//!   request over a limit gets a 429 problem with `Retry-After`.
+//!   request over a limit gets a 429 problem with `Retry-After` (the routes' middleware is
+//!   `routes::limited`).
 //! - Each limit is a GCRA allowance (`governor`'s keyed limiter): a burst of `n` refilled evenly
 //!   over a minute. Its memory stays bounded: [`sweep`] drops every few seconds the keys whose
 //!   allowance is full again (idle for at most a minute), so the map holds only the keys active in
@@ -14,24 +15,18 @@
 //!   so a flood of sign-ins cannot take every core from the holds.
 
 use std::hash::{BuildHasher, RandomState};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use model::UserId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::auth::bearer;
-use crate::cluster::Cluster;
 use crate::config::GatewayConfig;
 use crate::problem::Problem;
-use crate::state::{AppState, Shared};
 
 /// How often idle keys are dropped from the limiters.
 const SWEEP_INTERVAL_MS: u64 = 10_000;
@@ -176,32 +171,13 @@ pub fn address_key(address: IpAddr) -> IpAddr {
     }
 }
 
-/// The middleware of a limited route: `route_layer(from_fn_with_state((state, action), limit))`.
-/// A request with a fan's valid token counts for that fan too; one without is left to the
-/// handler's own 401.
-pub async fn limit<C: Cluster>(
-    State((state, action)): State<(AppState<C>, Action)>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let address = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
-    let fan = bearer(request.headers()).ok().and_then(|token| state.tokens.verify(token, state.now()).ok());
-    match state.limits.check(action, address, fan.map(|claims| claims.uid)) {
-        Ok(()) => next.run(request).await,
-        Err(problem) => {
-            tracing::debug!(?address, ?action, "rate limited");
-            problem.into_response()
-        }
-    }
-}
-
-/// Drops idle keys every few seconds while the gateway lives.
-pub async fn sweep<C: Cluster>(state: Weak<Shared<C>>) {
+/// Drops idle keys every few seconds while the gateway (which holds `limits`) lives.
+pub async fn sweep(limits: Weak<Limits>) {
     let mut tick = tokio::time::interval(Duration::from_millis(SWEEP_INTERVAL_MS));
     loop {
         tick.tick().await;
-        let Some(state) = state.upgrade() else { return };
-        state.limits.forget_idle();
+        let Some(limits) = limits.upgrade() else { return };
+        limits.forget_idle();
     }
 }
 

@@ -36,7 +36,7 @@ pub struct Shared<C> {
     /// The live seat maps this gateway serves.
     pub seat_feeds: Arc<SeatFeeds>,
     /// Rate limits, and the slots of password hashing.
-    pub limits: Limits,
+    pub limits: Arc<Limits>,
 }
 
 impl<C> Clone for AppState<C> {
@@ -78,7 +78,7 @@ impl<C: Cluster> AppState<C> {
         let caches = Caches::new(&config);
         let metrics = Arc::new(Metrics::default());
         let seat_feeds = Arc::new(SeatFeeds::new(config.seat_feeds_max, config.seat_subscribers_max));
-        let limits = Limits::new(&config);
+        let limits = Arc::new(Limits::new(&config));
         let shared = Shared { cluster, config, tokens, admissions, caches, payments, metrics, seat_feeds, limits };
         AppState(Arc::new(shared))
     }

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod bookings;
 pub mod events;
+pub mod limited;
 pub mod me;
 pub mod room;
 pub mod search;
@@ -24,7 +25,7 @@ use axum::Router;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::cluster::Cluster;
-use crate::limits::{self, Action};
+use crate::limits::Action;
 use crate::state::AppState;
 use crate::{metrics, problem};
 
@@ -32,7 +33,7 @@ use crate::{metrics, problem};
 /// the gateway's answers for unknown routes and wrong methods cover them too).
 pub fn build<C: Cluster>(state: AppState<C>, extra: Router) -> Router {
     // Rate limits per client address and per fan, checked before the body is read (`limits`).
-    let limited = |action| from_fn_with_state((state.clone(), action), limits::limit::<C>);
+    let limited = |action| from_fn_with_state((state.clone(), action), limited::limit::<C>);
     let public = Router::new()
         .route("/", get(web::index))
         .route("/app/{file}", get(web::asset))
