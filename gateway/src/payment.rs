@@ -282,7 +282,13 @@ mod tests {
 
     #[test]
     fn the_provider_is_reached_over_https_or_on_loopback() {
-        for good in ["https://api.pay.example", "http://127.0.0.1:9000", "http://127.8.0.1/", "http://localhost:1", "http://[::1]:80"] {
+        for good in [
+            "https://api.pay.example",
+            "http://127.0.0.1:9000",
+            "http://127.8.0.1/",
+            "http://localhost:1",
+            "http://[::1]:80",
+        ] {
             assert_eq!(provider_url_problem(good), None, "{good}");
         }
         for bad in ["http://pay.example", "http://10.0.0.5:8080", "ftp://127.0.0.1", "not a url"] {

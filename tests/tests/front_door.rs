@@ -315,7 +315,8 @@ async fn floods_are_rate_limited_per_address_fan_and_account() {
 
     // Sign-ups: five a minute from one address.
     let sign_up = |n: u32| {
-        let body = json!({"name": format!("new{n}"), "email": format!("new{n}@fans.test"), "password": "a-long-password"});
+        let body =
+            json!({"name": format!("new{n}"), "email": format!("new{n}@fans.test"), "password": "a-long-password"});
         client_from(8).post(format!("{base}/users")).json(&body).send()
     };
     for n in 0..5 {
@@ -351,7 +352,10 @@ async fn a_flood_of_password_hashing_leaves_holds_fast() {
                 n += 1;
                 let (path, body) = if n % 10 == 0 {
                     let name = format!("flood{worker}x{n}");
-                    ("users", json!({"name": name, "email": format!("{name}@fans.test"), "password": "a-long-password"}))
+                    (
+                        "users",
+                        json!({"name": name, "email": format!("{name}@fans.test"), "password": "a-long-password"}),
+                    )
                 } else {
                     ("sessions", json!({"email": format!("nobody{worker}@fans.test"), "password": "wrong-password"}))
                 };

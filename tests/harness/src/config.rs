@@ -40,7 +40,14 @@ pub fn node_config(settings: &Settings, node: &NodeConfig) -> String {
     let head =
         format!("id = {id}\ndata_dir = \"{data}\"\nraft_addr = \"{raft_addr}\"\nhttp_addr = \"{http_addr}\"\n\n");
     let Settings {
-        inventory_groups, raft_extra, hold_ttl_ms, fault_injection, reconcile_after_ms, gateway_extra, gateway_limits, ..
+        inventory_groups,
+        raft_extra,
+        hold_ttl_ms,
+        fault_injection,
+        reconcile_after_ms,
+        gateway_extra,
+        gateway_limits,
+        ..
     } = settings;
     let write_timeout = settings.write_timeout_ms.map(|ms| format!("write_timeout_ms = {ms}\n")).unwrap_or_default();
     let raft = format!(

@@ -50,5 +50,6 @@ pub use room::{
     RoomNode, RoomPool,
 };
 pub use settings::{
-    sibling_binary, test_binary, Secrets, Settings, TlsFiles, ADMIN_TOKEN, HARNESS_LIMITS, PAYMENT_API_KEY, WEBHOOK_SECRET,
+    sibling_binary, test_binary, Secrets, Settings, TlsFiles, ADMIN_TOKEN, HARNESS_LIMITS, PAYMENT_API_KEY,
+    WEBHOOK_SECRET,
 };
