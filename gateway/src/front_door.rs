@@ -285,6 +285,90 @@ async fn answer(shared: &Shared, mut request: hyper::Request<Incoming>, peer: So
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::routing::get;
+    use std::time::Instant;
+
+    /// A front door on a free loopback port serving `/slow` (answers after 1 s) and `/stream`
+    /// (its head at once, then a chunk every 50 ms for good); stops when the sender drops.
+    async fn door(config: GatewayConfig) -> (String, tokio::sync::oneshot::Sender<()>) {
+        let router = axum::Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    "done"
+                }),
+            )
+            .route(
+                "/stream",
+                get(|| async {
+                    let ticks = futures::stream::unfold((), |()| async {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Some((Ok::<_, Infallible>(bytes::Bytes::from_static(b"tick\n")), ()))
+                    });
+                    axum::body::Body::from_stream(ticks)
+                }),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let door = FrontDoor::new(&config).unwrap();
+        tokio::spawn(serve(listener, router, door, async move {
+            let _ = stopped.await;
+        }));
+        (base, stop)
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_times_out_but_a_stream_stays_open() {
+        let (base, _stop) = door(GatewayConfig { request_timeout_ms: 200, ..GatewayConfig::default() }).await;
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        let slow = http.get(format!("{base}/slow")).send().await.unwrap();
+        assert_eq!(slow.status(), 503);
+        assert_eq!(slow.headers()["content-type"], crate::problem::CONTENT_TYPE);
+        assert!(started.elapsed() < Duration::from_millis(900), "cut at the timeout: {:?}", started.elapsed());
+        let mut stream = http.get(format!("{base}/stream")).send().await.unwrap();
+        assert_eq!(stream.status(), 200);
+        let started = Instant::now();
+        let mut chunks = 0;
+        while started.elapsed() < Duration::from_millis(700) {
+            assert!(stream.chunk().await.unwrap().is_some(), "the stream is still open");
+            chunks += 1;
+        }
+        assert!(chunks >= 10, "a chunk every 50 ms long past the request timeout: {chunks}");
+    }
+
+    #[tokio::test]
+    async fn requests_past_the_in_flight_cap_get_a_503_at_once() {
+        let (base, _stop) = door(GatewayConfig { requests_in_flight_max: 1, ..GatewayConfig::default() }).await;
+        let http = reqwest::Client::new();
+        let first = tokio::spawn({
+            let (http, base) = (http.clone(), base.clone());
+            async move { http.get(format!("{base}/slow")).send().await.unwrap().status() }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let second = http.get(format!("{base}/slow")).send().await.unwrap();
+        assert_eq!(second.status(), 503);
+        assert_eq!(second.headers()["retry-after"], "1");
+        assert!(started.elapsed() < Duration::from_millis(500), "not queued: {:?}", started.elapsed());
+        assert_eq!(first.await.unwrap(), 200, "the request in flight is answered");
+        assert_eq!(http.get(format!("{base}/slow")).send().await.unwrap().status(), 200, "and the slot is free again");
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_is_closed_at_the_header_timeout() {
+        let (base, _stop) = door(GatewayConfig { header_read_timeout_ms: 300, ..GatewayConfig::default() }).await;
+        let mut silent = TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut silent, b"GET /slow HTTP/1.1\r\nHost:").await.unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_secs(3), tokio::io::AsyncReadExt::read(&mut silent, &mut buf));
+        let _ = read.await.expect("closed before 3 s");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(250) && waited < Duration::from_millis(1_500), "{waited:?}");
+    }
 
     #[test]
     fn the_refusal_is_a_complete_problem_response() {
