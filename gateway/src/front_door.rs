@@ -40,6 +40,9 @@ use crate::problem::{Problem, TYPE_BASE};
 /// How long connections may take to finish their requests once the gateway is told to stop;
 /// past it they are dropped (an open event stream never finishes by itself).
 const SHUTDOWN_GRACE_MS: u64 = 5_000;
+/// File descriptors a node needs besides its HTTP connections (RocksDB's files, raft links, the
+/// room's socket), as a margin for [`warn_if_over_descriptor_limit`].
+const DESCRIPTORS_OTHER_USES: usize = 1_024;
 /// The pause after an accept that failed for want of file descriptors, so that the loop does not
 /// spin while connections close.
 const ACCEPT_BACKOFF_MS: u64 = 50;
@@ -74,6 +77,7 @@ impl FrontDoor {
             ("", _) | (_, "") => return Err(FrontDoorError::HalfTls),
             (cert, key) => Some(tls_acceptor(Path::new(cert), Path::new(key))?),
         };
+        warn_if_over_descriptor_limit(config.connections_max);
         Ok(FrontDoor {
             header_read_timeout: Duration::from_millis(config.header_read_timeout_ms.max(1)),
             request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
@@ -85,6 +89,27 @@ impl FrontDoor {
 
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+}
+
+/// Warns when `connections_max` does not fit under this process's limit of open files (Linux's
+/// `/proc/self/limits`; elsewhere nothing is checked): the cap would then never bind, and accepts
+/// would fail for want of descriptors instead (storage and raft need theirs too).
+fn warn_if_over_descriptor_limit(connections_max: usize) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else { return };
+    let soft = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse::<usize>().ok());
+    if let Some(soft) = soft {
+        if connections_max.saturating_add(DESCRIPTORS_OTHER_USES) > soft {
+            tracing::warn!(
+                connections_max,
+                open_files_max = soft,
+                "connections_max leaves too few file descriptors for storage and raft: raise `ulimit -n` or lower it"
+            );
+        }
     }
 }
 
