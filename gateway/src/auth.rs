@@ -8,17 +8,25 @@ use argon2::Argon2;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use model::UserId;
 use rand::RngCore;
 
 use crate::cluster::Cluster;
+use crate::limits::PasswordSlots;
 use crate::problem::Problem;
 use crate::state::AppState;
 use crate::tokens::same_secret;
 
-/// Hashes a password with argon2id off the async threads (it takes tens of milliseconds).
-pub async fn hash_password(password: String) -> Result<String, Problem> {
-    let joined = tokio::task::spawn_blocking(move || hash_blocking(&password)).await;
+/// Hashes a password with argon2id off the async threads (it takes tens of milliseconds), in
+/// one of `slots` (a 503 if none frees soon).
+pub async fn hash_password(slots: &PasswordSlots, password: String) -> Result<String, Problem> {
+    let slot = slots.acquire().await?;
+    let joined = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        hash_blocking(&password)
+    })
+    .await;
     match joined {
         Ok(Ok(hash)) => Ok(hash),
         Ok(Err(error)) => {
@@ -34,9 +42,14 @@ pub async fn hash_password(password: String) -> Result<String, Problem> {
 
 /// Whether `password` matches the stored hash. Without a stored hash (unknown email) it still
 /// verifies against a dummy hash, so that the answer takes as long either way and does not tell
-/// which emails have accounts.
-pub async fn verify_password(password: String, stored: Option<String>) -> Result<bool, Problem> {
-    tokio::task::spawn_blocking(move || verify_blocking(&password, stored.as_deref())).await.map_err(|error| {
+/// which emails have accounts. Runs in one of `slots`, as hashing does.
+pub async fn verify_password(slots: &PasswordSlots, password: String, stored: Option<String>) -> Result<bool, Problem> {
+    let slot = slots.acquire().await?;
+    let verify = move || {
+        let _slot = slot;
+        verify_blocking(&password, stored.as_deref())
+    };
+    tokio::task::spawn_blocking(verify).await.map_err(|error| {
         tracing::error!(%error, "password verification task failed");
         Problem::internal()
     })
@@ -67,9 +80,9 @@ fn verify_blocking(password: &str, stored: Option<&str>) -> bool {
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
-fn bearer(parts: &Parts) -> Result<&str, Problem> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, Problem> {
     let missing = || Problem::unauthorized("send `Authorization: Bearer <token>`");
-    let value = parts.headers.get(AUTHORIZATION).ok_or_else(missing)?;
+    let value = headers.get(AUTHORIZATION).ok_or_else(missing)?;
     let value = value.to_str().map_err(|_| missing())?;
     let (scheme, token) = value.trim().split_once(' ').ok_or_else(missing)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
@@ -86,7 +99,7 @@ impl<C: Cluster> FromRequestParts<AppState<C>> for Fan {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState<C>) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?;
+        let token = bearer(&parts.headers)?;
         match state.tokens.verify(token, state.cluster.now_ms()) {
             Ok(claims) => Ok(Fan(claims.uid)),
             Err(error) => Err(Problem::unauthorized(error.to_string())),
@@ -106,7 +119,7 @@ impl<C: Cluster> FromRequestParts<AppState<C>> for Admin {
         if expected.is_empty() {
             return Err(Problem::forbidden("the admin endpoints are disabled on this node"));
         }
-        let token = bearer(parts)?;
+        let token = bearer(&parts.headers)?;
         if !same_secret(token, expected) {
             return Err(Problem::forbidden("this token does not grant admin access"));
         }

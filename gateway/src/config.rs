@@ -84,6 +84,52 @@ pub struct GatewayConfig {
     /// Most records one prune (one command in the group's log) forgets; a larger backlog goes
     /// over several, one after another, so that no write batch is huge.
     pub prune_records_max: u32,
+    /// Longest wait for a request's head (and for a TLS handshake), counted from when the
+    /// connection is ready for the next request: a slow-loris client that sends a header a byte
+    /// at a time, or an idle keep-alive connection, is closed after it.
+    pub header_read_timeout_ms: u64,
+    /// Longest time from a request's head to its response's head (the body read and the
+    /// handler's work); past it the client gets a 503. A stream (server-sent events) is under it
+    /// only until its head is sent, so it may then stay open for good.
+    pub request_timeout_ms: u64,
+    /// Most open HTTP connections (idle, mid-request and streaming). Past it a new connection is
+    /// sent a short 503 and closed, so that file descriptors stay under the process's limit
+    /// (`ulimit -n`, which must leave room above this for storage and raft).
+    pub connections_max: usize,
+    /// Most requests whose response head is not ready yet; past it a request gets a 503 with
+    /// `Retry-After` at once rather than queuing without bound. Open streams do not count.
+    pub requests_in_flight_max: usize,
+    /// Certificate chain (PEM) for serving HTTPS; with `tls_key_path`. Both empty: plain HTTP
+    /// (behind a TLS-terminating proxy, or on loopback).
+    pub tls_cert_path: String,
+    /// Private key (PEM) of `tls_cert_path`.
+    pub tls_key_path: String,
+    /// Sign-ups (`POST /users`) one client address may make per minute (0: no limit). Every
+    /// per-minute rate below is a GCRA allowance: a burst of that many, refilled evenly over a
+    /// minute. An address is an IPv4 address or an IPv6 /64, as the TCP peer (a proxy in front
+    /// counts as one address).
+    pub signups_per_address_per_min: u32,
+    /// Sign-ins (`POST /sessions`) one client address may make per minute (0: no limit).
+    pub signins_per_address_per_min: u32,
+    /// Sign-ins to one account (by email) per minute, whoever tries (0: no limit): the bound on
+    /// password guessing, which an address limit alone does not give against many addresses.
+    pub signins_per_email_per_min: u32,
+    /// Holds (`POST /events/{id}/bookings`) one client address may make per minute (0: no
+    /// limit). Generous, as a crowd behind one NAT shares an address.
+    pub holds_per_address_per_min: u32,
+    /// Holds one fan may make per minute (0: no limit).
+    pub holds_per_fan_per_min: u32,
+    /// Payments (`POST /bookings/{id}/payment`) one client address may start per minute (0: no
+    /// limit).
+    pub payments_per_address_per_min: u32,
+    /// Payments one fan may start per minute (0: no limit).
+    pub payments_per_fan_per_min: u32,
+    /// Password hashes (argon2id, 19 MiB and tens of milliseconds each, for sign-ups and
+    /// sign-ins) computed at once; 0: one per core but one (at least one), so that a flood of
+    /// sign-ins never takes every core from the holds. More wait, up to `password_hash_wait_ms`.
+    pub password_hashes_in_flight_max: usize,
+    /// Longest a sign-up or sign-in waits for a hashing slot before it gets a 503.
+    pub password_hash_wait_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -120,6 +166,21 @@ impl Default for GatewayConfig {
             idempotency_window_ms: model::IDEMPOTENCY_WINDOW_HARD_MAX_MS,
             prune_interval_ms: 60_000,
             prune_records_max: 1_000,
+            header_read_timeout_ms: 5_000,
+            request_timeout_ms: 30_000,
+            connections_max: 10_000,
+            requests_in_flight_max: 4_096,
+            tls_cert_path: String::new(),
+            tls_key_path: String::new(),
+            signups_per_address_per_min: 30,
+            signins_per_address_per_min: 60,
+            signins_per_email_per_min: 10,
+            holds_per_address_per_min: 600,
+            holds_per_fan_per_min: 60,
+            payments_per_address_per_min: 120,
+            payments_per_fan_per_min: 20,
+            password_hashes_in_flight_max: 0,
+            password_hash_wait_ms: 1_000,
         }
     }
 }
@@ -202,6 +263,21 @@ impl fmt::Debug for GatewayConfig {
             .field("idempotency_window_ms", &self.idempotency_window_ms)
             .field("prune_interval_ms", &self.prune_interval_ms)
             .field("prune_records_max", &self.prune_records_max)
+            .field("header_read_timeout_ms", &self.header_read_timeout_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("connections_max", &self.connections_max)
+            .field("requests_in_flight_max", &self.requests_in_flight_max)
+            .field("tls_cert_path", &self.tls_cert_path)
+            .field("tls_key_path", &self.tls_key_path)
+            .field("signups_per_address_per_min", &self.signups_per_address_per_min)
+            .field("signins_per_address_per_min", &self.signins_per_address_per_min)
+            .field("signins_per_email_per_min", &self.signins_per_email_per_min)
+            .field("holds_per_address_per_min", &self.holds_per_address_per_min)
+            .field("holds_per_fan_per_min", &self.holds_per_fan_per_min)
+            .field("payments_per_address_per_min", &self.payments_per_address_per_min)
+            .field("payments_per_fan_per_min", &self.payments_per_fan_per_min)
+            .field("password_hashes_in_flight_max", &self.password_hashes_in_flight_max)
+            .field("password_hash_wait_ms", &self.password_hash_wait_ms)
             .finish()
     }
 }
@@ -224,7 +300,14 @@ impl GatewayConfig {
         if self.prune_records_max == 0 || self.prune_records_max > records_max {
             return Some(format!("prune_records_max must be 1 to {records_max}, not {}", self.prune_records_max));
         }
-        None
+        // A payment provider reached over plain http off this machine, or half a TLS setting.
+        if self.tls_cert_path.is_empty() != self.tls_key_path.is_empty() {
+            return Some("set both tls_cert_path and tls_key_path to serve HTTPS, or neither".into());
+        }
+        if self.payment_api_url.is_empty() {
+            return None;
+        }
+        crate::payment::provider_url_problem(&self.payment_api_url)
     }
 }
 
@@ -276,6 +359,15 @@ mod tests {
         assert!(short.secrets_problem().unwrap().contains("payment_webhook_secret must be at least 16"));
         let none = GatewayConfig { cluster_secret: String::new(), ..good };
         assert!(none.secrets_problem().unwrap().contains("cluster_secret must be at least 16"));
+    }
+
+    #[test]
+    fn a_provider_off_this_machine_needs_https() {
+        let plain = GatewayConfig { payment_api_url: "http://pay.example".into(), ..GatewayConfig::default() };
+        assert!(plain.problem().unwrap().contains("https"));
+        let sandbox = GatewayConfig { payment_api_url: "http://127.0.0.1:7000".into(), ..GatewayConfig::default() };
+        assert_eq!(sandbox.problem(), None);
+        assert_eq!(GatewayConfig::default().problem(), None);
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //! - [`problem`]: the error type of every handler and how it renders;
 //! - [`extract`]: axum's extractors wrapped so that their rejections are problems;
 //! - [`headers`]: the security headers of every answer and the pages' content security policy;
+//! - [`front_door`]: the accept loop: header and request timeouts, caps on connections and
+//!   requests in flight, HTTPS;
+//! - [`limits`]: rate limits per client address, per fan and per account, and the slots of
+//!   password hashing;
 //! - [`tokens`]: fan tokens signed with the cluster secret, and comparing secrets;
 //! - [`admission`]: the waiting room's keys and signed tokens (admissions, and the room's own);
 //! - [`auth`]: password hashing, and the fan and admin extractors;
@@ -32,7 +36,9 @@ pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod extract;
+pub mod front_door;
 pub mod headers;
+pub mod limits;
 pub mod metrics;
 pub mod payment;
 pub mod problem;
@@ -51,6 +57,7 @@ use std::sync::Arc;
 
 pub use cluster::Cluster;
 pub use config::GatewayConfig;
+pub use front_door::{FrontDoor, FrontDoorError};
 pub use payment::{HttpProvider, NoProvider, PaymentProvider};
 pub use problem::Problem;
 
@@ -83,6 +90,7 @@ pub fn router_with<C: Cluster>(
     let state = state::AppState::new(cluster, config, payments);
     tokio::spawn(settle::reconcile(state.downgrade()));
     tokio::spawn(prune::prune(state.downgrade()));
+    tokio::spawn(limits::sweep(Arc::downgrade(&state.limits)));
     routes::build(state, extra)
 }
 
@@ -96,19 +104,18 @@ fn configured_provider(config: &GatewayConfig) -> Arc<dyn PaymentProvider> {
     }
 }
 
-/// Serve `router` on `listener` until `shutdown` completes, then finish the requests in flight.
+/// Serve `router` on `listener` through `door` (its timeouts, caps and TLS) until `shutdown`
+/// completes, then finish the requests in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    door: FrontDoor,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "gateway listening");
+        tracing::info!(%addr, https = door.is_tls(), "gateway listening");
     }
-    // With the client's address on every request: the waiting room's HTTP fallback limits joins
-    // per address.
-    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await?;
+    front_door::serve(listener, router, door, shutdown).await?;
     tracing::info!("gateway stopped");
     Ok(())
 }

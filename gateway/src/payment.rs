@@ -119,6 +119,28 @@ pub struct HttpProvider {
     api_key: String,
 }
 
+/// Why `url` cannot be the provider's API, if it cannot: it must be `https://`, or plain
+/// `http://` to a loopback host only (a sandbox on this machine), as card numbers and the API key
+/// travel in it.
+pub fn provider_url_problem(url: &str) -> Option<String> {
+    let parsed = match reqwest::Url::parse(url) {
+        Ok(parsed) => parsed,
+        Err(error) => return Some(format!("payment_api_url `{url}` is not a URL: {error}")),
+    };
+    let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let loopback =
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => None,
+        "http" if loopback => None,
+        "http" => Some(format!(
+            "payment_api_url `{url}` is plain http to a host that is not this machine: use https:// (plain http \
+             is for a sandbox on loopback only)"
+        )),
+        other => Some(format!("payment_api_url `{url}` has scheme `{other}`: use https://")),
+    }
+}
+
 impl HttpProvider {
     pub fn new(base: &str, api_key: &str) -> HttpProvider {
         let http = reqwest::Client::builder()
@@ -257,6 +279,23 @@ impl WebhookEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_provider_is_reached_over_https_or_on_loopback() {
+        for good in [
+            "https://api.pay.example",
+            "http://127.0.0.1:9000",
+            "http://127.8.0.1/",
+            "http://localhost:1",
+            "http://[::1]:80",
+        ] {
+            assert_eq!(provider_url_problem(good), None, "{good}");
+        }
+        for bad in ["http://pay.example", "http://10.0.0.5:8080", "ftp://127.0.0.1", "not a url"] {
+            assert!(provider_url_problem(bad).is_some(), "{bad}");
+        }
+        assert!(provider_url_problem("http://pay.example").unwrap().contains("use https://"));
+    }
 
     #[test]
     fn card_numbers_have_twelve_to_nineteen_digits() {

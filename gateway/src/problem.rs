@@ -24,11 +24,13 @@ pub struct Problem {
     title: &'static str,
     detail: String,
     extensions: Map<String, Value>,
+    /// Seconds for the `Retry-After` header of a 429 or 503 (a 503 says 1 without it).
+    retry_after_s: Option<u64>,
 }
 
 impl Problem {
     pub fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        Problem { status, slug, title, detail: detail.into(), extensions: Map::new() }
+        Problem { status, slug, title, detail: detail.into(), extensions: Map::new(), retry_after_s: None }
     }
 
     /// Adds an extension member. The standard members always win over an extension of the same
@@ -127,6 +129,19 @@ impl Problem {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", detail)
     }
 
+    /// A client over one of its rate limits: it may try again after `wait` (rounded up to whole
+    /// seconds in `Retry-After`, so that a client that waits as told is let through).
+    pub fn too_many_requests(detail: impl Into<String>, wait: std::time::Duration) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests", detail).retry_after(wait)
+    }
+
+    /// Sets `Retry-After` to `wait`, rounded up to whole seconds (at least 1).
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.retry_after_s = Some(seconds.max(1));
+        self
+    }
+
     /// A fault of the server, never of the client. The detail stays generic (the cause goes to
     /// the log, where the caller put it) so that internals do not leak.
     pub fn internal() -> Self {
@@ -154,7 +169,9 @@ impl IntoResponse for Problem {
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(seconds) = self.retry_after_s {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if self.status == StatusCode::UNAUTHORIZED {
@@ -265,6 +282,18 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(headers[header::RETRY_AFTER], "1");
         assert_eq!(body["type"], "https://boxoffice.dev/problems/unavailable");
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_says_when_to_retry_in_whole_seconds() {
+        let wait = std::time::Duration::from_millis(2_100);
+        let (status, headers, body) = render(Problem::too_many_requests("slow down", wait)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers[header::RETRY_AFTER], "3", "rounded up, never down");
+        assert_eq!(headers[header::CONTENT_TYPE], CONTENT_TYPE);
+        assert_eq!(body["type"], "https://boxoffice.dev/problems/rate-limited");
+        let soon = Problem::too_many_requests("now", std::time::Duration::ZERO);
+        assert_eq!(render(soon).await.1[header::RETRY_AFTER], "1", "never zero");
     }
 
     #[tokio::test]

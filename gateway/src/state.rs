@@ -14,6 +14,7 @@ use crate::admission::AdmissionSigner;
 use crate::cache::{CachedBody, Caches};
 use crate::cluster::Cluster;
 use crate::config::GatewayConfig;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::payment::PaymentProvider;
 use crate::problem::Problem;
@@ -34,6 +35,8 @@ pub struct Shared<C> {
     pub metrics: Arc<Metrics>,
     /// The live seat maps this gateway serves.
     pub seat_feeds: Arc<SeatFeeds>,
+    /// Rate limits, and the slots of password hashing.
+    pub limits: Arc<Limits>,
 }
 
 impl<C> Clone for AppState<C> {
@@ -75,7 +78,9 @@ impl<C: Cluster> AppState<C> {
         let caches = Caches::new(&config);
         let metrics = Arc::new(Metrics::default());
         let seat_feeds = Arc::new(SeatFeeds::new(config.seat_feeds_max, config.seat_subscribers_max));
-        AppState(Arc::new(Shared { cluster, config, tokens, admissions, caches, payments, metrics, seat_feeds }))
+        let limits = Arc::new(Limits::new(&config));
+        let shared = Shared { cluster, config, tokens, admissions, caches, payments, metrics, seat_feeds, limits };
+        AppState(Arc::new(shared))
     }
 }
 

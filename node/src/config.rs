@@ -121,6 +121,8 @@ pub struct RoomSection {
     pub cert_days: u32,
     /// Joins one client address may make per minute (0: no limit).
     pub joins_per_address_per_min: u32,
+    /// Joins one fan may make per minute, over every address and transport (0: no limit).
+    pub joins_per_fan_per_min: u32,
     /// QUIC connections the endpoint holds at once.
     pub connections_max: usize,
     /// Fans whose estimated wait is longer are parked (told when to come back) instead of held.
@@ -139,6 +141,7 @@ impl Default for RoomSection {
             key_path: None,
             cert_days: 13,
             joins_per_address_per_min: 600,
+            joins_per_fan_per_min: 30,
             connections_max: 200_000,
             park_wait_ms: 10 * 60 * 1000,
             socket_buffer_bytes: 8 << 20,

@@ -77,13 +77,14 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
     let (stop_room, room_stopped) = watch::channel(false);
     let room = start_room(config, cluster.clone(), room_stopped).await?;
     let fallback = room::http::routes(room.node.clone()).merge(room::page::routes());
+    let door = gateway::FrontDoor::new(&config.gateway).context("[gateway] tls settings")?;
     let mut gateway_config = config.gateway.clone();
     if gateway_config.public_origins.is_empty() {
-        gateway_config.public_origins = own_origins(http_addr);
+        gateway_config.public_origins = own_origins(http_addr, door.is_tls());
     }
     let router = gateway::router_with(cluster, gateway_config, None, fallback);
     let (stop_gateway, mut stopped) = watch::channel(false);
-    let gateway = tokio::spawn(gateway::serve(http, router, async move {
+    let gateway = tokio::spawn(gateway::serve(http, router, door, async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     }));
     let room_addr = room.endpoint.local_addr;
@@ -164,6 +165,7 @@ async fn start_room(
     };
     let mut room_config = room::RoomConfig::new(config.id, config.gateway.cluster_secret.clone());
     room_config.joins_per_address_per_min = section.joins_per_address_per_min;
+    room_config.joins_per_fan_per_min = section.joins_per_fan_per_min;
     room_config.park_wait_ms = section.park_wait_ms;
     let room = room::start(cluster, room_config, endpoint, cert, section.advertise_host.clone(), stopped).await?;
     Ok(room)
@@ -176,10 +178,11 @@ pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
 
 /// The origins a gateway bound at `addr` is reached at when its configuration names none: its
 /// address, and `localhost` for a loopback one (as a developer types it).
-fn own_origins(addr: std::net::SocketAddr) -> Vec<String> {
-    let mut origins = vec![format!("http://{addr}")];
+fn own_origins(addr: std::net::SocketAddr, tls: bool) -> Vec<String> {
+    let scheme = if tls { "https" } else { "http" };
+    let mut origins = vec![format!("{scheme}://{addr}")];
     if addr.ip().is_loopback() {
-        origins.push(format!("http://localhost:{}", addr.port()));
+        origins.push(format!("{scheme}://localhost:{}", addr.port()));
     }
     origins
 }
@@ -190,7 +193,8 @@ mod origin_tests {
 
     #[test]
     fn a_loopback_gateway_is_also_reached_at_localhost() {
-        assert_eq!(own_origins("127.0.0.1:8080".parse().unwrap()), ["http://127.0.0.1:8080", "http://localhost:8080"]);
-        assert_eq!(own_origins("10.0.0.1:80".parse().unwrap()), ["http://10.0.0.1:80"]);
+        let own = |addr: &str, tls| own_origins(addr.parse().unwrap(), tls);
+        assert_eq!(own("127.0.0.1:8080", false), ["http://127.0.0.1:8080", "http://localhost:8080"]);
+        assert_eq!(own("10.0.0.1:443", true), ["https://10.0.0.1:443"]);
     }
 }

@@ -91,7 +91,12 @@ pub async fn run(spec: MapSpec) -> anyhow::Result<MapFigures> {
     room::raise_open_files(here as u64 + 4_096)?;
     let settings = Settings {
         nodes: spec.nodes,
-        gateway_extra: format!("tickets_per_fan_max = 0\nseat_subscribers_max = {}", spec.subscribers * 2),
+        // Every stream is a connection: the node's connection cap must not be what is measured.
+        gateway_extra: format!(
+            "tickets_per_fan_max = 0\nseat_subscribers_max = {}\nconnections_max = {}",
+            spec.subscribers * 2,
+            spec.subscribers + 10_000
+        ),
         ..Settings::in_folder(spec.bin.clone(), spec.dir.clone())
     };
     let cluster = Cluster::start(settings).await?;

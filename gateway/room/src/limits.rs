@@ -1,28 +1,35 @@
-//! The per-address join limit: a token bucket per client address, in a map of bounded size.
+//! The join limits, per client address and per fan: a token bucket per key, in a map of bounded
+//! size.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 
-use model::Millis;
+use model::{Millis, UserId};
 
-/// Counts joins per client address.
+/// Counts joins per key.
 #[derive(Debug)]
-pub struct AddressLimiter {
+pub struct KeyedLimiter<K> {
     per_min: u32,
-    /// Addresses tracked at once; when full, the map starts over (a flood of addresses then gets
-    /// a fresh allowance each, which the proof of work still prices).
+    /// Keys tracked at once; when full, the map starts over (a flood of addresses then gets a
+    /// fresh allowance each, which the proof of work still prices).
     addresses_max: usize,
-    buckets: HashMap<IpAddr, (f64, Millis)>,
+    buckets: HashMap<K, (f64, Millis)>,
 }
 
-impl AddressLimiter {
-    pub fn new(per_min: u32, addresses_max: usize) -> AddressLimiter {
-        assert!(addresses_max > 0, "a limiter tracks at least one address");
-        AddressLimiter { per_min, addresses_max, buckets: HashMap::new() }
+/// Counts joins per client address.
+pub type AddressLimiter = KeyedLimiter<IpAddr>;
+/// Counts joins per fan.
+pub type FanLimiter = KeyedLimiter<UserId>;
+
+impl<K: Hash + Eq + Copy> KeyedLimiter<K> {
+    pub fn new(per_min: u32, addresses_max: usize) -> KeyedLimiter<K> {
+        assert!(addresses_max > 0, "a limiter tracks at least one key");
+        KeyedLimiter { per_min, addresses_max, buckets: HashMap::new() }
     }
 
     /// Whether `address` may join now (and takes one join from its allowance if so).
-    pub fn allow(&mut self, address: IpAddr, now: Millis) -> bool {
+    pub fn allow(&mut self, address: K, now: Millis) -> bool {
         if self.per_min == 0 {
             return true;
         }
@@ -56,5 +63,15 @@ mod tests {
         assert!(limiter.allow(b, 0), "another address has its own allowance");
         assert!(limiter.allow(a, 20_000), "a third of a minute gives one join back");
         assert!(!limiter.allow(a, 20_000));
+    }
+
+    #[test]
+    fn a_fan_gets_its_allowance_whatever_its_address() {
+        let mut limiter = FanLimiter::new(2, 10);
+        assert!(limiter.allow(7, 0) && limiter.allow(7, 0));
+        assert!(!limiter.allow(7, 0));
+        assert!(limiter.allow(8, 0), "another fan has its own allowance");
+        let mut off = FanLimiter::new(0, 1);
+        assert!((0..1_000).all(|_| off.allow(7, 0)), "0 is no limit");
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::clock::{Clock, ISSUE_UNCERTAINTY_MS_MAX};
 use crate::keys::{Keys, Refusal, TicketClaims};
-use crate::limits::AddressLimiter;
+use crate::limits::{AddressLimiter, FanLimiter};
 use crate::line::{ahead_in_room, Line};
 use crate::session::{self, Outgoing, SessionId, Sessions, Via};
 use crate::wire::{code, ClientMsg, NodeView, ServerMsg};
@@ -31,6 +31,11 @@ pub struct RoomConfig {
     pub joins_per_address_per_min: u32,
     /// Client addresses the join limit tracks at once.
     pub addresses_tracked_max: usize,
+    /// Joins one fan may make per minute, over every address and transport (0: no limit): a
+    /// join is answered with the fan's place, so more are only work for the node.
+    pub joins_per_fan_per_min: u32,
+    /// Fans the per-fan join limit tracks at once.
+    pub fans_tracked_max: usize,
     /// Fan sessions open at once on this node.
     pub sessions_max: usize,
     /// Fans one event's line holds on this node (connected and parked).
@@ -49,6 +54,8 @@ impl RoomConfig {
             cluster_secret,
             joins_per_address_per_min: 600,
             addresses_tracked_max: 100_000,
+            joins_per_fan_per_min: 30,
+            fans_tracked_max: 1_000_000,
             sessions_max: 500_000,
             waiters_per_event_max: 5_000_000,
             rooms_max: 256,
@@ -102,6 +109,7 @@ pub struct RoomNode<C> {
     /// as reports advertise them: known once the endpoint is bound.
     advertised: RwLock<(String, String)>,
     limiter: Mutex<AddressLimiter>,
+    fan_limiter: Mutex<FanLimiter>,
     next_session: AtomicU64,
     pub counters: Counters,
 }
@@ -109,6 +117,7 @@ pub struct RoomNode<C> {
 impl<C: Cluster> RoomNode<C> {
     pub fn new(cluster: Arc<C>, config: RoomConfig) -> RoomNode<C> {
         let limiter = AddressLimiter::new(config.joins_per_address_per_min, config.addresses_tracked_max);
+        let fan_limiter = FanLimiter::new(config.joins_per_fan_per_min, config.fans_tracked_max);
         RoomNode {
             keys: Keys::new(config.cluster_secret.as_bytes()),
             cluster,
@@ -119,6 +128,7 @@ impl<C: Cluster> RoomNode<C> {
             clock: Mutex::new(Clock::default()),
             advertised: RwLock::new((String::new(), String::new())),
             limiter: Mutex::new(limiter),
+            fan_limiter: Mutex::new(fan_limiter),
             next_session: AtomicU64::new(1),
             counters: Counters::default(),
             config,
@@ -278,6 +288,10 @@ impl<C: Cluster> RoomNode<C> {
         if !self.limiter.lock().expect("limiter lock").allow(peer, now) {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
             return vec![error(code::RATE_LIMITED, "too many joins from this address: wait a minute")];
+        }
+        if !self.fan_limiter.lock().expect("fan limiter lock").allow(fan, now) {
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
+            return vec![error(code::RATE_LIMITED, "too many joins by this fan: wait a minute")];
         }
         if let Err(refusal) = self.keys.check_answer(challenge, answer, event, fan, now) {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);

@@ -1,12 +1,15 @@
 //! The routes, one module per area, and the router that ties them together.
 //!
 //! Answers are compressed (gzip or brotli) when the client accepts it. Public routes accept bodies up to `body_bytes_max`, admin routes up to `admin_body_bytes_max`.
+//! Sign-ups, sign-ins, holds and payments are rate limited per client address and per fan
+//! ([`crate::limits`]).
 //! Unknown paths and wrong methods answer with problems too, and every response is counted,
 //! including those of the extra routes the node merges in (the waiting room's HTTP endpoints).
 
 pub mod admin;
 pub mod bookings;
 pub mod events;
+pub mod limited;
 pub mod me;
 pub mod room;
 pub mod search;
@@ -22,19 +25,22 @@ use axum::Router;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::cluster::Cluster;
+use crate::limits::Action;
 use crate::state::AppState;
 use crate::{headers, metrics, problem};
 
 /// The gateway's routes with `extra` merged in (routes of their own state, without a fallback:
 /// the gateway's answers for unknown routes and wrong methods cover them too).
 pub fn build<C: Cluster>(state: AppState<C>, extra: Router) -> Router {
+    // Rate limits per client address and per fan, checked before the body is read (`limits`).
+    let limited = |action| from_fn_with_state((state.clone(), action), limited::limit::<C>);
     let public = Router::new()
         .route("/", get(web::index))
         .route("/app/{file}", get(web::asset))
         .route("/healthz", get(web::healthz::<C>))
         .route("/metrics", get(web::metrics::<C>))
-        .route("/users", post(users::create_user::<C>))
-        .route("/sessions", post(users::create_session::<C>))
+        .route("/users", post(users::create_user::<C>).route_layer(limited(Action::SignUp)))
+        .route("/sessions", post(users::create_session::<C>).route_layer(limited(Action::SignIn)))
         .route("/events", get(events::list::<C>))
         .route("/events/search", get(search::search::<C>))
         .route("/events/{eventId}", get(events::get_event::<C>))
@@ -43,9 +49,9 @@ pub fn build<C: Cluster>(state: AppState<C>, extra: Router) -> Router {
         .route("/events/{eventId}/seats", get(seats::snapshot::<C>))
         .route("/events/{eventId}/seats/stream", get(seats::stream::<C>))
         .route("/events/{eventId}/waiting-room", get(room::public_room::<C>))
-        .route("/events/{eventId}/bookings", post(bookings::create::<C>))
+        .route("/events/{eventId}/bookings", post(bookings::create::<C>).route_layer(limited(Action::Hold)))
         .route("/bookings/{bookingId}", get(bookings::get_booking::<C>).delete(bookings::release::<C>))
-        .route("/bookings/{bookingId}/payment", post(bookings::pay::<C>))
+        .route("/bookings/{bookingId}/payment", post(bookings::pay::<C>).route_layer(limited(Action::Payment)))
         .route("/me/bookings", get(me::my_bookings::<C>))
         .route("/webhooks/payments", post(webhooks::payment_event::<C>))
         .layer(DefaultBodyLimit::max(state.config.body_bytes_max));

@@ -38,7 +38,7 @@ pub async fn create_user<C: Cluster>(
     validate::fields_problem(validate::new_user_errors(&body.name, &body.email, &body.password))?;
     let name = body.name.trim().to_owned();
     let email = normalize_email(&body.email);
-    let password_hash = auth::hash_password(body.password).await?;
+    let password_hash = auth::hash_password(&state.limits.passwords, body.password).await?;
     let command =
         Command::CreateUser { name: name.clone(), email: email.clone(), password_hash: password_hash.clone() };
     let id = match state.write(PLACEMENT_GROUP, command).await? {
@@ -82,9 +82,11 @@ pub async fn create_session<C: Cluster>(
         // No account has such a password; do not spend argon2 time on it.
         return Err(wrong());
     }
-    let user = user_by_email(&state, &normalize_email(&body.email)).await?;
+    let email = normalize_email(&body.email);
+    state.limits.sign_in_to(&email)?;
+    let user = user_by_email(&state, &email).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let user = match (auth::verify_password(body.password, stored).await?, user) {
+    let user = match (auth::verify_password(&state.limits.passwords, body.password, stored).await?, user) {
         (true, Some(user)) => user,
         _ => return Err(wrong()),
     };

@@ -190,7 +190,7 @@ impl<L: Links> Cluster<L> {
             std::fs::write(&node.config, node_config(settings, &config))
                 .with_context(|| format!("cannot write {}", node.config.display()))?;
         }
-        let http = reqwest::Client::builder().timeout(Duration::from_millis(settings.request_timeout_ms)).build()?;
+        let http = client(settings)?;
         let settings = settings.clone();
         let mut cluster = Cluster { settings, nodes, http, sandbox_url, links, dir, sandbox: Some(sandbox) };
         let to_start: Vec<u64> =
@@ -200,6 +200,19 @@ impl<L: Links> Cluster<L> {
         }
         Ok(cluster)
     }
+}
+
+/// The cluster's HTTP client: it drops a connection idle for 2 s, before a node's header-read
+/// timeout (5 s by default) closes it under a request; it trusts the cluster's certificate.
+fn client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_millis(settings.request_timeout_ms))
+        .pool_idle_timeout(Duration::from_secs(2));
+    if let Some(tls) = &settings.tls {
+        let pem = std::fs::read(&tls.cert_path).with_context(|| format!("cannot read {}", tls.cert_path.display()))?;
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+    }
+    Ok(builder.build()?)
 }
 
 impl<L> Cluster<L> {
@@ -293,7 +306,14 @@ impl<L> Cluster<L> {
 
     /// The base URL of a node's gateway.
     pub fn url(&self, id: u64) -> String {
-        format!("http://{}", self.node(id).http_addr)
+        let scheme = if self.settings.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.node(id).http_addr)
+    }
+
+    /// The file descriptors a node's process has open (`None` if it is not running).
+    pub fn open_fds(&self, id: u64) -> Option<usize> {
+        let pid = self.node(id).child.as_ref()?.id();
+        Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
     }
 
     /// Nodes whose process runs (paused or not).

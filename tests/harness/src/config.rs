@@ -42,7 +42,14 @@ pub fn node_config(settings: &Settings, node: &NodeConfig) -> String {
     let head =
         format!("id = {id}\ndata_dir = \"{data}\"\nraft_addr = \"{raft_addr}\"\nhttp_addr = \"{http_addr}\"\n\n");
     let Settings {
-        inventory_groups, raft_extra, hold_ttl_ms, fault_injection, reconcile_after_ms, gateway_extra, ..
+        inventory_groups,
+        raft_extra,
+        hold_ttl_ms,
+        fault_injection,
+        reconcile_after_ms,
+        gateway_extra,
+        gateway_limits,
+        ..
     } = settings;
     let write_timeout = settings.write_timeout_ms.map(|ms| format!("write_timeout_ms = {ms}\n")).unwrap_or_default();
     let raft = format!(
@@ -55,8 +62,16 @@ pub fn node_config(settings: &Settings, node: &NodeConfig) -> String {
         "[gateway]\nadmin_token = \"{admin_token}\"\ncluster_secret = \"{cluster_secret}\"\nhold_ttl_ms = {hold_ttl_ms}\n\
          fault_injection_enabled = {fault_injection}\npayment_api_url = \"{sandbox_url}\"\n\
          payment_api_key = \"{payment_api_key}\"\npayment_webhook_secret = \"{webhook_secret}\"\n\
-         reconcile_interval_ms = 1000\nreconcile_after_ms = {reconcile_after_ms}\n{gateway_extra}\n"
+         reconcile_interval_ms = 1000\nreconcile_after_ms = {reconcile_after_ms}\n{gateway_extra}\n{gateway_limits}\n"
     );
+    let gateway = match &settings.tls {
+        Some(tls) => format!(
+            "{gateway}tls_cert_path = \"{}\"\ntls_key_path = \"{}\"\n",
+            tls.cert_path.display(),
+            tls.key_path.display()
+        ),
+        None => gateway,
+    };
     let room = match settings.room_extra.as_str() {
         "" => String::new(),
         extra => format!("\n[room]\n{extra}\n"),
@@ -107,6 +122,10 @@ mod tests {
         let table = text.parse::<toml::Table>().unwrap();
         assert_eq!(table["room"]["joins_per_address_per_min"].as_integer(), Some(5), "{text}");
         assert_eq!(table["tls"]["cert_path"].as_str(), Some("/tmp/certs/node-1.crt"), "{text}");
+        assert_eq!(table["gateway"]["holds_per_fan_per_min"].as_integer(), Some(0), "limits off: {text}");
+        let limited = Settings { gateway_limits: String::new(), ..settings.clone() };
+        let limited = node_config(&limited, &node).parse::<toml::Table>().unwrap();
+        assert!(limited["gateway"].get("holds_per_fan_per_min").is_none(), "the node's defaults");
         let plain = node_config(&Settings::default(), &node);
         assert!(!plain.contains("[room]"), "no room table without room settings: {plain}");
     }

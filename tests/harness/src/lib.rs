@@ -49,4 +49,7 @@ pub use room::{
     wait_clocks_in_step, Admission, AdmissionClaims, FanStream, Joined, Place, Placed, RoomClient, RoomError, RoomInfo,
     RoomNode, RoomPool,
 };
-pub use settings::{sibling_binary, test_binary, Secrets, Settings, ADMIN_TOKEN, PAYMENT_API_KEY, WEBHOOK_SECRET};
+pub use settings::{
+    sibling_binary, test_binary, Secrets, Settings, TlsFiles, ADMIN_TOKEN, HARNESS_LIMITS, PAYMENT_API_KEY,
+    WEBHOOK_SECRET,
+};

@@ -10,6 +10,14 @@ pub const PAYMENT_API_KEY: &str = "sk_test_boxoffice";
 /// The sandbox payment provider's webhook secret in a cluster whose settings name no other.
 pub const WEBHOOK_SECRET: &str = "whsec_test_boxoffice";
 
+/// The `[gateway]` lines of a harness cluster's rate limits, unless its settings name others:
+/// none, and a long wait for a password-hashing slot. Tests, the chaos runner and the benchmark
+/// drive many fans from one loopback address, sign fans up by the hundred and retry holds, so
+/// the node's defaults would refuse them; `tests/tests/front_door.rs` tests the limits.
+pub const HARNESS_LIMITS: &str = "signups_per_address_per_min = 0\nsignins_per_address_per_min = 0\n\
+    signins_per_email_per_min = 0\nholds_per_address_per_min = 0\nholds_per_fan_per_min = 0\n\
+    payments_per_address_per_min = 0\npayments_per_fan_per_min = 0\npassword_hash_wait_ms = 60000\n";
+
 /// The secrets of a cluster.
 #[derive(Clone, Copy, Debug)]
 pub struct Secrets {
@@ -34,6 +42,14 @@ impl Secrets {
     };
 }
 
+/// A certificate and key (PEM files) the nodes serve HTTPS with; the harness's client trusts the
+/// certificate, which must name 127.0.0.1.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
 /// How a cluster is made; [`Settings::default`] is the integration tests' cluster, and
 /// [`Settings::in_folder`] a cluster that a runner drives for minutes.
 #[derive(Clone, Debug)]
@@ -52,6 +68,10 @@ pub struct Settings {
     pub raft_extra: String,
     /// Extra lines for the `[gateway]` table.
     pub gateway_extra: String,
+    /// The `[gateway]` lines of the rate limits and password-hashing slots: [`HARNESS_LIMITS`]
+    /// by default; empty for the node's own defaults (a test that sets some of these fields in
+    /// `gateway_extra` empties this, as TOML refuses a key given twice).
+    pub gateway_limits: String,
     /// Lines for a `[room]` table (the waiting room's endpoint and limits); no table when empty.
     pub room_extra: String,
     /// Nodes in every node's config that `start` does not start (`restart` starts them later).
@@ -70,6 +90,9 @@ pub struct Settings {
     pub sandbox_duplicate_per_mille: u32,
     /// Timeout of one request of the cluster's HTTP client ([`crate::Cluster::http`]).
     pub request_timeout_ms: u64,
+    /// HTTPS on every node's gateway with these files (`None`: plain HTTP). The sandbox's
+    /// webhooks still go to `http://`, so payments are not confirmed by webhook in such a cluster.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for Settings {
@@ -83,6 +106,7 @@ impl Default for Settings {
             write_timeout_ms: None,
             raft_extra: String::new(),
             gateway_extra: String::new(),
+            gateway_limits: HARNESS_LIMITS.into(),
             room_extra: String::new(),
             not_started: Vec::new(),
             secrets: Secrets::HARNESS,
@@ -92,6 +116,7 @@ impl Default for Settings {
             sandbox_delay_max_ms: 300,
             sandbox_duplicate_per_mille: 200,
             request_timeout_ms: 15_000,
+            tls: None,
         }
     }
 }
