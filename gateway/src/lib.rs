@@ -21,7 +21,8 @@
 //! - [`settle`]: settling captured payments (confirm, or refund), and reconciling pending ones;
 //! - [`metrics`]: response and hold counters in Prometheus text;
 //! - [`seats`]: live seat maps, one feed per event followed by every fan watching it;
-//! - [`routes`]: the handlers, one module per area, and the router that ties them together.
+//! - [`routes`]: the handlers, one module per area, and the router that ties them together;
+//! - [`openapi`]: the OpenAPI 3.1 document of every route, served at `/openapi.json`.
 
 pub mod admission;
 pub mod auth;
@@ -30,6 +31,7 @@ pub mod cluster;
 pub mod config;
 pub mod extract;
 pub mod metrics;
+pub mod openapi;
 pub mod payment;
 pub mod problem;
 pub mod routes;
@@ -53,7 +55,7 @@ pub use problem::Problem;
 /// if it is empty), and the task that reconciles payments left pending (it stops when the router
 /// is dropped). Must be called inside a Tokio runtime.
 pub fn router<C: Cluster>(cluster: Arc<C>, config: GatewayConfig) -> axum::Router {
-    router_with(cluster, config, None, axum::Router::new())
+    router_with(cluster, config, None, axum::Router::new(), None)
 }
 
 /// The gateway's routes with a chosen payment provider.
@@ -62,22 +64,24 @@ pub fn router_with_payments<C: Cluster>(
     config: GatewayConfig,
     payments: Arc<dyn PaymentProvider>,
 ) -> axum::Router {
-    router_with(cluster, config, Some(payments), axum::Router::new())
+    router_with(cluster, config, Some(payments), axum::Router::new(), None)
 }
 
 /// The gateway's routes with `extra` routes merged in (the node's waiting room over HTTP), and
 /// a chosen payment provider or (`None`) the one the configuration names. `extra` must have no
 /// fallback of its own: the gateway's problems answer unknown routes and wrong methods for all.
+/// `extra_api` is the OpenAPI description of `extra`, merged into `/openapi.json`.
 pub fn router_with<C: Cluster>(
     cluster: Arc<C>,
     config: GatewayConfig,
     payments: Option<Arc<dyn PaymentProvider>>,
     extra: axum::Router,
+    extra_api: Option<utoipa::openapi::OpenApi>,
 ) -> axum::Router {
     let payments = payments.unwrap_or_else(|| configured_provider(&config));
     let state = state::AppState::new(cluster, config, payments);
     tokio::spawn(settle::reconcile(state.downgrade()));
-    routes::build(state, extra)
+    routes::build(state, extra, extra_api)
 }
 
 /// The provider at `payment_api_url`, or none if it is empty.

@@ -75,7 +75,9 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
     let (stop_room, room_stopped) = watch::channel(false);
     let room = start_room(config, cluster.clone(), room_stopped).await?;
     let fallback = room::http::routes(room.node.clone()).merge(room::page::routes());
-    let router = gateway::router_with(cluster, config.gateway.clone(), None, fallback);
+    let mut fallback_api = room::http::api();
+    fallback_api.merge(room::page::api());
+    let router = gateway::router_with(cluster, config.gateway.clone(), None, fallback, Some(fallback_api));
     let (stop_gateway, mut stopped) = watch::channel(false);
     let gateway = tokio::spawn(gateway::serve(http, router, async move {
         let _ = stopped.wait_for(|stop| *stop).await;

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use model::{Event, SearchQuery, SearchSort};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::cluster::Cluster;
 use crate::extract::QueryParams;
@@ -27,8 +28,9 @@ use crate::views::{parse_rfc3339, EventSummary};
 /// Longest keyword accepted.
 pub const KEYWORD_CHARS_MAX: usize = 200;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
     keyword: Option<String>,
     start: Option<String>,
@@ -43,21 +45,21 @@ pub struct SearchParams {
     page_size: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Facet {
     value: String,
     count: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Facets {
     categories: Vec<Facet>,
     cities: Vec<Facet>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SearchPage {
     events: Vec<SearchedEvent>,
@@ -67,7 +69,7 @@ struct SearchPage {
     facets: Facets,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SearchedEvent {
     #[serde(flatten)]
@@ -135,6 +137,8 @@ fn cache_key(query: &SearchQuery) -> String {
     )
 }
 
+#[utoipa::path(get, path = "/events/search", tag = "events", params(SearchParams),
+    responses((status = 200, description = "A page of matching events, the total and facets", body = SearchPage)))]
 pub async fn search<C: Cluster>(
     State(state): State<AppState<C>>,
     QueryParams(params): QueryParams<SearchParams>,
