@@ -132,8 +132,8 @@ async fn join<S: Sessions>(
 /// The wait, as server-sent events: the fan's `position` as it moves, then `admitted`.
 #[utoipa::path(get, path = "/events/{eventId}/waiting-room/stream", tag = "waiting room", params(("eventId" = u64, Path, description = "The event"), StreamQuery),
     security(("fan" = [])),
-    responses((status = 200, content_type = "text/event-stream", body = String,
-        description = "Server-sent events, each a room message (`ServerMsg`) named by its `type`")))]
+    responses((status = 200, content_type = "text/event-stream", body = ServerMsg,
+        description = "Server-sent events, each a room message named by its `type`")))]
 async fn stream<S: Sessions>(
     State(sessions): State<Arc<S>>,
     event: Result<Path<u64>, PathRejection>,

@@ -191,7 +191,7 @@ fn idempotency_mismatch() -> Problem {
 }
 
 /// `GET /bookings/{bookingId}`: one of the fan's bookings.
-#[utoipa::path(get, path = "/bookings/{bookingId}", tag = "bookings", security(("fan" = [])), params(("bookingId" = String, Path, description = "A booking id: `{event}-{nonce as 16 hex digits}`")),
+#[utoipa::path(get, path = "/bookings/{bookingId}", tag = "bookings", security(("fan" = [])), params(("bookingId" = String, Path, description = "A booking id: `{event}-{nonce as 16 hex digits}`", pattern = "^[0-9]{1,20}-[0-9a-f]{16}$")),
     responses((status = 200, description = "The booking", body = BookingView)))]
 pub async fn get_booking<C: Cluster>(
     Fan(user): Fan,
@@ -207,7 +207,7 @@ pub async fn get_booking<C: Cluster>(
 }
 
 /// `DELETE /bookings/{bookingId}`: give a held booking's tickets back.
-#[utoipa::path(delete, path = "/bookings/{bookingId}", tag = "bookings", security(("fan" = [])), params(("bookingId" = String, Path, description = "A booking id: `{event}-{nonce as 16 hex digits}`")),
+#[utoipa::path(delete, path = "/bookings/{bookingId}", tag = "bookings", security(("fan" = [])), params(("bookingId" = String, Path, description = "A booking id: `{event}-{nonce as 16 hex digits}`", pattern = "^[0-9]{1,20}-[0-9a-f]{16}$")),
     responses((status = 200, description = "The booking, released", body = BookingView)))]
 pub async fn release<C: Cluster>(
     Fan(user): Fan,
@@ -234,7 +234,7 @@ pub async fn release<C: Cluster>(
 /// booking later; with a card the gateway confirms at the provider at once and answers with the
 /// booking confirmed (200), declined (402, still payable), or lost (409, refunded).
 #[utoipa::path(post, path = "/bookings/{bookingId}/payment", tag = "bookings", request_body = PaymentRequest,
-    security(("fan" = [])), params(("bookingId" = String, Path, description = "A booking id: `{event}-{nonce as 16 hex digits}`"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key gets the first answer, once")),
+    security(("fan" = [])), params(("bookingId" = String, Path, description = "A booking id: `{event}-{nonce as 16 hex digits}`", pattern = "^[0-9]{1,20}-[0-9a-f]{16}$"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key gets the first answer, once")),
     responses((status = 200, description = "Paid: the booking, confirmed", body = BookingView),
         (status = 202, description = "Pay on the checkout page at `checkoutUrl`", body = BookingView)))]
 pub async fn pay<C: Cluster>(

@@ -31,7 +31,10 @@ const EVENT_CACHE_CONTROL: &str = "public, max-age=10";
 #[into_params(parameter_in = Query)]
 pub struct Paging {
     /// From 1.
+    #[param(minimum = 1)]
     page: Option<u32>,
+    /// At most `page_size_max` (100 by default).
+    #[param(minimum = 1)]
     page_size: Option<u32>,
 }
 

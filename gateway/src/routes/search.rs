@@ -32,6 +32,7 @@ pub const KEYWORD_CHARS_MAX: usize = 200;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
+    #[param(max_length = 200)]
     keyword: Option<String>,
     start: Option<String>,
     end: Option<String>,
@@ -40,8 +41,13 @@ pub struct SearchParams {
     performer: Option<String>,
     venue: Option<String>,
     available: Option<bool>,
+    /// `relevance` (the default) or `date`.
+    #[param(pattern = "^(relevance|date)$")]
     sort: Option<String>,
+    #[param(minimum = 1)]
     page: Option<u32>,
+    /// At most `page_size_max` (100 by default).
+    #[param(minimum = 1)]
     page_size: Option<u32>,
 }
 

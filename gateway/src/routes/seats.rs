@@ -67,6 +67,15 @@ enum SeatCell {
     Coordinate(f32),
 }
 
+/// The data of one event of the seat stream: a `snapshot`, or a `delta`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum SeatStreamEvent {
+    Snapshot(SnapshotView),
+    Delta(crate::seats::wire::DeltaView),
+}
+
 fn layout_body(event: EventId, map: &SeatMap) -> Result<Arc<CachedBody>, Problem> {
     let sections = map
         .sections
@@ -131,7 +140,7 @@ pub async fn snapshot<C: Cluster>(
 /// instead of the snapshot when the feed still has them all.
 #[utoipa::path(get, path = "/events/{eventId}/seats/stream", tag = "seats",
     params(("eventId" = u64, Path, description = "The event"), ("Last-Event-ID" = Option<String>, Header, description = "The last version received: resume after it")),
-    responses((status = 200, content_type = "text/event-stream", body = String,
+    responses((status = 200, content_type = "text/event-stream", body = SeatStreamEvent,
         description = "Server-sent events: `snapshot` (a `SnapshotView`) first, then a `delta` (a `DeltaView`) per change, \
             each with its version as the event id")))]
 pub async fn stream<C: Cluster>(

@@ -19,8 +19,11 @@ use crate::views::{rfc3339, SessionView, UserView};
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewUser {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    #[schema(min_length = 8, max_length = 128)]
     password: String,
 }
 
