@@ -81,7 +81,8 @@ pub fn router_with<C: Cluster>(
     let payments = payments.unwrap_or_else(|| configured_provider(&config));
     let state = state::AppState::new(cluster, config, payments);
     tokio::spawn(settle::reconcile(state.downgrade()));
-    routes::build(state, extra, extra_api)
+    let described = openapi::router(openapi::document(extra_api));
+    routes::build(state, extra.merge(described))
 }
 
 /// The provider at `payment_api_url`, or none if it is empty.

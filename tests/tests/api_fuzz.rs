@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::clients::{python, repo};
+use harness::clients::python;
 use serde_json::Value;
 
 /// Test cases per operation and phase: enough to find the shapes that break a handler, few
@@ -74,7 +74,8 @@ fn schemathesis(base: &str, token: &str, filter: &[&str], reports: &Path) {
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--report", "junit", "--report-dir"])
         .arg(reports)
-        .current_dir(repo())
+        // Schemathesis keeps a cache of what it found in its working folder: the test's own.
+        .current_dir(reports.parent().expect("the reports sit in the test's folder"))
         .output()
         .expect("schemathesis starts");
     let report = String::from_utf8_lossy(&out.stdout);

@@ -40,6 +40,18 @@ pub const ANSWER_TIMEOUT_MS: u64 = 10_000;
 /// How often an open event stream tells the session that its fan is still there.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 10_000;
 
+/// One event of the wait as it travels (the schema of each event of a `text/event-stream`, as
+/// OpenAPI 3.2 reads it): named by the message's `type`, its data the message.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct RoomStreamEvent {
+    /// The message's `type`: `position`, `admitted`, `parked`, `lapsed`, `redirect`, ...
+    event: String,
+    /// JSON: a `ServerMsg`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
 #[derive(OpenApi)]
 #[openapi(paths(hello, join, stream), components(schemas(ServerMsg)))]
 struct ApiDoc;
@@ -132,7 +144,7 @@ async fn join<S: Sessions>(
 /// The wait, as server-sent events: the fan's `position` as it moves, then `admitted`.
 #[utoipa::path(get, path = "/events/{eventId}/waiting-room/stream", tag = "waiting room", params(("eventId" = u64, Path, description = "The event"), StreamQuery),
     security(("fan" = [])),
-    responses((status = 200, content_type = "text/event-stream", body = ServerMsg,
+    responses((status = 200, content_type = "text/event-stream", body = RoomStreamEvent,
         description = "Server-sent events, each a room message named by its `type`")))]
 async fn stream<S: Sessions>(
     State(sessions): State<Arc<S>>,

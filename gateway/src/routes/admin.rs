@@ -373,7 +373,7 @@ pub async fn event_state<C: Cluster>(
 /// `PUT /admin/faults`: inject faults into this node. Only when `fault_injection_enabled`.
 #[utoipa::path(put, path = "/admin/faults", tag = "admin", security(("admin" = [])), request_body = model::Faults,
     responses((status = 204, description = "The faults are in effect on this node"),
-        (status = 404, description = "Fault injection is not enabled on this node", body = crate::openapi::ProblemBody,
+        (status = 404, description = "Fault injection is not enabled on this node", body = crate::problem::ProblemBody,
             content_type = "application/problem+json")))]
 pub async fn inject_faults<C: Cluster>(
     _: Admin,

@@ -23,12 +23,11 @@ use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 use crate::cluster::Cluster;
 use crate::state::AppState;
-use crate::{metrics, openapi, problem};
+use crate::{metrics, problem};
 
 /// The gateway's routes with `extra` merged in (routes of their own state, without a fallback:
-/// the gateway's answers for unknown routes and wrong methods cover them too), and the OpenAPI
-/// document of them all at `/openapi.json` (`extra_api` describes `extra`).
-pub fn build<C: Cluster>(state: AppState<C>, extra: Router, extra_api: Option<utoipa::openapi::OpenApi>) -> Router {
+/// the gateway's answers for unknown routes and wrong methods cover them too).
+pub fn build<C: Cluster>(state: AppState<C>, extra: Router) -> Router {
     let public = Router::new()
         .route("/", get(web::index))
         .route("/app/{file}", get(web::asset))
@@ -63,12 +62,9 @@ pub fn build<C: Cluster>(state: AppState<C>, extra: Router, extra_api: Option<ut
         .route("/admin/faults", put(admin::inject_faults::<C>))
         .layer(DefaultBodyLimit::max(state.config.admin_body_bytes_max));
     let counters = state.metrics.clone();
-    let document = openapi::Rendered::new(&openapi::document(extra_api));
-    let described = Router::new().route("/openapi.json", get(openapi::openapi_json)).with_state(document);
     public
         .merge(admin)
         .with_state(state)
-        .merge(described)
         .merge(extra)
         .fallback(problem::no_route)
         // After every route is added: it only reaches the routes that exist when it is called.

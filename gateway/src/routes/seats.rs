@@ -67,13 +67,19 @@ enum SeatCell {
     Coordinate(f32),
 }
 
-/// The data of one event of the seat stream: a `snapshot`, or a `delta`.
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
+/// One event of the seat stream as it travels (the schema of each event of a
+/// `text/event-stream`, as OpenAPI 3.2 reads it): `snapshot`, whose data is a `SnapshotView`, or
+/// `delta`, whose data is a `DeltaView`, with its version as the id.
+#[derive(ToSchema)]
 #[allow(dead_code)]
-enum SeatStreamEvent {
-    Snapshot(SnapshotView),
-    Delta(crate::seats::wire::DeltaView),
+struct SeatStreamEvent {
+    #[schema(pattern = "^(snapshot|delta)$")]
+    event: String,
+    /// JSON: a `SnapshotView` or a `DeltaView`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+    /// The version the event brings the map to.
+    id: String,
 }
 
 fn layout_body(event: EventId, map: &SeatMap) -> Result<Arc<CachedBody>, Problem> {
