@@ -21,15 +21,28 @@ const RUN_TIME_MAX_S: &str = "70";
 /// What Schemathesis checks on every answer.
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
 
-fn start_dev(addr: &str, data: &Path, log: &Path) -> Child {
+/// `boxoffice dev`, killed if the test ends before it stops it (a failed assertion).
+struct Dev(Option<Child>);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn start_dev(addr: &str, data: &Path, log: &Path) -> Dev {
     let log = std::fs::File::create(log).unwrap();
-    Command::new(harness::test_binary())
+    let child = Command::new(harness::test_binary())
         .args(["dev", "--http", addr, "--data"])
         .arg(data)
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log))
         .spawn()
-        .unwrap()
+        .unwrap();
+    Dev(Some(child))
 }
 
 async fn wait_up(log: &Path) {
@@ -40,13 +53,20 @@ async fn wait_up(log: &Path) {
     }
 }
 
-fn stop(mut child: Child) {
+/// Stops `dev` with SIGTERM; it must exit cleanly within 30 s.
+fn stop(mut dev: Dev) {
+    let mut child = dev.0.take().expect("running");
     // SAFETY: kill(2) on a child we spawned and have not reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "boxoffice dev exits cleanly on SIGTERM: {status}");
+            return;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("boxoffice dev did not stop within 30 s of SIGTERM");
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -94,7 +114,7 @@ async fn schemathesis_finds_no_server_error_nor_answer_off_the_document() {
     let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     let base = format!("http://{addr}");
     let (data, log) = (dir.path().join("data"), dir.path().join("dev.log"));
-    let child = start_dev(&addr, &data, &log);
+    let dev = start_dev(&addr, &data, &log);
     wait_up(&log).await;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
     let admin = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_string();
@@ -112,5 +132,5 @@ async fn schemathesis_finds_no_server_error_nor_answer_off_the_document() {
     schemathesis(&base, &admin, &["--include-path-regex", "^/admin/", "--exclude-path", "/admin/faults"], &reports);
     let health = http.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "the cluster still serves after the fuzzing");
-    stop(child);
+    stop(dev);
 }
