@@ -1,12 +1,13 @@
 //! The OpenAPI 3.1 document of the HTTP API, served at `GET /openapi.json`.
 //!
 //! It is derived from the code: every handler carries its `#[utoipa::path]` (method, path,
-//! parameters, body, success answers) and every view its schema, so a route without docs fails
-//! `every_route_is_documented_and_every_documented_route_served` below. What holds for every route is added here
-//! once ([`Conventions`]): any 4xx or 5xx answers `application/problem+json` ([`ProblemBody`]),
-//! and the security schemes (the fan's bearer token, the operators' admin token, the waiting
-//! room's `Admission-Token`). The node merges in the document of the routes it adds (the waiting
-//! room's HTTP fallback), as it merges in the routes.
+//! parameters, body, success answers) and every view its schema; a unit test compares the
+//! document with the router's route list, so a route without docs fails it. What holds for every
+//! route is added here once ([`Conventions`]): any 4xx or 5xx answers `application/problem+json`
+//! ([`ProblemBody`]), and the security schemes (the fan's bearer token, the operators' admin
+//! token, the waiting room's `Admission-Token`). The node merges in the document of the routes it
+//! adds (the waiting room's HTTP fallback), as it merges in the routes. Event streams describe
+//! each event as it travels (`event`, `data`, `id`), as OpenAPI 3.2 reads `text/event-stream`.
 
 use std::sync::Arc;
 
