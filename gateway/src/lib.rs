@@ -28,7 +28,8 @@
 //!   webhook event ids past their window;
 //! - [`metrics`]: response and hold counters in Prometheus text;
 //! - [`seats`]: live seat maps, one feed per event followed by every fan watching it;
-//! - [`routes`]: the handlers, one module per area, and the router that ties them together.
+//! - [`routes`]: the handlers, one module per area, and the router that ties them together;
+//! - [`openapi`]: the OpenAPI 3.1 document of every route, served at `/openapi.json`.
 
 pub mod admission;
 pub mod auth;
@@ -40,6 +41,7 @@ pub mod front_door;
 pub mod headers;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod payment;
 pub mod problem;
 pub mod prune;
@@ -65,7 +67,7 @@ pub use problem::Problem;
 /// if it is empty), and the tasks that reconcile payments left pending and prune what groups
 /// remember (they stop when the router is dropped). Must be called inside a Tokio runtime.
 pub fn router<C: Cluster>(cluster: Arc<C>, config: GatewayConfig) -> axum::Router {
-    router_with(cluster, config, None, axum::Router::new())
+    router_with(cluster, config, None, axum::Router::new(), None)
 }
 
 /// The gateway's routes with a chosen payment provider.
@@ -74,24 +76,27 @@ pub fn router_with_payments<C: Cluster>(
     config: GatewayConfig,
     payments: Arc<dyn PaymentProvider>,
 ) -> axum::Router {
-    router_with(cluster, config, Some(payments), axum::Router::new())
+    router_with(cluster, config, Some(payments), axum::Router::new(), None)
 }
 
 /// The gateway's routes with `extra` routes merged in (the node's waiting room over HTTP), and
 /// a chosen payment provider or (`None`) the one the configuration names. `extra` must have no
 /// fallback of its own: the gateway's problems answer unknown routes and wrong methods for all.
+/// `extra_api` is the OpenAPI description of `extra`, merged into `/openapi.json`.
 pub fn router_with<C: Cluster>(
     cluster: Arc<C>,
     config: GatewayConfig,
     payments: Option<Arc<dyn PaymentProvider>>,
     extra: axum::Router,
+    extra_api: Option<utoipa::openapi::OpenApi>,
 ) -> axum::Router {
     let payments = payments.unwrap_or_else(|| configured_provider(&config));
     let state = state::AppState::new(cluster, config, payments);
     tokio::spawn(settle::reconcile(state.downgrade()));
     tokio::spawn(prune::prune(state.downgrade()));
     tokio::spawn(limits::sweep(Arc::downgrade(&state.limits)));
-    routes::build(state, extra)
+    let described = openapi::router(openapi::document(extra_api));
+    routes::build(state, extra.merge(described))
 }
 
 /// The provider at `payment_api_url`, or none if it is empty.

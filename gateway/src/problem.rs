@@ -16,6 +16,24 @@ pub const TYPE_BASE: &str = "https://boxoffice.dev/problems/";
 /// The media type of every error body.
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+/// A problem as its body reads, for the OpenAPI document: the body of every 4xx and 5xx answer.
+/// Some problems add members of their own (e.g. `unavailableTicketIds`, `errors`, `waitingRoom`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+#[allow(dead_code)]
+pub struct ProblemBody {
+    /// `https://boxoffice.dev/problems/<slug>`.
+    #[serde(rename = "type")]
+    kind: String,
+    /// Fixed per type.
+    title: String,
+    /// The HTTP status again.
+    #[schema(minimum = 400, maximum = 599)]
+    status: u16,
+    /// What went wrong this time.
+    detail: String,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{} {slug}: {detail}", status.as_u16())]
 pub struct Problem {

@@ -7,6 +7,7 @@ use model::{
     TicketStatus, UserId, VenueSummary,
 };
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// `2026-12-01T20:00:00.000Z`. Times beyond what a calendar can show read as its last instant
 /// rather than failing: they can only come from absurd settings, never from a client.
@@ -23,7 +24,7 @@ pub fn parse_rfc3339(text: &str) -> Option<Millis> {
 }
 
 /// An event in a list: everything but its seats.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventSummary {
     pub id: EventId,
@@ -51,7 +52,7 @@ impl From<&Event> for EventSummary {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventList {
     pub events: Vec<EventSummary>,
@@ -61,7 +62,7 @@ pub struct EventList {
 }
 
 /// One section of an event's map, without its seats.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SectionSummary {
     pub name: String,
@@ -70,7 +71,7 @@ pub struct SectionSummary {
 }
 
 /// An event's page: the summary and its sections.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventView {
     #[serde(flatten)]
@@ -94,7 +95,7 @@ impl EventView {
 }
 
 /// Every ticket of an event with where it is and how it reads now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TicketsView<'a> {
     pub event_id: EventId,
@@ -102,7 +103,7 @@ pub struct TicketsView<'a> {
     pub available_count: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TicketView<'a> {
     pub id: TicketId,
@@ -150,7 +151,7 @@ fn ticket_view<'a>(seat: &SeatRef<'a>) -> TicketView<'a> {
 }
 
 /// A booking as its fan sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BookingView {
     pub booking_id: String,
@@ -174,7 +175,7 @@ pub struct BookingView {
     pub last_payment_error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BookedTicket {
     pub id: TicketId,
@@ -226,19 +227,36 @@ fn released_at(booking: &Booking) -> Option<Millis> {
 }
 
 /// A booking as operators and the chaos checker read it: every time in group milliseconds.
-pub fn booking_record(booking: &Booking, now: Millis) -> serde_json::Value {
-    serde_json::json!({
-        "id": booking.id.to_string(),
-        "event": booking.event,
-        "fan": booking.user,
-        "tickets": booking.tickets,
-        "status": booking.status_at(now),
-        "totalCents": booking.total_cents,
-        "createdAtMs": booking.created_at,
-        "heldUntilMs": booking.held_until,
-        "confirmedAtMs": confirmed_at(booking),
-        "releasedAtMs": released_at(booking),
-    })
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BookingRecord {
+    pub id: String,
+    pub event: EventId,
+    pub fan: UserId,
+    pub tickets: Vec<TicketId>,
+    pub status: BookingStatus,
+    pub total_cents: u64,
+    pub created_at_ms: Millis,
+    pub held_until_ms: Millis,
+    pub confirmed_at_ms: Option<Millis>,
+    pub released_at_ms: Option<Millis>,
+}
+
+impl BookingRecord {
+    pub fn new(booking: &Booking, now: Millis) -> Self {
+        BookingRecord {
+            id: booking.id.to_string(),
+            event: booking.event,
+            fan: booking.user,
+            tickets: booking.tickets.clone(),
+            status: booking.status_at(now),
+            total_cents: booking.total_cents,
+            created_at_ms: booking.created_at,
+            held_until_ms: booking.held_until,
+            confirmed_at_ms: confirmed_at(booking),
+            released_at_ms: released_at(booking),
+        }
+    }
 }
 
 /// The booked tickets with their seats, in the booking's order.
@@ -256,7 +274,7 @@ fn booked_tickets(tickets: &[TicketId], map: &SeatMap) -> Vec<BookedTicket> {
         .collect()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     pub id: UserId,
@@ -264,7 +282,7 @@ pub struct UserView {
     pub email: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionView {
     pub token: String,

@@ -9,12 +9,14 @@ use serde::{Deserialize, Serialize};
 use crate::{EventId, GroupId, Millis, PerformerId, TicketId, UserId, VenueId, SEAT_LABEL_CHARS_MAX, VENUE_SEATS_MAX};
 
 /// Sections, rows and seats. Ticket `n` of an event is the `n`-th seat in this order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SeatMap {
     pub sections: Vec<Section>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Section {
@@ -24,6 +26,7 @@ pub struct Section {
     pub rows: Vec<Row>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Row {
@@ -32,6 +35,7 @@ pub struct Row {
 }
 
 /// One seat: its label and where to draw it on the map (venue units, origin top left).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Seat {
@@ -165,6 +169,7 @@ pub struct Venue {
 }
 
 /// A venue without its seat map: what an event page shows about where it is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VenueSummary {
@@ -187,6 +192,7 @@ impl Venue {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Performer {

@@ -49,6 +49,7 @@ pub enum SeatChanges {
 }
 
 /// How a ticket reads to a fan at a given time.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum TicketStatus {
@@ -95,6 +96,7 @@ pub enum BookingState {
 }
 
 /// How a booking reads to a fan at a given time.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum BookingStatus {

@@ -15,6 +15,7 @@ use crate::{EventId, Millis, NodeId, UserId};
 /// the fan's id under the room's draw key) come before on-sale places (`class` 1, `primary` the
 /// issuing node's room clock in ms when the join was read); `node` and `seq` break ties in the
 /// order the node read the joins.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Place {
     pub class: u8,

@@ -82,7 +82,9 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
     if gateway_config.public_origins.is_empty() {
         gateway_config.public_origins = own_origins(http_addr, door.is_tls());
     }
-    let router = gateway::router_with(cluster, gateway_config, None, fallback);
+    let mut fallback_api = room::http::api();
+    fallback_api.merge(room::page::api());
+    let router = gateway::router_with(cluster, gateway_config, None, fallback, Some(fallback_api));
     let (stop_gateway, mut stopped) = watch::channel(false);
     let gateway = tokio::spawn(gateway::serve(http, router, door, async move {
         let _ = stopped.wait_for(|stop| *stop).await;

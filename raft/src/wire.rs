@@ -262,3 +262,135 @@ mod tests {
         assert_eq!((frame.id, frame.kind, frame.payload.len()), (0, Kind::Keepalive, 0));
     }
 }
+
+/// Property-based fuzzing of the codec: what any peer (or anyone who reaches the port) may send.
+/// Bounded so it runs in seconds.
+#[cfg(test)]
+mod fuzz {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use model::{BookingId, Consistency, Query};
+    use proptest::prelude::*;
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    use super::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig { cases: 2_000, failure_persistence: None, ..ProptestConfig::default() }
+    }
+
+    /// Serves `bytes` in chunks of `chunk` and records the largest buffer it was asked to fill:
+    /// read_frame's buffers are what it allocates for a frame.
+    struct Recording<'a> {
+        bytes: &'a [u8],
+        chunk: usize,
+        largest_buffer: usize,
+    }
+
+    impl AsyncRead for Recording<'_> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            self.largest_buffer = self.largest_buffer.max(buf.remaining());
+            let n = buf.remaining().min(self.chunk).min(self.bytes.len());
+            let (now, rest) = self.bytes.split_at(n);
+            buf.put_slice(now);
+            self.bytes = rest;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().expect("a runtime").block_on(future)
+    }
+
+    fn query() -> impl Strategy<Value = Query> {
+        prop_oneof![
+            any::<u64>().prop_map(Query::Event),
+            any::<u64>().prop_map(Query::SeatMap),
+            any::<u64>().prop_map(Query::Tickets),
+            (any::<u64>(), any::<u64>()).prop_map(|(event, nonce)| Query::Booking(BookingId { event, nonce })),
+            (any::<u64>(), any::<u32>()).prop_map(|(from, limit)| Query::UpcomingEvents { from, limit }),
+            "\\PC{0,40}".prop_map(Query::UserByEmail),
+            Just(Query::Digest),
+            prop::collection::vec(any::<u64>(), 0..20).prop_map(Query::IndexEntries),
+        ]
+    }
+
+    fn request() -> impl Strategy<Value = Request> {
+        let consistency = prop_oneof![Just(Consistency::Linearizable), Just(Consistency::Stale)];
+        prop_oneof![
+            (any::<u64>(), "\\PC{0,40}").prop_map(|(from, cluster)| Request::Hello { from, cluster }),
+            Just(()).prop_map(|()| Request::Status),
+            any::<u32>().prop_map(|group| Request::ReadIndex { group }),
+            (any::<u32>(), query(), consistency).prop_map(|(group, query, consistency)| Request::Read {
+                group,
+                query,
+                consistency
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_nor_ask_for_more_than_the_limit(
+            small_len in prop::option::of(0u32..1_100),
+            rest in prop::collection::vec(any::<u8>(), 0..512),
+            frame_bytes_max in 0u32..1_024,
+            chunk in 1usize..64,
+        ) {
+            // Random bytes mostly start with a huge length: half the cases start with a small one.
+            let mut bytes = small_len.map(|len| len.to_be_bytes().to_vec()).unwrap_or_default();
+            bytes.extend_from_slice(&rest);
+            let mut reader = Recording { bytes: &bytes, chunk, largest_buffer: 0 };
+            if let Ok(Some(frame)) = block_on(read_frame(&mut reader, frame_bytes_max)) {
+                prop_assert!(frame.payload.len() + HEADER_BYTES - 4 <= frame_bytes_max as usize);
+                let _ = frame.decode::<Request>();
+                let _ = frame.decode::<Response>();
+            }
+            prop_assert!(reader.largest_buffer <= (frame_bytes_max as usize).max(4), "asked for {}", reader.largest_buffer);
+        }
+
+        #[test]
+        fn any_length_prefix_is_refused_or_read_within_the_limit(
+            any_len in any::<u32>(),
+            near_the_limit in prop::option::of(-16i32..=16),
+            rest in prop::collection::vec(any::<u8>(), 0..64),
+            frame_bytes_max in 0u32..(1 << 20),
+        ) {
+            // Lengths at the limit, just under and just over it, as well as anywhere.
+            let len = near_the_limit.map_or(any_len, |offset| frame_bytes_max.saturating_add_signed(offset));
+            let mut bytes = len.to_be_bytes().to_vec();
+            bytes.extend_from_slice(&rest);
+            let mut reader = Recording { bytes: &bytes, chunk: usize::MAX, largest_buffer: 0 };
+            let result = block_on(read_frame(&mut reader, frame_bytes_max));
+            if len > frame_bytes_max {
+                prop_assert!(matches!(result, Err(FrameError::TooLarge { .. })), "{:?}", result.map(|f| f.map(|f| f.id)));
+            }
+            prop_assert!(reader.largest_buffer <= (frame_bytes_max as usize).max(4), "asked for {}", reader.largest_buffer);
+        }
+
+        #[test]
+        fn arbitrary_payloads_never_panic_when_decoded(payload in prop::collection::vec(any::<u8>(), 0..256)) {
+            let frame = Frame { id: 0, kind: Kind::Request, payload };
+            let _ = frame.decode::<Request>();
+            let _ = frame.decode::<Response>();
+        }
+
+        #[test]
+        fn requests_round_trip(id in any::<u64>(), request in request(), chunk in 1usize..64) {
+            let bytes = encode(id, Kind::Request, &request).expect("a small request encodes");
+            let mut reader = Recording { bytes: &bytes, chunk, largest_buffer: 0 };
+            let frame = block_on(read_frame(&mut reader, 1 << 20)).expect("a whole frame").expect("not the end");
+            prop_assert_eq!((frame.id, frame.kind), (id, Kind::Request));
+            let decoded: Request = frame.decode().expect("what encode wrote decodes");
+            // Requests hold openraft types without equality: the same bytes again is the check.
+            prop_assert_eq!(encode(id, Kind::Request, &decoded).expect("encodes again"), bytes);
+        }
+    }
+}

@@ -53,21 +53,33 @@ pub async fn run<C: Cluster>(node: Arc<RoomNode<C>>, mut shutdown: watch::Receiv
             _ = watch.tick() => {}
             _ = shutdown.changed() => return,
         }
-        refresh(&node).await;
-        let now = node.now();
-        let rooms: Vec<(EventId, Known)> =
-            node.rooms.read().expect("rooms lock").iter().map(|(e, k)| (*e, k.clone())).collect();
-        for (event, known) in &rooms {
-            let seen = seen.entry(*event).or_default();
-            admit(&node, &known.state, seen);
-            late(&node, known, seen, now).await;
+        // A pass writes a report per room, each waiting up to the cluster's write timeout when
+        // the group has no leader (as while the other nodes stop): a shutdown does not wait for
+        // the pass to end, or it would wait rooms × write timeout. Each beat is sent anew.
+        tokio::select! {
+            _ = pass(&node, &mut seen, &mut last_beat) => {}
+            _ = shutdown.changed() => return,
         }
-        if now >= last_beat + BEAT_INTERVAL_MS {
-            last_beat = now;
-            discover(&node).await;
-            for (event, known) in &rooms {
-                beat(&node, known, seen.entry(*event).or_default(), now).await;
-            }
+    }
+}
+
+/// One look at every room: admissions and late admissions, and every `BEAT_INTERVAL_MS` the
+/// rooms discovered and a beat of each.
+async fn pass<C: Cluster>(node: &RoomNode<C>, seen: &mut HashMap<EventId, Seen>, last_beat: &mut Millis) {
+    refresh(node).await;
+    let now = node.now();
+    let rooms: Vec<(EventId, Known)> =
+        node.rooms.read().expect("rooms lock").iter().map(|(e, k)| (*e, k.clone())).collect();
+    for (event, known) in &rooms {
+        let seen = seen.entry(*event).or_default();
+        admit(node, &known.state, seen);
+        late(node, known, seen, now).await;
+    }
+    if now >= *last_beat + BEAT_INTERVAL_MS {
+        *last_beat = now;
+        discover(node).await;
+        for (event, known) in &rooms {
+            beat(node, known, seen.entry(*event).or_default(), now).await;
         }
     }
 }

@@ -27,6 +27,7 @@ use futures::Stream;
 use gateway::Problem;
 use serde::Deserialize;
 use tokio::sync::mpsc;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::native::OpenSession;
 use crate::session::{Outgoing, Sessions, Via};
@@ -39,6 +40,27 @@ pub const ANSWER_TIMEOUT_MS: u64 = 10_000;
 /// How often an open event stream tells the session that its fan is still there.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 10_000;
 
+/// One event of the wait as it travels (the schema of each event of a `text/event-stream`, as
+/// OpenAPI 3.2 reads it): named by the message's `type`, its data the message.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct RoomStreamEvent {
+    /// The message's `type`: `position`, `admitted`, `parked`, `lapsed`, `redirect`, ...
+    event: String,
+    /// JSON: a `ServerMsg`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(hello, join, stream), components(schemas(ServerMsg)))]
+struct ApiDoc;
+
+/// The OpenAPI description of [`routes`], for the gateway's document.
+pub fn api() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
 /// The routes, to merge into the node's gateway router.
 pub fn routes<S: Sessions>(sessions: Arc<S>) -> Router {
     Router::new()
@@ -49,7 +71,7 @@ pub fn routes<S: Sessions>(sessions: Arc<S>) -> Router {
         .with_state(sessions)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct HelloBody {
     /// The ticket of an earlier join: a resume.
@@ -57,14 +79,15 @@ struct HelloBody {
     ticket: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct JoinBody {
     challenge: String,
     answer: u64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
     ticket: Option<String>,
     /// The fan token, for `EventSource`, which cannot set headers.
@@ -74,6 +97,11 @@ struct StreamQuery {
 /// The fan's address, if the server recorded it.
 type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
 
+/// The first step: the fan's token checked, a proof-of-work challenge (or, with the ticket of an
+/// earlier join, the fan's position).
+#[utoipa::path(post, path = "/events/{eventId}/waiting-room/hello", tag = "waiting room", params(("eventId" = u64, Path, description = "The event")),
+    request_body = HelloBody, security(("fan" = [])),
+    responses((status = 200, description = "A `challenge`, or a `position` on a resume", body = ServerMsg)))]
 async fn hello<S: Sessions>(
     State(sessions): State<Arc<S>>,
     event: Result<Path<u64>, PathRejection>,
@@ -89,6 +117,10 @@ async fn hello<S: Sessions>(
     answer(next_answer(&mut outbox).await?)
 }
 
+/// A join: the answer to the challenge, for a signed ticket that fixes the fan's place.
+#[utoipa::path(post, path = "/events/{eventId}/waiting-room/join", tag = "waiting room", params(("eventId" = u64, Path, description = "The event")),
+    request_body = JoinBody, security(("fan" = [])),
+    responses((status = 200, description = "A `ticket` (or what the room says instead)", body = ServerMsg)))]
 async fn join<S: Sessions>(
     State(sessions): State<Arc<S>>,
     event: Result<Path<u64>, PathRejection>,
@@ -109,6 +141,11 @@ async fn join<S: Sessions>(
     answer(next_answer(&mut outbox).await?)
 }
 
+/// The wait, as server-sent events: the fan's `position` as it moves, then `admitted`.
+#[utoipa::path(get, path = "/events/{eventId}/waiting-room/stream", tag = "waiting room", params(("eventId" = u64, Path, description = "The event"), StreamQuery),
+    security(("fan" = [])),
+    responses((status = 200, content_type = "text/event-stream", body = RoomStreamEvent,
+        description = "Server-sent events, each a room message named by its `type`")))]
 async fn stream<S: Sessions>(
     State(sessions): State<Arc<S>>,
     event: Result<Path<u64>, PathRejection>,
@@ -227,4 +264,30 @@ fn json_body<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) 
 
 fn peer_ip(peer: Peer) -> IpAddr {
     peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |Extension(ConnectInfo(addr))| addr.ip().to_canonical())
+}
+
+#[cfg(test)]
+mod api_tests {
+    use gateway::openapi::{routes_in_document, routes_in_source};
+
+    #[test]
+    fn every_fallback_route_is_documented_and_every_documented_one_served() {
+        let mut served = routes_in_source(include_str!("http.rs"));
+        served.extend(routes_in_source(include_str!("page.rs")));
+        assert_eq!(served.len(), 4, "{served:?}");
+        let mut api = super::api();
+        api.merge(crate::page::api());
+        assert_eq!(routes_in_document(&api), served);
+    }
+
+    #[test]
+    fn messages_are_described_as_they_are_sent() {
+        let json = serde_json::to_value(super::api()).unwrap();
+        let variants = json["components"]["schemas"]["ServerMsg"]["oneOf"].as_array().unwrap();
+        let fields: Vec<&String> = variants.iter().flat_map(|v| v["properties"].as_object().unwrap().keys()).collect();
+        for name in ["waitSeconds", "admissionToken", "comeBackAt", "onSaleAt"] {
+            assert!(fields.iter().any(|f| *f == name), "{name} in {fields:?}");
+        }
+        assert!(fields.iter().all(|f| !f.contains('_')), "fields are camelCase, as sent: {fields:?}");
+    }
 }

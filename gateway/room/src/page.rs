@@ -12,10 +12,22 @@ use axum::Router;
 
 const PAGE: &str = include_str!("../web/room.html");
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(page))]
+struct ApiDoc;
+
+/// The OpenAPI description of [`routes`], for the gateway's document.
+pub fn api() -> utoipa::openapi::OpenApi {
+    <ApiDoc as utoipa::OpenApi>::openapi()
+}
+
 pub fn routes() -> Router {
     Router::new().route("/waiting-room/{eventId}", get(page))
 }
 
+#[utoipa::path(get, path = "/waiting-room/{eventId}", tag = "waiting room",
+    params(("eventId" = u64, Path, description = "The event")),
+    responses((status = 200, description = "The waiting room's web page", content_type = "text/html", body = String)))]
 async fn page() -> impl IntoResponse {
     // Its inline script and style run by their hash; nothing injected does.
     static POLICY: OnceLock<String> = OnceLock::new();

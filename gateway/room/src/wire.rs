@@ -28,32 +28,41 @@ pub enum ClientMsg {
 }
 
 /// What a node sends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+// Each variant repeats `rename_all_fields` for the OpenAPI schema, which reads only the former.
 pub enum ServerMsg {
     /// Solve: find `answer` such that SHA-256(challenge bytes ‖ answer as 8 bytes big endian) starts
     /// with `bits` zero bits.
+    #[serde(rename_all = "camelCase")]
     Challenge { challenge: String, bits: u8 },
     /// The fan's place, signed. Keep it: it is the place, on any node.
+    #[serde(rename_all = "camelCase")]
     Ticket { ticket: String, place: PlaceView, presale: bool },
     /// Where the fan stands. `wait_seconds` is absent until the room has measured its rate;
     /// `note` names what moved the estimate (a pause, a rate change).
+    #[serde(rename_all = "camelCase")]
     Position { ahead: u64, wait_seconds: Option<u64>, note: Option<String>, on_sale_at: u64, paused: bool },
     /// The fan's turn: hold seats with this token (header `Admission-Token`) until `expires_at`.
+    #[serde(rename_all = "camelCase")]
     Admitted { admission_token: String, expires_at: u64 },
     /// Far back in line: come back at `come_back_at` (ms since the epoch) with the ticket; the
     /// place is kept until then and `abandon` after.
+    #[serde(rename_all = "camelCase")]
     Parked { come_back_at: u64 },
     /// The watermark passed the place while the fan was away and the admission window closed.
+    #[serde(rename_all = "camelCase")]
     Lapsed { detail: String },
     /// Ask another node (this one cannot serve the fan now).
+    #[serde(rename_all = "camelCase")]
     Redirect { nodes: Vec<NodeView>, detail: String },
     /// The last message sent was refused; nothing changed.
+    #[serde(rename_all = "camelCase")]
     Error { code: String, detail: String },
 }
 
 /// A place as clients see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlaceView {
     pub class: u8,
@@ -69,7 +78,7 @@ impl From<model::room::Place> for PlaceView {
 }
 
 /// A node's room endpoint as clients see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeView {
     pub node: u64,

@@ -12,8 +12,8 @@ use model::{
     ClusterError, ClusterStatus, Command, Consistency, Event, EventId, GroupId, Millis, Outcome, Performer,
     PerformerId, Query, QueryResult, SeatMap, Venue, VenueId, VenueSummary, PLACEMENT_GROUP,
 };
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::auth::Admin;
 use crate::cluster::Cluster;
@@ -22,14 +22,14 @@ use crate::problem::Problem;
 use crate::routes::events::page_body;
 use crate::state::{unexpected, AppState, Shared};
 use crate::validate::{fields_problem, FieldError};
-use crate::views::parse_rfc3339;
+use crate::views::{parse_rfc3339, BookingRecord};
 
 /// Longest name of a venue, performer or event, and of the other short texts.
 pub const CATALOG_TEXT_CHARS_MAX: usize = 200;
 /// Longest description of a performer or an event.
 pub const DESCRIPTION_CHARS_MAX: usize = 10_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewVenue {
     name: String,
@@ -40,7 +40,7 @@ pub struct NewVenue {
     seat_map: SeatMap,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewPerformer {
     name: String,
@@ -50,7 +50,7 @@ pub struct NewPerformer {
     genre: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewEvent {
     name: String,
@@ -58,6 +58,8 @@ pub struct NewEvent {
     description: String,
     #[serde(default)]
     category: String,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
     starts_at: String,
     venue_id: VenueId,
     #[serde(default)]
@@ -77,6 +79,8 @@ fn text_errors(errors: &mut Vec<FieldError>, field: &'static str, value: &str, r
 }
 
 /// `POST /admin/venues`.
+#[utoipa::path(post, path = "/admin/venues", tag = "admin", security(("admin" = [])), request_body = NewVenue,
+    responses((status = 201, description = "The venue, without its seat map", body = VenueSummary)))]
 pub async fn create_venue<C: Cluster>(
     _: Admin,
     State(state): State<AppState<C>>,
@@ -111,6 +115,8 @@ pub async fn create_venue<C: Cluster>(
 }
 
 /// `POST /admin/performers`.
+#[utoipa::path(post, path = "/admin/performers", tag = "admin", security(("admin" = [])), request_body = NewPerformer,
+    responses((status = 201, description = "The performer", body = Performer)))]
 pub async fn create_performer<C: Cluster>(
     _: Admin,
     State(state): State<AppState<C>>,
@@ -139,6 +145,9 @@ pub async fn create_performer<C: Cluster>(
 
 /// `POST /admin/events`: place a new event in an inventory group and create it there with a
 /// copy of its venue's seat map.
+#[utoipa::path(post, path = "/admin/events", tag = "admin", security(("admin" = [])), request_body = NewEvent,
+    responses((status = 201, description = "The event's page", body = crate::views::EventView,
+        headers(("Location" = String, description = "The event's URL")))))]
 pub async fn create_event<C: Cluster>(
     _: Admin,
     State(state): State<AppState<C>>,
@@ -250,20 +259,31 @@ async fn performers<C: Cluster>(state: &Shared<C>, ids: &[PerformerId]) -> Resul
 }
 
 /// `GET /admin/cluster`: every node, group and replica.
+#[utoipa::path(get, path = "/admin/cluster", tag = "admin", security(("admin" = [])),
+    responses((status = 200, description = "Every node, group and replica", body = ClusterStatus)))]
 pub async fn cluster_status<C: Cluster>(_: Admin, State(state): State<AppState<C>>) -> Json<ClusterStatus> {
     Json(state.cluster.status().await)
 }
 
+/// The group whose snapshot was requested.
+#[derive(Serialize, ToSchema)]
+pub struct SnapshotRequested {
+    pub group: GroupId,
+}
+
 /// `POST /admin/groups/{group}/snapshot`: snapshot this node's replicas of a group now.
+#[utoipa::path(post, path = "/admin/groups/{group}/snapshot", tag = "admin", security(("admin" = [])),
+    params(("group" = u32, Path, description = "A raft group: 0 is placement, 1 and up inventory")),
+    responses((status = 202, description = "The snapshot is under way", body = SnapshotRequested)))]
 pub async fn snapshot<C: Cluster>(
     _: Admin,
     State(state): State<AppState<C>>,
     PathParams(group): PathParams<GroupId>,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<(StatusCode, Json<SnapshotRequested>), Problem> {
     match state.cluster.snapshot(group).await {
         Ok(()) => {
             tracing::info!(group, "snapshot requested");
-            Ok((StatusCode::ACCEPTED, Json(json!({"group": group}))))
+            Ok((StatusCode::ACCEPTED, Json(SnapshotRequested { group })))
         }
         Err(ClusterError::NoSuchGroup(_)) => Err(Problem::not_found(format!("there is no group {group}"))),
         Err(error) => Err(error.into()),
@@ -272,53 +292,89 @@ pub async fn snapshot<C: Cluster>(
 
 /// `GET /admin/groups/{group}/digest`: this node's replica of a group, digested at its applied
 /// index, so that replicas can be compared.
+#[utoipa::path(get, path = "/admin/groups/{group}/digest", tag = "admin", security(("admin" = [])),
+    params(("group" = u32, Path, description = "A raft group: 0 is placement, 1 and up inventory")),
+    responses((status = 200, description = "This node's replica, digested", body = DigestView)))]
 pub async fn digest<C: Cluster>(
     _: Admin,
     State(state): State<AppState<C>>,
     PathParams(group): PathParams<GroupId>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<DigestView>, Problem> {
     match state.cluster.read(group, Query::Digest, Consistency::Stale).await {
-        Ok(QueryResult::Digest { applied_index, digest }) => Ok(Json(json!({
-            "group": group,
-            "node": state.cluster.node_id(),
-            "appliedIndex": applied_index,
-            "digest": digest,
-        }))),
+        Ok(QueryResult::Digest { applied_index, digest }) => {
+            Ok(Json(DigestView { group, node: state.cluster.node_id(), applied_index, digest }))
+        }
         Ok(other) => Err(unexpected("digest", &other)),
         Err(ClusterError::NoSuchGroup(_)) => Err(Problem::not_found(format!("there is no group {group}"))),
         Err(error) => Err(error.into()),
     }
 }
 
+/// A replica's state, digested at its applied index.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DigestView {
+    pub group: GroupId,
+    pub node: model::NodeId,
+    pub applied_index: Option<u64>,
+    pub digest: String,
+}
+
+/// A ticket row: held (until `untilMs`) or sold.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketRecord {
+    pub id: model::TicketId,
+    /// `held` or `sold`.
+    pub state: &'static str,
+    pub booking: String,
+    pub until_ms: Option<Millis>,
+}
+
+/// Every ticket row and booking of an event.
+#[derive(Serialize, ToSchema)]
+pub struct EventStateView {
+    pub event: EventId,
+    pub tickets: Vec<TicketRecord>,
+    pub bookings: Vec<BookingRecord>,
+}
+
 /// `GET /admin/events/{eventId}/state`: every ticket row and booking of an event, read from its
 /// leader, times in the group's milliseconds.
+#[utoipa::path(get, path = "/admin/events/{eventId}/state", tag = "admin", security(("admin" = [])),
+    params(("eventId" = u64, Path, description = "The event")),
+    responses((status = 200, description = "Every ticket row and booking", body = EventStateView)))]
 pub async fn event_state<C: Cluster>(
     _: Admin,
     State(state): State<AppState<C>>,
     PathParams(event): PathParams<model::EventId>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<EventStateView>, Problem> {
     let group = state.group_of(event).await?;
     let (tickets, bookings) = match state.read(group, Query::EventState(event), Consistency::Linearizable).await? {
         QueryResult::EventState { tickets, bookings } => (tickets, bookings),
         other => return Err(unexpected("event state", &other)),
     };
     let now = state.now();
-    let tickets: Vec<Value> = tickets
+    let tickets = tickets
         .iter()
         .map(|(id, ticket)| match ticket {
             model::TicketState::Held { booking, until } => {
-                json!({"id": id, "state": "held", "booking": booking.to_string(), "untilMs": until})
+                TicketRecord { id: *id, state: "held", booking: booking.to_string(), until_ms: Some(*until) }
             }
             model::TicketState::Sold { booking } => {
-                json!({"id": id, "state": "sold", "booking": booking.to_string(), "untilMs": null})
+                TicketRecord { id: *id, state: "sold", booking: booking.to_string(), until_ms: None }
             }
         })
         .collect();
-    let bookings: Vec<Value> = bookings.iter().map(|b| crate::views::booking_record(b, now)).collect();
-    Ok(Json(json!({"event": event, "tickets": tickets, "bookings": bookings})))
+    let bookings = bookings.iter().map(|b| BookingRecord::new(b, now)).collect();
+    Ok(Json(EventStateView { event, tickets, bookings }))
 }
 
 /// `PUT /admin/faults`: inject faults into this node. Only when `fault_injection_enabled`.
+#[utoipa::path(put, path = "/admin/faults", tag = "admin", security(("admin" = [])), request_body = model::Faults,
+    responses((status = 204, description = "The faults are in effect on this node"),
+        (status = 404, description = "Fault injection is not enabled on this node", body = crate::problem::ProblemBody,
+            content_type = "application/problem+json")))]
 pub async fn inject_faults<C: Cluster>(
     _: Admin,
     State(state): State<AppState<C>>,
@@ -331,7 +387,7 @@ pub async fn inject_faults<C: Cluster>(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BulkEvents {
     events: Vec<NewEvent>,
@@ -339,11 +395,13 @@ pub struct BulkEvents {
 
 /// `POST /admin/events/bulk {events: [...]}`: a bulk import of up to `BULK_EVENTS_MAX` events
 /// (the catalog generator uses it): placed at once, then created with one command per group.
+#[utoipa::path(post, path = "/admin/events/bulk", tag = "admin", security(("admin" = [])), request_body = BulkEvents,
+    responses((status = 201, description = "The events created, and their ids in the order given", body = BulkCreated)))]
 pub async fn create_events<C: Cluster>(
     _: Admin,
     State(state): State<AppState<C>>,
     JsonBody(body): JsonBody<BulkEvents>,
-) -> Result<(StatusCode, Json<Value>), Problem> {
+) -> Result<(StatusCode, Json<BulkCreated>), Problem> {
     let count = body.events.len();
     if count == 0 || count > model::BULK_EVENTS_MAX as usize {
         return Err(Problem::invalid(format!("a bulk import has 1 to {} events", model::BULK_EVENTS_MAX)));
@@ -404,7 +462,15 @@ pub async fn create_events<C: Cluster>(
     state.caches.searches.invalidate_all();
     let ids: Vec<u64> = placements.iter().map(|p| p.event).collect();
     tracing::info!(created, "events imported");
-    Ok((StatusCode::CREATED, Json(json!({"created": created, "ids": ids}))))
+    Ok((StatusCode::CREATED, Json(BulkCreated { created, ids })))
+}
+
+/// A bulk import's outcome.
+#[derive(Serialize, ToSchema)]
+pub struct BulkCreated {
+    /// How many events the groups created.
+    pub created: u32,
+    pub ids: Vec<EventId>,
 }
 
 /// A venue for a bulk import: from this node's replica when it has it (venues never change), from

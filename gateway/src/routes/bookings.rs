@@ -10,6 +10,7 @@ use model::{
     Booking, BookingId, BookingState, BookingStatus, Command, EventId, GroupId, Millis, Outcome, TicketId, UserId,
 };
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::admission::{AdmissionError, AdmissionSigner};
 use crate::auth::Fan;
@@ -25,7 +26,7 @@ use crate::views::BookingView;
 
 /// Chosen seats (`ticketIds`), or the best `quantity` free seats, in a section and under a price
 /// if given.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HoldRequest {
     ticket_ids: Option<Vec<TicketId>>,
@@ -34,7 +35,7 @@ pub struct HoldRequest {
     max_price: Option<u64>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PaymentRequest {
     /// Pay at once with this card (the provider's server-side confirmation); without it the
@@ -49,6 +50,12 @@ pub const ADMISSION_TOKEN_HEADER: &str = "admission-token";
 
 /// `POST /events/{eventId}/bookings`: hold tickets, all of them or none. On an event that sells
 /// through its waiting room, only with the admission token the room gave the fan.
+#[utoipa::path(post, path = "/events/{eventId}/bookings", tag = "bookings", request_body = HoldRequest,
+    security(("fan" = []), ("fan" = [], "admission" = [])),
+    params(("eventId" = u64, Path, description = "The event"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key gets the first answer, once"),
+        ("Admission-Token" = Option<String>, Header, description = "The waiting room's admission, on an event that sells through it")),
+    responses((status = 201, description = "The booking, its tickets held", body = BookingView,
+        headers(("Location" = String, description = "The booking's URL")))))]
 pub async fn create<C: Cluster>(
     Fan(user): Fan,
     State(state): State<AppState<C>>,
@@ -184,6 +191,8 @@ fn idempotency_mismatch() -> Problem {
 }
 
 /// `GET /bookings/{bookingId}`: one of the fan's bookings.
+#[utoipa::path(get, path = "/bookings/{bookingId}", tag = "bookings", security(("fan" = [])), params(("bookingId" = String, Path, description = "A booking id: `{event}-{nonce as 16 hex digits}`", pattern = "^[0-9]{1,20}-[0-9a-f]{16}$")),
+    responses((status = 200, description = "The booking", body = BookingView)))]
 pub async fn get_booking<C: Cluster>(
     Fan(user): Fan,
     State(state): State<AppState<C>>,
@@ -198,6 +207,8 @@ pub async fn get_booking<C: Cluster>(
 }
 
 /// `DELETE /bookings/{bookingId}`: give a held booking's tickets back.
+#[utoipa::path(delete, path = "/bookings/{bookingId}", tag = "bookings", security(("fan" = [])), params(("bookingId" = String, Path, description = "A booking id: `{event}-{nonce as 16 hex digits}`", pattern = "^[0-9]{1,20}-[0-9a-f]{16}$")),
+    responses((status = 200, description = "The booking, released", body = BookingView)))]
 pub async fn release<C: Cluster>(
     Fan(user): Fan,
     State(state): State<AppState<C>>,
@@ -222,6 +233,10 @@ pub async fn release<C: Cluster>(
 /// answer (202) says where the fan's checkout page is, and the provider's webhook confirms the
 /// booking later; with a card the gateway confirms at the provider at once and answers with the
 /// booking confirmed (200), declined (402, still payable), or lost (409, refunded).
+#[utoipa::path(post, path = "/bookings/{bookingId}/payment", tag = "bookings", request_body = PaymentRequest,
+    security(("fan" = [])), params(("bookingId" = String, Path, description = "A booking id: `{event}-{nonce as 16 hex digits}`", pattern = "^[0-9]{1,20}-[0-9a-f]{16}$"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key gets the first answer, once")),
+    responses((status = 200, description = "Paid: the booking, confirmed", body = BookingView),
+        (status = 202, description = "Pay on the checkout page at `checkoutUrl`", body = BookingView)))]
 pub async fn pay<C: Cluster>(
     Fan(user): Fan,
     State(state): State<AppState<C>>,

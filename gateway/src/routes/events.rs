@@ -10,6 +10,7 @@ use axum::Json;
 use model::{Consistency, Event, EventId, Millis, Query, QueryResult, SeatMap, UPCOMING_EVENTS_MAX};
 use serde::Deserialize;
 use tokio::task::JoinSet;
+use utoipa::IntoParams;
 
 use crate::cache::{tagged_answer, CachedBody};
 use crate::cluster::Cluster;
@@ -25,14 +26,21 @@ pub const PAGE_SIZE_DEFAULT: u32 = 20;
 /// How long a CDN or browser may reuse an event's page.
 const EVENT_CACHE_CONTROL: &str = "public, max-age=10";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct Paging {
+    /// From 1.
+    #[param(minimum = 1)]
     page: Option<u32>,
+    /// At most `page_size_max` (100 by default).
+    #[param(minimum = 1)]
     page_size: Option<u32>,
 }
 
 /// `GET /events`: upcoming events, earliest first, merged from every inventory group.
+#[utoipa::path(get, path = "/events", tag = "events", params(Paging),
+    responses((status = 200, description = "A page of upcoming events", body = EventList)))]
 pub async fn list<C: Cluster>(
     State(state): State<AppState<C>>,
     QueryParams(paging): QueryParams<Paging>,
@@ -82,6 +90,10 @@ async fn upcoming<C: Cluster>(state: &Shared<C>, from: Millis, limit: u32) -> Re
 }
 
 /// `GET /events/{eventId}`: the event's page, cached, with an entity tag.
+#[utoipa::path(get, path = "/events/{eventId}", tag = "events", params(("eventId" = u64, Path, description = "The event")),
+    responses((status = 200, description = "The event's page", body = EventView,
+        headers(("ETag" = String, description = "Send it back as `If-None-Match`"))),
+        (status = 304, description = "Unchanged since the entity tag sent")))]
 pub async fn get_event<C: Cluster>(
     State(state): State<AppState<C>>,
     PathParams(id): PathParams<EventId>,
@@ -107,6 +119,8 @@ pub(crate) fn page_body(event: &Event, map: &SeatMap) -> Result<Arc<CachedBody>,
 }
 
 /// `GET /events/{eventId}/tickets`: every ticket, where it is, and whether it can be had now.
+#[utoipa::path(get, path = "/events/{eventId}/tickets", tag = "events", params(("eventId" = u64, Path, description = "The event")),
+    responses((status = 200, description = "Every ticket and its status now", body = TicketsView)))]
 pub async fn tickets<C: Cluster>(
     State(state): State<AppState<C>>,
     PathParams(id): PathParams<EventId>,

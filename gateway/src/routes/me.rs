@@ -7,6 +7,7 @@ use axum::Json;
 use model::{Booking, Consistency, EventId, Query, QueryResult};
 use serde::Serialize;
 use tokio::task::JoinSet;
+use utoipa::ToSchema;
 
 use crate::auth::Fan;
 use crate::cluster::Cluster;
@@ -17,7 +18,7 @@ use crate::views::{rfc3339, BookingView};
 /// Most bookings the list shows.
 pub const MY_BOOKINGS_MAX: usize = 500;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MyBooking {
     #[serde(flatten)]
@@ -25,7 +26,7 @@ pub struct MyBooking {
     pub event: MyEvent,
 }
 
-#[derive(Serialize, Clone)]
+#[derive(Serialize, Clone, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MyEvent {
     pub id: EventId,
@@ -35,12 +36,14 @@ pub struct MyEvent {
     pub city: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MyBookings {
     pub bookings: Vec<MyBooking>,
 }
 
+#[utoipa::path(get, path = "/me/bookings", tag = "bookings", security(("fan" = [])),
+    responses((status = 200, description = "The fan's bookings, newest first", body = MyBookings)))]
 pub async fn my_bookings<C: Cluster>(
     Fan(user): Fan,
     State(state): State<AppState<C>>,

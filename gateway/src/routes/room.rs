@@ -11,6 +11,7 @@ use model::room::{Place, RoomReport, RoomSettings, RoomState};
 use model::{Command, EventId, Millis, NodeId, Outcome};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::auth::Admin;
 use crate::cluster::Cluster;
@@ -42,7 +43,7 @@ pub fn default_settings(now: Millis) -> RoomSettings {
 
 /// A change to a room's settings: what is named changes, the rest stays (or takes its default
 /// for a new room).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoomUpdate {
     enabled: Option<bool>,
@@ -85,7 +86,7 @@ impl RoomUpdate {
 }
 
 /// A room's settings as the API writes them.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SettingsView {
     pub enabled: bool,
@@ -115,7 +116,7 @@ impl From<&RoomSettings> for SettingsView {
 
 /// How many fans are where: waiting and connected by the fresh reports, the rest by the
 /// group's counters.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomCounts {
     pub waiting: u64,
@@ -128,7 +129,7 @@ pub struct RoomCounts {
 }
 
 /// A node's last report, as operators see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeReportView {
     pub node: NodeId,
@@ -141,7 +142,7 @@ pub struct NodeReportView {
 }
 
 /// A room as operators watch it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomView {
     pub event: EventId,
@@ -209,7 +210,7 @@ impl RoomView {
 }
 
 /// A node fans may join the room at.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomNodeView {
     pub node: NodeId,
@@ -222,7 +223,7 @@ pub struct RoomNodeView {
 }
 
 /// The HTTP fallback's endpoints, for fans without QUIC.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct RoomHttpView {
     pub hello: String,
     pub join: String,
@@ -230,7 +231,7 @@ pub struct RoomHttpView {
 }
 
 /// What a fan needs to join a room.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PublicRoomView {
     pub event: EventId,
@@ -276,6 +277,9 @@ fn no_room(event: EventId) -> Problem {
 
 /// `PUT /admin/events/{eventId}/waiting-room`: create or change an event's room. Apply keeps the
 /// first draw key, and the on-sale time once the on-sale has passed.
+#[utoipa::path(put, path = "/admin/events/{eventId}/waiting-room", tag = "admin", security(("admin" = [])),
+    params(("eventId" = u64, Path, description = "The event")), request_body = RoomUpdate,
+    responses((status = 200, description = "The room, configured", body = RoomView)))]
 pub async fn configure<C: Cluster>(
     _: Admin,
     State(state): State<AppState<C>>,
@@ -301,6 +305,8 @@ pub async fn configure<C: Cluster>(
 }
 
 /// `GET /admin/events/{eventId}/waiting-room`: the room as its group's leader has it.
+#[utoipa::path(get, path = "/admin/events/{eventId}/waiting-room", tag = "admin", security(("admin" = [])),
+    params(("eventId" = u64, Path, description = "The event")), responses((status = 200, description = "The room and its counts", body = RoomView)))]
 pub async fn get_room<C: Cluster>(
     _: Admin,
     State(state): State<AppState<C>>,
@@ -312,6 +318,8 @@ pub async fn get_room<C: Cluster>(
 }
 
 /// `GET /events/{eventId}/waiting-room`: where a fan joins the room (a second stale at most).
+#[utoipa::path(get, path = "/events/{eventId}/waiting-room", tag = "waiting room", params(("eventId" = u64, Path, description = "The event")),
+    responses((status = 200, description = "Where and how to join the room", body = PublicRoomView)))]
 pub async fn public_room<C: Cluster>(
     State(state): State<AppState<C>>,
     PathParams(event): PathParams<EventId>,

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use model::{Event, SearchQuery, SearchSort};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::cluster::Cluster;
 use crate::extract::QueryParams;
@@ -27,9 +28,11 @@ use crate::views::{parse_rfc3339, EventSummary};
 /// Longest keyword accepted.
 pub const KEYWORD_CHARS_MAX: usize = 200;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
+    #[param(max_length = 200)]
     keyword: Option<String>,
     start: Option<String>,
     end: Option<String>,
@@ -38,26 +41,31 @@ pub struct SearchParams {
     performer: Option<String>,
     venue: Option<String>,
     available: Option<bool>,
+    /// `relevance` (the default) or `date`.
+    #[param(pattern = "^(relevance|date)$")]
     sort: Option<String>,
+    #[param(minimum = 1)]
     page: Option<u32>,
+    /// At most `page_size_max` (100 by default).
+    #[param(minimum = 1)]
     page_size: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Facet {
     value: String,
     count: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Facets {
     categories: Vec<Facet>,
     cities: Vec<Facet>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SearchPage {
     events: Vec<SearchedEvent>,
@@ -67,7 +75,7 @@ struct SearchPage {
     facets: Facets,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SearchedEvent {
     #[serde(flatten)]
@@ -135,6 +143,8 @@ fn cache_key(query: &SearchQuery) -> String {
     )
 }
 
+#[utoipa::path(get, path = "/events/search", tag = "events", params(SearchParams),
+    responses((status = 200, description = "A page of matching events, the total and facets", body = SearchPage)))]
 pub async fn search<C: Cluster>(
     State(state): State<AppState<C>>,
     QueryParams(params): QueryParams<SearchParams>,

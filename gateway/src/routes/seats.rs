@@ -16,6 +16,7 @@ use model::{EventId, SeatMap};
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
+use utoipa::ToSchema;
 
 use crate::cache::{tagged_answer, CachedBody};
 use crate::cluster::Cluster;
@@ -32,7 +33,7 @@ const LAYOUT_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 const STREAM_KEEP_ALIVE_MS: u64 = 15_000;
 
 /// The layout of an event: every seat in ticket order, each as `[number, x, y]`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct LayoutView<'a> {
     event_id: EventId,
@@ -40,7 +41,7 @@ struct LayoutView<'a> {
     sections: Vec<SectionLayout<'a>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SectionLayout<'a> {
     name: &'a str,
@@ -48,11 +49,37 @@ struct SectionLayout<'a> {
     rows: Vec<RowLayout<'a>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RowLayout<'a> {
     name: &'a str,
+    /// Each seat as `[number, x, y]`.
+    #[schema(value_type = Vec<Vec<SeatCell>>)]
     seats: Vec<(&'a str, f32, f32)>,
+}
+
+/// One cell of a seat's `[number, x, y]`: its number (text), then its place (numbers).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum SeatCell {
+    Number(String),
+    Coordinate(f32),
+}
+
+/// One event of the seat stream as it travels (the schema of each event of a
+/// `text/event-stream`, as OpenAPI 3.2 reads it): `snapshot`, whose data is a `SnapshotView`, or
+/// `delta`, whose data is a `DeltaView`, with its version as the id.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct SeatStreamEvent {
+    #[schema(pattern = "^(snapshot|delta)$")]
+    event: String,
+    /// JSON: a `SnapshotView` or a `DeltaView`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+    /// The version the event brings the map to.
+    id: String,
 }
 
 fn layout_body(event: EventId, map: &SeatMap) -> Result<Arc<CachedBody>, Problem> {
@@ -78,6 +105,10 @@ fn layout_body(event: EventId, map: &SeatMap) -> Result<Arc<CachedBody>, Problem
 
 /// `GET /events/{eventId}/layout`: sections, rows and seats with their places and prices, in
 /// ticket order (a seat's index is its ticket id); immutable.
+#[utoipa::path(get, path = "/events/{eventId}/layout", tag = "seats", params(("eventId" = u64, Path, description = "The event")),
+    responses((status = 200, description = "Every seat in ticket order; immutable", body = LayoutView,
+        headers(("ETag" = String, description = "Send it back as `If-None-Match`"))),
+        (status = 304, description = "Unchanged since the entity tag sent")))]
 pub async fn layout<C: Cluster>(
     State(state): State<AppState<C>>,
     PathParams(id): PathParams<EventId>,
@@ -99,6 +130,8 @@ async fn feed_of<C: Cluster>(state: &Shared<C>, id: EventId) -> Result<Arc<Feed>
 }
 
 /// `GET /events/{eventId}/seats`: every seat's status now, with the version to follow it from.
+#[utoipa::path(get, path = "/events/{eventId}/seats", tag = "seats", params(("eventId" = u64, Path, description = "The event")),
+    responses((status = 200, description = "Every seat's status now", body = SnapshotView)))]
 pub async fn snapshot<C: Cluster>(
     State(state): State<AppState<C>>,
     PathParams(id): PathParams<EventId>,
@@ -111,6 +144,11 @@ pub async fn snapshot<C: Cluster>(
 /// `GET /events/{eventId}/seats/stream`: server-sent events: a `snapshot` first, then a `delta`
 /// per change, each with its version as the event id. With `Last-Event-ID`, the deltas after it
 /// instead of the snapshot when the feed still has them all.
+#[utoipa::path(get, path = "/events/{eventId}/seats/stream", tag = "seats",
+    params(("eventId" = u64, Path, description = "The event"), ("Last-Event-ID" = Option<String>, Header, description = "The last version received: resume after it")),
+    responses((status = 200, content_type = "text/event-stream", body = SeatStreamEvent,
+        description = "Server-sent events: `snapshot` (a `SnapshotView`) first, then a `delta` (a `DeltaView`) per change, \
+            each with its version as the event id")))]
 pub async fn stream<C: Cluster>(
     State(state): State<AppState<C>>,
     PathParams(id): PathParams<EventId>,

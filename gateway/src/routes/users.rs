@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use model::{normalize_email, Command, Consistency, Outcome, Query, QueryResult, User, PLACEMENT_GROUP};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::auth;
 use crate::cluster::Cluster;
@@ -15,15 +16,18 @@ use crate::tokens::Claims;
 use crate::validate;
 use crate::views::{rfc3339, SessionView, UserView};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewUser {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    #[schema(min_length = 8, max_length = 128)]
     password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Credentials {
     email: String,
@@ -31,6 +35,8 @@ pub struct Credentials {
 }
 
 /// `POST /users`: sign a fan up.
+#[utoipa::path(post, path = "/users", tag = "fans", request_body = NewUser,
+    responses((status = 201, description = "The fan, signed up", body = UserView)))]
 pub async fn create_user<C: Cluster>(
     State(state): State<AppState<C>>,
     JsonBody(body): JsonBody<NewUser>,
@@ -72,6 +78,8 @@ async fn user_by_email<C: Cluster>(state: &Shared<C>, email: &str) -> Result<Opt
 }
 
 /// `POST /sessions`: sign a fan in and hand out a token.
+#[utoipa::path(post, path = "/sessions", tag = "fans", request_body = Credentials,
+    responses((status = 201, description = "A fan token, for `Authorization: Bearer`", body = SessionView)))]
 pub async fn create_session<C: Cluster>(
     State(state): State<AppState<C>>,
     JsonBody(body): JsonBody<Credentials>,

@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
 
 use crate::auth::Admin;
 use crate::cache::{etag_of, tagged_answer};
@@ -36,6 +35,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
 ];
 const JS: &str = "text/javascript; charset=utf-8";
 
+#[utoipa::path(get, path = "/", tag = "web", responses((status = 200, description = "The web page", content_type = "text/html", body = String)))]
 pub async fn index() -> impl IntoResponse {
     static POLICY: OnceLock<String> = OnceLock::new();
     let policy = POLICY.get_or_init(|| headers::page_policy(INDEX_HTML));
@@ -52,6 +52,9 @@ fn assets() -> &'static [(&'static str, &'static str, &'static str, String)] {
 
 /// `GET /app/{file}`: one of the page's scripts or its stylesheet. Revalidated on every load
 /// (`no-cache` with an entity tag: a 304 costs a few bytes) so that a new release is picked up.
+#[utoipa::path(get, path = "/app/{file}", tag = "web", params(("file" = String, Path, description = "A script or stylesheet of the page")),
+    responses((status = 200, description = "The file", content((String = "text/javascript"), (String = "text/css"))),
+        (status = 304, description = "Unchanged since the entity tag sent")))]
 pub async fn asset(PathParams(file): PathParams<String>, headers: HeaderMap) -> Result<Response, Problem> {
     let Some((_, kind, text, etag)) = assets().iter().find(|(name, ..)| *name == file) else {
         return Err(Problem::not_found(format!("the page has no file {file:?}")));
@@ -60,12 +63,24 @@ pub async fn asset(PathParams(file): PathParams<String>, headers: HeaderMap) -> 
 }
 
 /// Says the process serves HTTP; it does not ask the cluster (`/admin/cluster` does).
-pub async fn healthz<C: Cluster>(State(state): State<AppState<C>>) -> Json<Value> {
-    Json(json!({"status": "ok", "node": state.cluster.node_id()}))
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process serves HTTP", body = Health)))]
+pub async fn healthz<C: Cluster>(State(state): State<AppState<C>>) -> Json<Health> {
+    Json(Health { status: "ok", node: state.cluster.node_id() })
+}
+
+/// The answer of `/healthz`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+    pub node: model::NodeId,
 }
 
 /// Behind the admin token: the counters tell an outsider how the on-sale goes and where the
 /// leaders are.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(("admin" = [])),
+    responses((status = 200, description = "Counters in Prometheus text", content_type = "text/plain", body = String)))]
 pub async fn metrics<C: Cluster>(_: Admin, State(state): State<AppState<C>>) -> impl IntoResponse {
     let mut text = state.metrics.render();
     text.push_str(&state.cluster.node_metrics());

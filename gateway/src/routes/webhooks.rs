@@ -17,6 +17,10 @@ use crate::settle::{captured, confirmed_by};
 use crate::state::AppState;
 use crate::webhook::{verify, SIGNATURE_HEADER};
 
+#[utoipa::path(post, path = "/webhooks/payments", tag = "payments",
+    params(("Sandbox-Signature" = String, Header, description = "`t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\">`")),
+    request_body(content = Object, content_type = "application/json", description = "The provider's event"),
+    responses((status = 200, description = "Applied (or nothing to do)")))]
 pub async fn payment_event<C: Cluster>(
     State(state): State<AppState<C>>,
     headers: HeaderMap,

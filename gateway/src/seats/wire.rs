@@ -52,7 +52,7 @@ pub enum Status {
 }
 
 /// Every seat's status at a version.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotView {
     pub event_id: EventId,
@@ -88,7 +88,7 @@ fn bitset(statuses: &[Status], status: Status) -> String {
 }
 
 /// The seats one step of the feed changed, by their new status.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeltaView {
     pub version: String,
