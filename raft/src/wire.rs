@@ -303,8 +303,11 @@ mod fuzz {
         }
     }
 
+    /// Readers here are in memory: they never go quiet.
+    const IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
     fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().build().expect("a runtime").block_on(future)
+        tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a runtime").block_on(future)
     }
 
     fn query() -> impl Strategy<Value = Query> {
@@ -348,7 +351,7 @@ mod fuzz {
             let mut bytes = small_len.map(|len| len.to_be_bytes().to_vec()).unwrap_or_default();
             bytes.extend_from_slice(&rest);
             let mut reader = Recording { bytes: &bytes, chunk, largest_buffer: 0 };
-            if let Ok(Some(frame)) = block_on(read_frame(&mut reader, frame_bytes_max)) {
+            if let Ok(Some(frame)) = block_on(read_frame(&mut reader, frame_bytes_max, IDLE)) {
                 prop_assert!(frame.payload.len() + HEADER_BYTES - 4 <= frame_bytes_max as usize);
                 let _ = frame.decode::<Request>();
                 let _ = frame.decode::<Response>();
@@ -368,7 +371,7 @@ mod fuzz {
             let mut bytes = len.to_be_bytes().to_vec();
             bytes.extend_from_slice(&rest);
             let mut reader = Recording { bytes: &bytes, chunk: usize::MAX, largest_buffer: 0 };
-            let result = block_on(read_frame(&mut reader, frame_bytes_max));
+            let result = block_on(read_frame(&mut reader, frame_bytes_max, IDLE));
             if len > frame_bytes_max {
                 prop_assert!(matches!(result, Err(FrameError::TooLarge { .. })), "{:?}", result.map(|f| f.map(|f| f.id)));
             }
@@ -386,7 +389,7 @@ mod fuzz {
         fn requests_round_trip(id in any::<u64>(), request in request(), chunk in 1usize..64) {
             let bytes = encode(id, Kind::Request, &request).expect("a small request encodes");
             let mut reader = Recording { bytes: &bytes, chunk, largest_buffer: 0 };
-            let frame = block_on(read_frame(&mut reader, 1 << 20)).expect("a whole frame").expect("not the end");
+            let frame = block_on(read_frame(&mut reader, 1 << 20, IDLE)).expect("a whole frame").expect("not the end");
             prop_assert_eq!((frame.id, frame.kind), (id, Kind::Request));
             let decoded: Request = frame.decode().expect("what encode wrote decodes");
             // Requests hold openraft types without equality: the same bytes again is the check.
