@@ -178,6 +178,7 @@ async fn slow_loris_is_cut_off_and_cannot_take_the_descriptors() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let slowest = latencies.iter().max().unwrap();
+    eprintln!("slow loris: {LORIS} connections; slowest other request {slowest:?}; descriptors {fds_before} -> at most {fds_max}");
     assert!(*slowest < Duration::from_secs(1), "every request answered within a second: slowest {slowest:?}");
     assert!(
         fds_max <= fds_before + CONNECTIONS_MAX + 16,
@@ -277,6 +278,7 @@ async fn floods_are_rate_limited_per_address_fan_and_account() {
     assert!((30..=allowed).contains(&held), "the burst and no more let through: {held} held, {limited} refused");
     assert!(limited > 100, "the flood was refused: {limited}");
     let best = p99s.iter().min().unwrap();
+    eprintln!("hold flood: {held} let through, {limited} refused; the other address's p99 of each round {p99s:?}");
     assert!(*best < Duration::from_millis(100), "the steady address's holds stay fast: p99 of each round {p99s:?}");
 
     // A fan over its own limit is refused whichever address it moves to.
@@ -385,6 +387,7 @@ async fn a_flood_of_password_hashing_leaves_holds_fast() {
     assert!(refused > 0, "the flood was more than the slots take: {answered} hashed, {refused} refused");
     assert_eq!(other, 0, "the flood got only its answers or a 503");
     let best = p99s.iter().min().unwrap();
+    eprintln!("argon2 flood: {answered} hashed, {refused} refused; holds' p99 of each round {p99s:?}");
     assert!(*best < Duration::from_millis(50), "holds stay fast under the flood: p99 of each round {p99s:?}");
 }
 

@@ -357,5 +357,6 @@ async fn a_webhook_with_thousands_of_signatures_is_refused_without_hashing_them(
     }
     took.sort();
     let median = took[REQUESTS / 2];
+    eprintln!("{CANDIDATES} candidate signatures: median {median:?}, slowest {:?}", took.last().unwrap());
     assert!(median < Duration::from_millis(10), "median {median:?} of {took:?}");
 }
