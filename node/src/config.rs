@@ -81,12 +81,8 @@ impl TlsSection {
     /// The files read and checked into node `id`'s link TLS.
     pub fn load(&self, id: u64) -> anyhow::Result<LinkTls> {
         // One CA, or while the CA is rotated the old and the new one in one file.
-        let cas = CertificateDer::pem_file_iter(&self.ca_cert_path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .with_context(|| format!("[tls] ca_cert_path {}: no PEM certificate", self.ca_cert_path.display()))?;
-        let chain = CertificateDer::pem_file_iter(&self.cert_path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .with_context(|| format!("[tls] cert_path {}: no PEM certificate", self.cert_path.display()))?;
+        let cas = pem_certificates("ca_cert_path", &self.ca_cert_path)?;
+        let chain = pem_certificates("cert_path", &self.cert_path)?;
         warn_if_readable_by_others(&self.key_path);
         let key = PrivateKeyDer::from_pem_file(&self.key_path)
             .with_context(|| format!("[tls] key_path {}: no PEM private key", self.key_path.display()))?;
@@ -94,6 +90,13 @@ impl TlsSection {
             format!("[tls] cert_path {}, key_path {}", self.cert_path.display(), self.key_path.display())
         })
     }
+}
+
+/// Every certificate of the PEM file at `path`, the `[tls]` setting `name`.
+fn pem_certificates(name: &str, path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("[tls] {name} {}: no PEM certificate", path.display()))
 }
 
 /// A private key others can read is logged, not refused: the operator decides.

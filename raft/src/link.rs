@@ -736,17 +736,35 @@ mod tests {
         drop(listener);
     }
 
+    /// Node 2 accepting links under `limits`, its only peer (node 1) at an address nobody
+    /// serves, so that node 1 is whoever the test dials in as: node 2, its address, its stop.
+    async fn accepting_two(ca: &Ca, limits: LinkLimits) -> (Arc<Peers>, String, watch::Sender<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (stop, stopped) = watch::channel(false);
+        let two = Peers::new(2, "test".into(), BTreeMap::from([(1, "127.0.0.1:9".into())]), limits, ca.tls(2), stopped);
+        two.start(listener, answering(Duration::ZERO));
+        (two, addr, stop)
+    }
+
+    /// Dials `addr` as node 1 with its real certificate and says hello: the stream and the
+    /// answer (none if the connection closed).
+    async fn hello_as_one(ca: &Ca, addr: &str) -> (tokio_rustls::client::TlsStream<TcpStream>, Option<wire::Frame>) {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut one = ca.client(1, ca).connect(tls::server_name(2), tcp).await.unwrap();
+        one.write_all(&hello(1, "test")).await.unwrap();
+        one.flush().await.unwrap();
+        let reply = wire::read_frame(&mut one, 4096, Duration::from_secs(2)).await.unwrap();
+        (one, reply)
+    }
+
     /// Past `link_handshakes_max` connections in their handshake, more are closed at once;
     /// silent ones are dropped at the handshake deadline, which frees the slots.
     #[tokio::test]
     async fn handshake_slots_are_capped_and_freed_at_the_deadline() {
         let ca = Ca::new();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let (_stop, stopped) = watch::channel(false);
         let limits = LinkLimits { handshakes_max: 2, handshake_timeout: Duration::from_millis(300), ..limits() };
-        let two = Peers::new(2, "test".into(), BTreeMap::from([(1, "127.0.0.1:9".into())]), limits, ca.tls(2), stopped);
-        two.start(listener, answering(Duration::ZERO));
+        let (_two, addr, _stop) = accepting_two(&ca, limits).await;
         let silent = [TcpStream::connect(&addr).await.unwrap(), TcpStream::connect(&addr).await.unwrap()];
         tokio::time::sleep(Duration::from_millis(50)).await;
         let started = Instant::now();
@@ -756,11 +774,7 @@ mod tests {
         for stream in silent {
             assert!(rest(stream).await.is_empty(), "silent ones are closed at the deadline");
         }
-        let tcp = TcpStream::connect(&addr).await.unwrap();
-        let mut again = ca.client(1, &ca).connect(tls::server_name(2), tcp).await.unwrap();
-        again.write_all(&hello(1, "test")).await.unwrap();
-        again.flush().await.unwrap();
-        let reply = wire::read_frame(&mut again, 4096, Duration::from_secs(2)).await.unwrap();
+        let (_again, reply) = hello_as_one(&ca, &addr).await;
         assert!(reply.is_some(), "the slots were freed");
     }
 
@@ -769,21 +783,14 @@ mod tests {
     #[tokio::test]
     async fn an_idle_link_is_closed_and_keepalives_keep_one_open() {
         let ca = Ca::new();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let (_stop, stopped) = watch::channel(false);
         let limits = LinkLimits {
             idle_timeout: Duration::from_millis(400),
             keepalive_interval: Duration::from_millis(100),
             ..limits()
         };
-        let two = Peers::new(2, "test".into(), BTreeMap::from([(1, "127.0.0.1:9".into())]), limits, ca.tls(2), stopped);
-        two.start(listener, answering(Duration::ZERO));
-        let tcp = TcpStream::connect(&addr).await.unwrap();
-        let mut one = ca.client(1, &ca).connect(tls::server_name(2), tcp).await.unwrap();
-        one.write_all(&hello(1, "test")).await.unwrap();
-        one.flush().await.unwrap();
-        wire::read_frame(&mut one, 4096, Duration::from_secs(2)).await.unwrap().unwrap();
+        let (two, addr, _stop) = accepting_two(&ca, limits).await;
+        let (mut one, reply) = hello_as_one(&ca, &addr).await;
+        reply.expect("the hello is answered");
         until(|| two.is_connected(1)).await;
         // Keepalives for a while: the link stays.
         for _ in 0..8 {

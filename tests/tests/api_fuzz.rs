@@ -7,10 +7,11 @@
 //! `boxoffice dev` anyway: the test checks it).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use harness::clients::python;
+use harness::dev::{signed_in_fan, Dev};
 use serde_json::Value;
 
 /// Test cases per operation and phase: enough to find the shapes that break a handler, few
@@ -20,66 +21,6 @@ const EXAMPLES_PER_OPERATION: &str = "10";
 const RUN_TIME_MAX_S: &str = "70";
 /// What Schemathesis checks on every answer.
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
-
-/// `boxoffice dev`, killed if the test ends before it stops it (a failed assertion).
-struct Dev(Option<Child>);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn start_dev(addr: &str, data: &Path, log: &Path) -> Dev {
-    let log = std::fs::File::create(log).unwrap();
-    let child = Command::new(harness::test_binary())
-        .args(["dev", "--http", addr, "--data"])
-        .arg(data)
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    Dev(Some(child))
-}
-
-async fn wait_up(log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !std::fs::read_to_string(log).unwrap_or_default().contains("boxoffice dev is up") {
-        assert!(Instant::now() < deadline, "boxoffice dev did not come up within 180 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Stops `dev` with SIGTERM; it must exit cleanly within 30 s.
-fn stop(mut dev: Dev) {
-    let mut child = dev.0.take().expect("running");
-    // SAFETY: kill(2) on a child we spawned and have not reaped.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "boxoffice dev exits cleanly on SIGTERM: {status}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("boxoffice dev did not stop within 30 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-async fn fan_token(http: &reqwest::Client, base: &str) -> String {
-    let fan = serde_json::json!({"name": "fuzzer", "email": "fuzzer@fans.test", "password": "a-fan-password"});
-    assert_eq!(http.post(format!("{base}/users")).json(&fan).send().await.unwrap().status(), 201);
-    let login = serde_json::json!({"email": "fuzzer@fans.test", "password": "a-fan-password"});
-    let session: Value = http.post(format!("{base}/sessions")).json(&login).send().await.unwrap().json().await.unwrap();
-    session["token"].as_str().unwrap().to_string()
-}
 
 /// Runs Schemathesis over the operations `filter` selects, as `token`; asserts it exits 0.
 fn schemathesis(base: &str, token: &str, filter: &[&str], reports: &Path) {
@@ -114,11 +55,11 @@ async fn schemathesis_finds_no_server_error_nor_answer_off_the_document() {
     let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     let base = format!("http://{addr}");
     let (data, log) = (dir.path().join("data"), dir.path().join("dev.log"));
-    let dev = start_dev(&addr, &data, &log);
-    wait_up(&log).await;
+    let dev = Dev::start(&addr, &data, &log);
+    dev.wait_up(1).await;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
     let admin = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_string();
-    let fan = fan_token(&http, &base).await;
+    let (fan, _) = signed_in_fan(&http, &base, "fuzzer").await;
 
     // The one route that could break the cluster on purpose is off in this run.
     let faults = http.put(format!("{base}/admin/faults")).bearer_auth(&admin).json(&serde_json::json!({}));
@@ -132,5 +73,5 @@ async fn schemathesis_finds_no_server_error_nor_answer_off_the_document() {
     schemathesis(&base, &admin, &["--include-path-regex", "^/admin/", "--exclude-path", "/admin/faults"], &reports);
     let health = http.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "the cluster still serves after the fuzzing");
-    stop(dev);
+    dev.stop();
 }

@@ -2,36 +2,16 @@
 //! one port; stopped with SIGTERM and started again on the same folder, it keeps the data; and
 //! its page in a real browser (`tests/clients/page_browser.py`).
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::clients::{check, run_client};
+use harness::dev::{signed_in_fan, Dev};
 use serde_json::Value;
-
-fn start(addr: &str, data: &std::path::Path, log: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    Command::new(harness::test_binary())
-        .args(["dev", "--http", addr, "--data"])
-        .arg(data)
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap()
-}
 
 /// The demo event `boxoffice dev` puts behind the waiting room (the README names it).
 const ROOM_EVENT: u64 = 1;
 /// The demo's stadium event (50,672 seats).
 const STADIUM_EVENT: u64 = 89;
-
-/// Waits until the dev command says it is up (the demo catalog is loaded whole).
-async fn wait_up(log: &std::path::Path, runs: usize) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while std::fs::read_to_string(log).unwrap_or_default().matches("boxoffice dev is up").count() < runs {
-        assert!(Instant::now() < deadline, "boxoffice dev did not come up within 180 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// Every upcoming event's id, once the API answers with at least `min` of them.
 async fn event_ids(http: &reqwest::Client, base: &str, min: usize) -> Vec<u64> {
@@ -90,23 +70,6 @@ async fn buy_through_checkout(http: &reqwest::Client, base: &str, event: u64) {
     }
 }
 
-fn stop(mut child: Child) {
-    // SAFETY: kill(2) on a child we spawned and have not reaped.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "boxoffice dev exits cleanly on SIGTERM: {status}");
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("boxoffice dev did not stop within 30 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_serves_demo_events_and_the_page_and_keeps_its_data() {
     let dir = tempfile::tempdir().unwrap();
@@ -115,8 +78,8 @@ async fn dev_serves_demo_events_and_the_page_and_keeps_its_data() {
     let (data, log) = (dir.path().join("data"), dir.path().join("dev.log"));
     let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
 
-    let child = start(&addr, &data, &log);
-    wait_up(&log, 1).await;
+    let dev = Dev::start(&addr, &data, &log);
+    dev.wait_up(1).await;
     let first = event_ids(&http, &base, 50).await;
     let page = http.get(format!("{base}/")).send().await.unwrap();
     assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
@@ -131,25 +94,15 @@ async fn dev_serves_demo_events_and_the_page_and_keeps_its_data() {
     assert_eq!(room["enabled"], true, "the demo's waiting room is open: {room}");
     let plain = *first.iter().find(|id| **id != ROOM_EVENT).expect("a demo event without a room");
     buy_through_checkout(&http, &base, plain).await;
-    stop(child);
+    dev.stop();
 
-    let child = start(&addr, &data, &log);
-    wait_up(&log, 2).await;
+    let dev = Dev::start(&addr, &data, &log);
+    dev.wait_up(2).await;
     let second = event_ids(&http, &base, 50).await;
-    stop(child);
+    dev.stop();
     assert_eq!(first, second, "a second run on the same folder keeps the same events and loads none again");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("only partly loaded"), "the first run loaded the whole catalog");
-}
-
-/// Signs a fan up and in on `base`: its token and id.
-async fn signed_in_fan(http: &reqwest::Client, base: &str, name: &str) -> (String, u64) {
-    let email = format!("{name}@fans.test");
-    let body = serde_json::json!({"name": name, "email": email, "password": "a-fan-password"});
-    assert_eq!(http.post(format!("{base}/users")).json(&body).send().await.unwrap().status(), 201);
-    let login = serde_json::json!({"email": email, "password": "a-fan-password"});
-    let session: Value = http.post(format!("{base}/sessions")).json(&login).send().await.unwrap().json().await.unwrap();
-    (session["token"].as_str().unwrap().to_string(), session["userId"].as_u64().unwrap())
 }
 
 /// The page of `boxoffice dev` in headless Chromium (`tests/clients/page_browser.py`): the
@@ -162,8 +115,8 @@ async fn the_page_in_a_browser_watches_pays_queues_and_is_accessible() {
     let base = format!("http://{addr}");
     let (data, log) = (dir.path().join("data"), dir.path().join("dev.log"));
     let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
-    let child = start(&addr, &data, &log);
-    wait_up(&log, 1).await;
+    let dev = Dev::start(&addr, &data, &log);
+    dev.wait_up(1).await;
     let ids = event_ids(&http, &base, 50).await;
     assert!(ids.contains(&STADIUM_EVENT), "the demo has its stadium event");
     let mut args = vec![base.clone(), STADIUM_EVENT.to_string(), ROOM_EVENT.to_string()];
@@ -172,7 +125,7 @@ async fn the_page_in_a_browser_watches_pays_queues_and_is_accessible() {
         args.extend([token, id.to_string()]);
     }
     let lines = tokio::task::spawn_blocking(move || run_client("page_browser.py", &args)).await.unwrap();
-    stop(child);
+    dev.stop();
     let seen = check(&lines, "seen");
     assert_eq!(seen["same_page"], true, "{seen}");
     assert!(seen["after_ms"].as_u64().unwrap() <= 1_000, "{seen}");

@@ -13,7 +13,7 @@ pub struct KeyedLimiter<K> {
     per_min: u32,
     /// Keys tracked at once; when full, the map starts over (a flood of addresses then gets a
     /// fresh allowance each, which the proof of work still prices).
-    addresses_max: usize,
+    keys_max: usize,
     buckets: HashMap<K, (f64, Millis)>,
 }
 
@@ -23,21 +23,21 @@ pub type AddressLimiter = KeyedLimiter<IpAddr>;
 pub type FanLimiter = KeyedLimiter<UserId>;
 
 impl<K: Hash + Eq + Copy> KeyedLimiter<K> {
-    pub fn new(per_min: u32, addresses_max: usize) -> KeyedLimiter<K> {
-        assert!(addresses_max > 0, "a limiter tracks at least one key");
-        KeyedLimiter { per_min, addresses_max, buckets: HashMap::new() }
+    pub fn new(per_min: u32, keys_max: usize) -> KeyedLimiter<K> {
+        assert!(keys_max > 0, "a limiter tracks at least one key");
+        KeyedLimiter { per_min, keys_max, buckets: HashMap::new() }
     }
 
-    /// Whether `address` may join now (and takes one join from its allowance if so).
-    pub fn allow(&mut self, address: K, now: Millis) -> bool {
+    /// Whether `key` may join now (and takes one join from its allowance if so).
+    pub fn allow(&mut self, key: K, now: Millis) -> bool {
         if self.per_min == 0 {
             return true;
         }
-        if self.buckets.len() >= self.addresses_max && !self.buckets.contains_key(&address) {
+        if self.buckets.len() >= self.keys_max && !self.buckets.contains_key(&key) {
             self.buckets.clear();
         }
         let capacity = self.per_min as f64;
-        let (tokens, at) = self.buckets.entry(address).or_insert((capacity, now));
+        let (tokens, at) = self.buckets.entry(key).or_insert((capacity, now));
         *tokens = (*tokens + now.saturating_sub(*at) as f64 * capacity / 60_000.0).min(capacity);
         *at = now;
         if *tokens >= 1.0 {

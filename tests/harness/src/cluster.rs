@@ -402,27 +402,26 @@ impl<L> Cluster<L> {
 
     /// An admin GET through node `id`, expecting success.
     pub async fn admin_get(&self, id: u64, path: &str) -> anyhow::Result<Value> {
+        Ok(self.admin_success(id, path).await?.json().await?)
+    }
+
+    /// Node `id`'s `/metrics` text (behind the admin token).
+    pub async fn metrics_text(&self, id: u64) -> anyhow::Result<String> {
+        Ok(self.admin_success(id, "/metrics").await?.text().await?)
+    }
+
+    /// A GET with the admin token through node `id`, failing unless it succeeded.
+    async fn admin_success(&self, id: u64, path: &str) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}{path}", self.url(id));
         let response = self.http.get(url).bearer_auth(self.settings.secrets.admin_token).send().await?;
         let status = response.status();
         if !status.is_success() {
             bail!("GET {path} on node {id}: {status} {}", response.text().await.unwrap_or_default());
         }
-        Ok(response.json().await?)
+        Ok(response)
     }
 
     /// `GET /admin/cluster` from a node.
-    /// Node `id`'s `/metrics` text (behind the admin token).
-    pub async fn metrics_text(&self, id: u64) -> anyhow::Result<String> {
-        let url = format!("{}/metrics", self.url(id));
-        let response = self.http.get(url).bearer_auth(self.settings.secrets.admin_token).send().await?;
-        let status = response.status();
-        if !status.is_success() {
-            bail!("GET /metrics on node {id}: {status} {}", response.text().await.unwrap_or_default());
-        }
-        Ok(response.text().await?)
-    }
-
     pub async fn status(&self, id: u64) -> anyhow::Result<Value> {
         self.admin_get(id, "/admin/cluster").await
     }

@@ -21,6 +21,8 @@
 //!   admissions), the room's admin and public views, holds under an admission;
 //! - [`clients`]: the independent clients of `tests/clients` (Python with aioquic, Playwright
 //!   over Chromium, axe-core), run to their end for their JSON lines;
+//! - [`dev`]: `boxoffice dev` as a process its tests start, wait for and stop, and a fan
+//!   signed in on it;
 //! - [`sse`]: a client of server-sent event streams (the seat map's, the room's fallback);
 //! - [`interrupt`]: stopping a runner on SIGINT or SIGTERM without leaving processes behind.
 //!
@@ -31,6 +33,7 @@ pub mod admin;
 pub mod clients;
 pub mod cluster;
 pub mod config;
+pub mod dev;
 pub mod fan;
 pub mod interrupt;
 pub mod ports;
