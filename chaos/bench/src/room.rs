@@ -3,8 +3,9 @@
 //!
 //! Phases, in one run (see docs/benchmarks/README.md, "Waiting room"):
 //! 1. connections: `fans` QUIC connections spread evenly over the nodes' endpoints, from several
-//!    client sockets (`--room-fans-per-socket` each), then on each one stream that joins
-//!    (hello, challenge, join, ticket) before the on-sale;
+//!    client sockets (`--room-fans-per-socket` each), then on each one stream that says hello and
+//!    solves the challenge it gets; once every fan has, the joins go together (join frame, ticket),
+//!    timed apart from the hellos: a join is a join frame checked, ticketed and answered;
 //! 2. holding: every node's resident memory before and after, per connected fan, and the
 //!    benchmark's own;
 //! 3. the HTTP fallback: `sse_fans` fans join by `POST hello` and `POST join` and wait on a
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use futures::stream::{self, StreamExt};
-use harness::room::{rfc3339, ClientMsg, ServerMsg, ALPN, FRAME_BYTES_MAX, HEARTBEAT_INTERVAL_MS, SERVER_NAME};
+use harness::room::{rfc3339, ClientMsg, ServerMsg, ALPN, FRAME_BYTES_MAX, SERVER_NAME};
 use harness::{fan_token, get_room, put_room, room_info_when, AdmissionClaims, Cluster, Place, RoomNode, Settings};
 use hdrhistogram::Histogram;
 use http::Method;
@@ -47,17 +48,22 @@ use crate::http::Conn;
 
 /// Handshakes under way at once.
 const CONNECTS_IN_FLIGHT_MAX: usize = 100;
-/// Joins (hello to ticket) under way at once.
+/// Hellos, or joins, under way at once.
 const JOINS_IN_FLIGHT_MAX: usize = 200;
 /// HTTP connections that make the fallback's joins (each fan's hello and join in turn).
 const SSE_JOIN_CONNECTIONS: usize = 64;
 /// Event streams being opened at once.
 const SSE_OPENS_IN_FLIGHT_MAX: usize = 256;
-/// Receive and send buffers of each client UDP socket (the kernel caps them at `rmem_max`).
-const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+/// Receive and send buffers of each client UDP socket. One socket stands for a thousand fans'
+/// devices, each with a buffer of its own: a push to every fan lands a datagram for each at
+/// once, and what a full buffer drops comes again a loss timeout later, with more work for both
+/// sides. So the receive buffer is forced past `net.core.rmem_max` when the benchmark may
+/// (`SO_RCVBUFFORCE`, as root), else it is what the kernel allows.
+const SOCKET_BUFFER_BYTES: usize = 32 << 20;
 /// Longest wait for one answer of a node.
 const ANSWER_TIMEOUT_MS: u64 = 15_000;
-/// Keep-alive of a client connection (heartbeats usually keep it busy anyway).
+/// Keep-alive of a client connection: it keeps a fan connected between its join and the first
+/// position (after that, positions come every 5 s, and each one defers it).
 const KEEP_ALIVE_INTERVAL_MS: u64 = 10_000;
 /// Outcomes of joins queued for the phase that counts them.
 const OUTCOMES_QUEUE_MAX: usize = 4_096;
@@ -81,7 +87,7 @@ const DRAIN_TIMEOUT_MS: u64 = 180_000;
 const POLL_MS: u64 = 50;
 /// How long an admission lasts (the token's expiry gives the tick that passed the place).
 const ADMISSION_MS: u64 = 600_000;
-/// How long a fan that stops sending heartbeats keeps its place.
+/// How long a fan whose connection ended keeps its place.
 const ABANDON_MS: u64 = 300_000;
 /// The room's shopping limit, high enough never to hold the line back here.
 const SHOPPING_MAX: u32 = 10_000_000;
@@ -188,13 +194,18 @@ pub struct ConnectFigures {
 pub struct JoinFigures {
     pub joined: u64,
     pub failed: u64,
+    /// From the go to the last ticket: every greeted fan sends its join frame (at most
+    /// `JOINS_IN_FLIGHT_MAX` at once) and waits for its ticket.
     pub elapsed_s: f64,
-    /// Fans ticketed per second over the whole phase.
+    /// Fans ticketed per second from the go: join frames checked (proof of work, challenge),
+    /// ticketed and answered.
     pub per_s: f64,
     /// From the join frame sent to the ticket received.
     pub join: Quantiles,
-    /// From the hello sent to the ticket received.
-    pub hello_to_ticket: Quantiles,
+    /// How long the hellos took, all fans (before the go, not part of a join).
+    pub hello_elapsed_s: f64,
+    /// From opening the stream to the challenge solved.
+    pub hello_to_challenge: Quantiles,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -665,24 +676,32 @@ fn client_config(cert_sha256: &str) -> anyhow::Result<quinn::ClientConfig> {
 /// thousands of fans arrives at once).
 fn client_endpoint() -> anyhow::Result<quinn::Endpoint> {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
-    for option in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-        let bytes = SOCKET_BUFFER_BYTES as libc::c_int;
-        // SAFETY: setsockopt on a socket this function owns, with a pointer to a live c_int.
-        let done = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                (&bytes as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if done != 0 {
-            bail!("cannot size a client socket's buffers: {}", std::io::Error::last_os_error());
-        }
+    if set_buffer(&socket, libc::SO_RCVBUFFORCE).is_err() {
+        set_buffer(&socket, libc::SO_RCVBUF).context("cannot size a client socket's receive buffer")?;
     }
+    set_buffer(&socket, libc::SO_SNDBUF).context("cannot size a client socket's send buffer")?;
     let runtime = Arc::new(quinn::TokioRuntime);
     Ok(quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)?)
+}
+
+/// Sets a buffer option of `socket` to [`SOCKET_BUFFER_BYTES`].
+fn set_buffer(socket: &std::net::UdpSocket, option: libc::c_int) -> std::io::Result<()> {
+    let bytes = SOCKET_BUFFER_BYTES as libc::c_int;
+    // SAFETY: setsockopt on a socket the caller owns, with a pointer to a live c_int.
+    let done = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// A node's endpoint as the fans dial it.
@@ -751,39 +770,33 @@ pub fn take_frame(inbox: &mut Vec<u8>) -> anyhow::Result<Option<Vec<u8>>> {
     Ok(Some(body))
 }
 
-/// How long a join took.
-struct JoinTimes {
-    place: Place,
-    /// From the join frame sent to the ticket received.
-    join: Duration,
-    /// From the hello sent to the ticket received.
-    whole: Duration,
+/// A fan greeted: its stream, and the challenge it solved (a join is then one frame).
+struct Greeted {
+    link: Link,
+    challenge: String,
+    answer: u64,
 }
 
-/// Hello, the challenge solved, join, ticket.
-async fn join_quic(link: &mut Link, event: u64, token: &str) -> anyhow::Result<JoinTimes> {
-    let hello_at = Instant::now();
+/// Hello, and the challenge solved: everything before the join frame.
+async fn hello_quic(mut link: Link, event: u64, token: &str) -> anyhow::Result<Greeted> {
     link.send(&ClientMsg::Hello { event, token: token.into(), ticket: None }).await?;
     let (challenge, bits) = match link.recv_within(ANSWER_TIMEOUT_MS).await? {
         ServerMsg::Challenge { challenge, bits } => (challenge, bits),
         other => bail!("hello answered {other:?}"),
     };
     let answer = harness::room::solve(&challenge, bits);
-    let join_at = Instant::now();
-    link.send(&ClientMsg::Join { challenge, answer }).await?;
-    match link.recv_within(ANSWER_TIMEOUT_MS).await? {
-        ServerMsg::Ticket { place, .. } => Ok(JoinTimes { place, join: join_at.elapsed(), whole: hello_at.elapsed() }),
-        other => bail!("join answered {other:?}"),
-    }
+    Ok(Greeted { link, challenge, answer })
 }
 
-/// The first heartbeat of fan `fan`, spread over the interval so that fans do not beat together.
-fn heartbeats(fan: usize) -> tokio::time::Interval {
-    let period = Duration::from_millis(HEARTBEAT_INTERVAL_MS);
-    let offset = Duration::from_millis((fan as u64 * 7_919) % HEARTBEAT_INTERVAL_MS);
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval
+/// The join frame, and the ticket: the place, and how long the node took.
+async fn join_quic(greeted: &mut Greeted) -> anyhow::Result<(Place, Duration)> {
+    let at = Instant::now();
+    let join = ClientMsg::Join { challenge: std::mem::take(&mut greeted.challenge), answer: greeted.answer };
+    greeted.link.send(&join).await?;
+    match greeted.link.recv_within(ANSWER_TIMEOUT_MS).await? {
+        ServerMsg::Ticket { place, .. } => Ok((place, at.elapsed())),
+        other => bail!("join answered {other:?}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -793,14 +806,23 @@ fn heartbeats(fan: usize) -> tokio::time::Interval {
 struct FanContext {
     event: u64,
     tally: Arc<Tally>,
-    joins: Arc<Semaphore>,
-    outcomes: mpsc::Sender<JoinOutcome>,
+    /// Hellos or joins under way at once.
+    slots: Arc<Semaphore>,
+    /// Each fan's hello, then each greeted fan's join.
+    outcomes: mpsc::Sender<Outcome>,
+    /// Turns true once every fan was greeted: the joins start together.
+    go: watch::Receiver<bool>,
     stop: watch::Receiver<bool>,
 }
 
-/// How one fan's join went.
-enum JoinOutcome {
-    Joined { node: u64, times: JoinTimes },
+/// How one fan's hello or join went.
+enum Outcome {
+    /// Hello sent and the challenge solved, after this long.
+    Greeted(Duration),
+    Joined {
+        node: u64,
+        took: Duration,
+    },
     Failed,
 }
 
@@ -854,36 +876,53 @@ async fn connect_all(
     (connections, figures)
 }
 
-/// One QUIC fan for its whole life: joins (when a join slot is free), then waits, sending
-/// heartbeats, until it is admitted, fails or the scenario stops.
+/// One QUIC fan for its whole life: says hello and solves its challenge (when a slot is free),
+/// waits for the go, joins (when a slot is free), then waits for pushes until it is admitted,
+/// fails or the scenario stops.
 async fn quic_fan(fan: usize, node: u64, conn: quinn::Connection, ctx: Arc<FanContext>) {
-    let permit = ctx.joins.clone().acquire_owned().await.expect("the join slots stay open");
-    let joined = async {
+    let permit = ctx.slots.clone().acquire_owned().await.expect("the slots stay open");
+    let at = Instant::now();
+    let greeted = async {
         let (send, recv) = conn.open_bi().await?;
-        let mut link = Link { send, recv, inbox: Vec::new() };
-        let times = join_quic(&mut link, ctx.event, &token(fan)).await?;
-        Ok::<_, anyhow::Error>((link, times))
+        hello_quic(Link { send, recv, inbox: Vec::new() }, ctx.event, &token(fan)).await
     }
     .await;
     drop(permit);
-    let link = match joined {
-        Ok((link, times)) => {
-            ctx.tally.joined(fan, times.place);
-            let _ = ctx.outcomes.send(JoinOutcome::Joined { node, times }).await;
-            link
+    let mut greeted = match greeted {
+        Ok(greeted) => {
+            let _ = ctx.outcomes.send(Outcome::Greeted(at.elapsed())).await;
+            greeted
         }
         Err(error) => {
-            ctx.tally.failed(fan, format!("join: {error:#}"));
-            let _ = ctx.outcomes.send(JoinOutcome::Failed).await;
+            ctx.tally.failed(fan, format!("hello: {error:#}"));
+            let _ = ctx.outcomes.send(Outcome::Failed).await;
             return;
         }
     };
-    wait_quic(fan, link, &ctx.tally, ctx.stop.clone()).await;
+    if ctx.go.clone().wait_for(|go| *go).await.is_err() {
+        return;
+    }
+    let permit = ctx.slots.clone().acquire_owned().await.expect("the slots stay open");
+    let joined = join_quic(&mut greeted).await;
+    drop(permit);
+    match joined {
+        Ok((place, took)) => {
+            ctx.tally.joined(fan, place);
+            let _ = ctx.outcomes.send(Outcome::Joined { node, took }).await;
+        }
+        Err(error) => {
+            ctx.tally.failed(fan, format!("join: {error:#}"));
+            let _ = ctx.outcomes.send(Outcome::Failed).await;
+            return;
+        }
+    }
+    wait_quic(fan, greeted.link, &ctx.tally, ctx.stop.clone()).await;
     conn.close(0u32.into(), b"done");
 }
 
+/// Reads what the node pushes until the fan is admitted, fails or the scenario stops. A fan
+/// sends nothing while it waits: its open connection keeps its place.
 async fn wait_quic(fan: usize, mut link: Link, tally: &Tally, mut stop: watch::Receiver<bool>) {
-    let mut heartbeat = heartbeats(fan);
     loop {
         tokio::select! {
             msg = link.recv() => match msg {
@@ -894,17 +933,13 @@ async fn wait_quic(fan: usize, mut link: Link, tally: &Tally, mut stop: watch::R
                 }
                 Err(error) => return tally.failed(fan, format!("waiting: {error:#}")),
             },
-            _ = heartbeat.tick() => {
-                if let Err(error) = link.send(&ClientMsg::Heartbeat).await {
-                    return tally.failed(fan, format!("heartbeat: {error:#}"));
-                }
-            }
             _ = stop.changed() => return,
         }
     }
 }
 
-/// Starts every connected fan's task and waits for all their joins; fans held per node.
+/// Starts every connected fan's task; once every fan said hello and solved its challenge, lets
+/// them join together and waits for all their tickets. Fans held per node.
 async fn join_all(
     connections: Vec<Option<(u64, quinn::Connection)>>,
     event: u64,
@@ -912,8 +947,9 @@ async fn join_all(
     stop: &watch::Receiver<bool>,
 ) -> (JoinFigures, Vec<(u64, u64)>) {
     let (outcomes, mut results) = mpsc::channel(OUTCOMES_QUEUE_MAX);
-    let joins = Arc::new(Semaphore::new(JOINS_IN_FLIGHT_MAX));
-    let ctx = Arc::new(FanContext { event, tally: tally.clone(), joins, outcomes, stop: stop.clone() });
+    let (go_tx, go) = watch::channel(false);
+    let slots = Arc::new(Semaphore::new(JOINS_IN_FLIGHT_MAX));
+    let ctx = Arc::new(FanContext { event, tally: tally.clone(), slots, outcomes, go, stop: stop.clone() });
     let started = Instant::now();
     let mut expected = 0;
     for (fan, connection) in connections.into_iter().enumerate() {
@@ -923,17 +959,33 @@ async fn join_all(
         }
     }
     drop(ctx);
-    let (mut join, mut whole, mut failed) = (histogram(), histogram(), 0);
-    let mut per_node = std::collections::BTreeMap::new();
-    let mut progress = Progress::new("joined", expected);
+    let (mut hello, mut greeted, mut failed) = (histogram(), 0, 0);
+    let mut progress = Progress::new("greeted", expected);
     for _ in 0..expected {
         match results.recv().await {
-            Some(JoinOutcome::Joined { node, times }) => {
-                join.saturating_record(times.join.as_micros() as u64);
-                whole.saturating_record(times.whole.as_micros() as u64);
+            Some(Outcome::Greeted(took)) => {
+                hello.saturating_record(took.as_micros() as u64);
+                greeted += 1;
+            }
+            Some(_) => failed += 1,
+            None => break,
+        }
+        progress.one_more();
+    }
+    let hello_elapsed_s = started.elapsed().as_secs_f64();
+    println!("{greeted} hellos in {hello_elapsed_s:.1} s ({failed} failed); the joins go");
+    let started = Instant::now();
+    go_tx.send_replace(true);
+    let mut join = histogram();
+    let mut per_node = std::collections::BTreeMap::new();
+    let mut progress = Progress::new("joined", greeted);
+    for _ in 0..greeted {
+        match results.recv().await {
+            Some(Outcome::Joined { node, took }) => {
+                join.saturating_record(took.as_micros() as u64);
                 *per_node.entry(node).or_insert(0) += 1;
             }
-            Some(JoinOutcome::Failed) => failed += 1,
+            Some(_) => failed += 1,
             None => break,
         }
         progress.one_more();
@@ -946,7 +998,8 @@ async fn join_all(
         elapsed_s,
         per_s: joined as f64 / elapsed_s,
         join: Quantiles::of(&join),
-        hello_to_ticket: Quantiles::of(&whole),
+        hello_elapsed_s,
+        hello_to_challenge: Quantiles::of(&hello),
     };
     (figures, per_node.into_iter().collect())
 }
@@ -1631,13 +1684,14 @@ pub fn markdown(f: &RoomFigures, header: &str) -> String {
     );
     let _ = writeln!(
         out,
-        "| joins | {} ({} failed) in {:.1} s: {:.0}/s; join frame to ticket {}; hello to ticket {} |",
+        "| joins | {} ({} failed) in {:.1} s: {:.0}/s; join frame to ticket {}; before them, every fan's hello and challenge in {:.1} s, stream to challenge {} |",
         j.joined,
         j.failed,
         j.elapsed_s,
         j.per_s,
         q(&j.join),
-        q(&j.hello_to_ticket)
+        j.hello_elapsed_s,
+        q(&j.hello_to_challenge)
     );
     holding_rows(&mut out, "holding (quic)", &f.holding.per_node, f.holding.rss_per_fan_bytes);
     let _ = writeln!(out, "| the benchmark's memory | {:.0} bytes per quic fan |", f.holding.bench_rss_per_fan_bytes);

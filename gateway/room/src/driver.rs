@@ -21,9 +21,12 @@ use crate::wire::ServerMsg;
 const WATCH_INTERVAL_MS: u64 = 100;
 /// How often lines are reported, rooms ticked, positions pushed and lines swept.
 const BEAT_INTERVAL_MS: u64 = 1_000;
-/// A position is pushed at least this often, and sooner when it moves by 1% (or by one fan
-/// near the front).
+/// A position is pushed at least this often, and sooner when it moves by
+/// [`MOVED_PERCENT_MIN`] (or by one fan near the front).
 const PUSH_INTERVAL_MS: u64 = 5_000;
+/// How far a position moves, in percent, before it is pushed ahead of the periodic push: a move a
+/// fan notices. Smaller ones wait, or every fan near the front of a fast line is pushed every beat.
+const MOVED_PERCENT_MIN: u64 = 10;
 /// Most fans one late admission asks for.
 const LATE_BATCH_MAX: u32 = 1_000;
 /// Rooms listed per group when looking for new ones.
@@ -74,6 +77,10 @@ async fn pass<C: Cluster>(node: &RoomNode<C>, seen: &mut HashMap<EventId, Seen>,
         let seen = seen.entry(*event).or_default();
         admit(node, &known.state, seen);
         late(node, known, seen, now).await;
+        // A pause or a new rate is told as soon as it is read, not at the next beat.
+        if known.state.settings.enabled && note(&known.state, seen).is_some() {
+            push(node, &known.state, seen, now);
+        }
     }
     if now >= *last_beat + BEAT_INTERVAL_MS {
         *last_beat = now;
@@ -232,12 +239,15 @@ async fn late<C: Cluster>(node: &RoomNode<C>, known: &Known, seen: &mut Seen, no
     }
 }
 
-/// Once a second per room: sweep, report, tick (if this node leads the group), push.
+/// Once a second per room: push, sweep and report, tick (if this node leads the group). The push
+/// goes first: it needs nothing the two writes bring, and a change of the room (a pause, a new
+/// rate) reaches the fans without waiting for them.
 async fn beat<C: Cluster>(node: &RoomNode<C>, known: &Known, seen: &mut Seen, now: Millis) {
     let room = &known.state;
     if !room.settings.enabled {
         return;
     }
+    push(node, room, seen, now);
     report(node, known, now).await;
     if node.cluster.leads(known.group) {
         let tick = Command::RoomTick { event: room.event, step: room.step + 1 };
@@ -245,7 +255,6 @@ async fn beat<C: Cluster>(node: &RoomNode<C>, known: &Known, seen: &mut Seen, no
             tracing::debug!(event = room.event, %error, "room tick not applied");
         }
     }
-    push(node, room, seen, now);
 }
 
 async fn report<C: Cluster>(node: &RoomNode<C>, known: &Known, now: Millis) {
@@ -271,13 +280,7 @@ async fn report<C: Cluster>(node: &RoomNode<C>, known: &Known, now: Millis) {
 /// Pushes positions that moved, parks fans whose wait is long, and sends admissions again to
 /// fans who may have missed them.
 fn push<C: Cluster>(node: &RoomNode<C>, room: &RoomState, seen: &mut Seen, now: Millis) {
-    let note = if room.settings.paused != seen.paused {
-        Some(if room.settings.paused { "the room is paused" } else { "the room moves again" }.to_string())
-    } else if seen.rate_per_min != 0 && room.settings.rate_per_min != seen.rate_per_min {
-        Some(format!("the admission rate changed to {} a minute", room.settings.rate_per_min))
-    } else {
-        None
-    };
+    let note = note(room, seen);
     seen.paused = room.settings.paused;
     seen.rate_per_min = room.settings.rate_per_min;
     let fresh_after = now.saturating_sub(REPORT_FRESH_MS);
@@ -323,7 +326,9 @@ fn push<C: Cluster>(node: &RoomNode<C>, room: &RoomState, seen: &mut Seen, now: 
             let moved = !presale && moved(waiter.pushed_ahead, ahead);
             if moved || now >= waiter.pushed_at + PUSH_INTERVAL_MS || note.is_some() {
                 waiter.pushed_ahead = Some(ahead);
-                waiter.pushed_at = now;
+                // A note goes to every fan at once; their next periodic pushes are spread over
+                // the interval rather than all due again together.
+                waiter.pushed_at = if note.is_some() { now.saturating_sub(push_phase_ms(waiter.fan)) } else { now };
                 sends.push((session, message));
             }
         }
@@ -339,11 +344,29 @@ fn push<C: Cluster>(node: &RoomNode<C>, room: &RoomState, seen: &mut Seen, now: 
     }
 }
 
-/// Whether a position moved enough to push: by 1%, or by one fan in the last hundred.
+/// What changed in the room since the fans were last told: a pause, a resume or a new rate.
+fn note(room: &RoomState, seen: &Seen) -> Option<String> {
+    if room.settings.paused != seen.paused {
+        Some(if room.settings.paused { "the room is paused" } else { "the room moves again" }.to_string())
+    } else if seen.rate_per_min != 0 && room.settings.rate_per_min != seen.rate_per_min {
+        Some(format!("the admission rate changed to {} a minute", room.settings.rate_per_min))
+    } else {
+        None
+    }
+}
+
+/// How much sooner than the interval a fan's next periodic push comes after a note to every fan: a
+/// spread over all but the last beat of the interval, fixed per fan.
+fn push_phase_ms(fan: model::UserId) -> Millis {
+    (fan.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % (PUSH_INTERVAL_MS - BEAT_INTERVAL_MS)
+}
+
+/// Whether a position moved enough to push: by [`MOVED_PERCENT_MIN`], or by one fan within the
+/// first `100 / MOVED_PERCENT_MIN` places.
 fn moved(before: Option<u64>, now: u64) -> bool {
     match before {
         None => true,
-        Some(before) => before.abs_diff(now) * 100 >= before.max(100),
+        Some(before) => before.abs_diff(now) * 100 >= (before * MOVED_PERCENT_MIN).max(100),
     }
 }
 
@@ -354,8 +377,24 @@ mod tests {
     #[test]
     fn positions_are_pushed_when_they_move_noticeably() {
         assert!(moved(None, 5));
-        assert!(moved(Some(50), 49), "near the front every step counts");
-        assert!(!moved(Some(10_000), 9_950));
-        assert!(moved(Some(10_000), 9_900));
+        assert!(moved(Some(9), 8), "near the front every step counts");
+        assert!(!moved(Some(50), 46));
+        assert!(moved(Some(50), 45));
+        assert!(!moved(Some(10_000), 9_001));
+        assert!(moved(Some(10_000), 9_000));
+    }
+
+    #[test]
+    fn after_a_note_the_next_pushes_spread_over_the_interval_and_none_comes_later() {
+        let mut per_beat = [0u32; (PUSH_INTERVAL_MS / BEAT_INTERVAL_MS) as usize];
+        for fan in 0..10_000u64 {
+            let phase = push_phase_ms(fan);
+            assert!(phase < PUSH_INTERVAL_MS - BEAT_INTERVAL_MS, "the next push is due within the interval");
+            per_beat[(phase / BEAT_INTERVAL_MS) as usize] += 1;
+        }
+        for (beat, fans) in per_beat.iter().enumerate().take(per_beat.len() - 1) {
+            assert!((2_250..=2_750).contains(fans), "beat {beat} has {fans} of 10,000 fans: {per_beat:?}");
+        }
+        assert_eq!(per_beat[per_beat.len() - 1], 0);
     }
 }

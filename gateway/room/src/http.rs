@@ -1,7 +1,7 @@
 //! The HTTP fallback for clients without WebTransport: `hello` and `join` as JSON requests, and
 //! the wait as server-sent events. Each request opens its own session with the logic and closes it
-//! when answered (or, for the event stream, when the client goes); an open event stream counts as
-//! a live fan, so it sends the session a heartbeat every 10 s on the fan's behalf.
+//! when answered (or, for the event stream, when the client goes); the session of an open event
+//! stream keeps its fan's place, as a QUIC stream's does.
 //!
 //! Refusals are RFC 9457 problems whose `type` ends in `/problems/waiting-room/<code>`, with the
 //! wire's error code also as the `code` member. Bad input (JSON, unknown fields, paths, a body over
@@ -26,19 +26,16 @@ use bytes::Bytes;
 use futures::Stream;
 use gateway::Problem;
 use serde::Deserialize;
-use tokio::sync::mpsc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::native::OpenSession;
-use crate::session::{Outgoing, Sessions, Via};
+use crate::session::{OutboxReceiver, Sessions, Via};
 use crate::wire::{code, ClientMsg, ServerMsg};
 
 /// Largest request body accepted.
 pub const BODY_BYTES_MAX: usize = 4 * 1024;
 /// Longest wait for the logic's answer to a message before a 503.
 pub const ANSWER_TIMEOUT_MS: u64 = 10_000;
-/// How often an open event stream tells the session that its fan is still there.
-pub const HEARTBEAT_INTERVAL_MS: u64 = 10_000;
 
 /// One event of the wait as it travels (the schema of each event of a `text/event-stream`, as
 /// OpenAPI 3.2 reads it): named by the message's `type`, its data the message.
@@ -162,40 +159,29 @@ async fn stream<S: Sessions>(
     if let ServerMsg::Error { code, detail } = first {
         return Err(refused(&code, detail));
     }
-    let live = Live { session, outbox, heartbeat: heartbeat(), first: Some(first) };
+    let live = Live { _session: session, outbox, first: Some(first) };
     Ok(Sse::new(events(live)).keep_alive(KeepAlive::default()).into_response())
 }
 
 /// An open event stream: the session, and what it still has to send.
 struct Live<S: Sessions> {
-    session: OpenSession<S>,
-    outbox: mpsc::Receiver<Outgoing>,
-    heartbeat: tokio::time::Interval,
+    /// Keeps the fan's session (and so its place) open while the stream is; closes it on drop.
+    _session: OpenSession<S>,
+    outbox: OutboxReceiver,
     /// The answer to the hello, already read to choose between a stream and a problem.
     first: Option<ServerMsg>,
 }
 
-/// Every message of the session as an event, heartbeats sent in between; ends when the logic
-/// drops the session's sender. Dropping the stream (the client went) closes the session.
+/// Every message of the session as an event; ends when the logic drops the session's sender.
+/// Dropping the stream (the client went) closes the session.
 fn events<S: Sessions>(live: Live<S>) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     futures::stream::unfold(live, |mut live| async move {
         if let Some(first) = live.first.take() {
             return Some((Ok(event(&first)), live));
         }
-        loop {
-            tokio::select! {
-                msg = live.outbox.recv() => return msg.map(|msg| (Ok(event(&msg)), live)),
-                _ = live.heartbeat.tick() => live.session.message(ClientMsg::Heartbeat).await,
-            }
-        }
+        let msg = live.outbox.recv().await?;
+        Some((Ok(event(&msg)), live))
     })
-}
-
-fn heartbeat() -> tokio::time::Interval {
-    let period = Duration::from_millis(HEARTBEAT_INTERVAL_MS);
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval
 }
 
 /// A message as an event: `event: <type>`, `data: <the message's JSON>`.
@@ -206,7 +192,7 @@ fn event(msg: &ServerMsg) -> Event {
 }
 
 /// The logic's next message, within [`ANSWER_TIMEOUT_MS`].
-async fn next_answer(outbox: &mut mpsc::Receiver<Outgoing>) -> Result<ServerMsg, Problem> {
+async fn next_answer(outbox: &mut OutboxReceiver) -> Result<ServerMsg, Problem> {
     match tokio::time::timeout(Duration::from_millis(ANSWER_TIMEOUT_MS), outbox.recv()).await {
         Ok(Some(msg)) => Ok(*msg),
         Ok(None) => Err(refused(code::BUSY, "the waiting room ended the session without answering".into())),

@@ -10,6 +10,7 @@
 //! Layout:
 //! - [`wire`]: the protocol's messages and framing;
 //! - [`session`]: the seam between transports and logic;
+//! - [`mailbox`]: a session's small bounded queue towards its fan;
 //! - [`keys`]: tickets, challenges and proof of work, admission tokens;
 //! - [`line`]: one event's line on this node, its reports and positions;
 //! - [`clock`]: how far this node's clock is from the others';
@@ -28,6 +29,7 @@ pub mod driver;
 pub mod keys;
 pub mod limits;
 pub mod line;
+pub mod mailbox;
 pub mod node;
 pub mod page;
 pub mod session;

@@ -1,8 +1,8 @@
 //! One event's line on this node: the places of the fans this node holds, in order, and what the
 //! node reports of them to the event's group.
 //!
-//! A waiter is live while connected and heard from, or parked until its return time, and for
-//! `abandon_ms` after either; then it is dropped (and, if the watermark had not reached it yet,
+//! A waiter is live while connected (its connection's transport tells a fan who is gone from one
+//! who is quiet), or parked until its return time, and for `abandon_ms` after either; then it is dropped (and, if the watermark had not reached it yet,
 //! counted as abandoned). Positions combine the exact count of this node's places ahead with the
 //! other nodes' reports (exact over their fronts, interpolated beyond).
 
@@ -22,7 +22,8 @@ pub struct Waiter {
     pub fan: UserId,
     /// The session that listens for the fan now, if connected.
     pub session: Option<SessionId>,
-    /// Until when the fan counts as live without being heard from again.
+    /// Until when the fan counts as live without a connection: moved on when its connection ends
+    /// (and by heartbeats); a connected fan is live whatever it says.
     pub live_until: Millis,
     /// The admission given, once the watermark passed the place: `(token, expires at)`.
     pub admitted: Option<(String, Millis)>,
@@ -89,11 +90,12 @@ impl Line {
         let mut swept = Swept::default();
         let mut gone = Vec::new();
         for (place, waiter) in &self.waiters {
-            // A connected fan's heartbeats move `live_until` on; a silent connection is no
-            // better than none.
+            // A connected fan is there: QUIC's idle timeout (every waiting fan gets a position at
+            // least every 5 s, which it must acknowledge) and a failed write on an event stream
+            // end the session of one who is gone, and its countdown starts then.
             let over = match &waiter.admitted {
                 Some((_, expires_at)) => *expires_at <= now,
-                None => waiter.live_until <= now,
+                None => waiter.session.is_none() && waiter.live_until <= now,
             };
             if over {
                 gone.push(*place);
@@ -266,6 +268,19 @@ mod tests {
         line.insert(onsale(3, 2), 3, 6_000);
         assert_eq!(line.sweep(5_000, None), Swept::default(), "a fan heard from stays");
         assert_eq!(line.sweep(6_000, None), Swept { abandoned: 1, expired: 0 });
+    }
+
+    #[test]
+    fn a_connected_fan_stays_however_quiet_and_a_disconnected_one_goes_after_its_time() {
+        let mut line = Line::default();
+        line.insert(onsale(1, 0), 1, 100);
+        line.waiters.get_mut(&onsale(1, 0)).unwrap().session = Some(7);
+        assert_eq!(line.sweep(10_000, None), Swept::default(), "connected, never heard from");
+        let waiter = line.waiters.get_mut(&onsale(1, 0)).unwrap();
+        waiter.session = None;
+        waiter.live_until = 15_000;
+        assert_eq!(line.sweep(14_999, None), Swept::default(), "gone, within its time");
+        assert_eq!(line.sweep(15_000, None), Swept { abandoned: 1, expired: 0 });
     }
 
     #[test]

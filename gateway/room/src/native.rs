@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::session::{Outgoing, SessionId, Sessions, Via};
+use crate::session::{OutboxReceiver, SessionId, Sessions, Via};
 use crate::wire::{self, code, ClientMsg, FrameError, ServerMsg};
 
 /// How long a stream whose fan stopped sending may take to flush what is queued to it.
@@ -30,7 +30,7 @@ pub struct OpenSession<S: Sessions> {
 
 impl<S: Sessions> OpenSession<S> {
     /// Opens a session for a fan at `peer`: the guard, and what the logic sends the fan.
-    pub fn open(sessions: Arc<S>, peer: IpAddr, via: Via) -> (Self, mpsc::Receiver<Outgoing>) {
+    pub fn open(sessions: Arc<S>, peer: IpAddr, via: Via) -> (Self, OutboxReceiver) {
         let (id, rx) = sessions.open(peer, via);
         (OpenSession { sessions, id }, rx)
     }
@@ -110,7 +110,11 @@ impl StreamLimit {
 }
 
 /// Serves a native connection: one session per bidirectional stream, until the connection ends
-/// (its streams' tasks are aborted then, which closes their sessions).
+/// (its streams are dropped then, which closes their sessions).
+///
+/// A fan's connection carries one stream, served here in the connection's own task; further
+/// streams (a client multiplexing fans) get a task each. A task per fan would cost every waiting
+/// fan a task header and a join set's entry for nothing.
 pub async fn serve_connection<S: Sessions>(
     conn: quinn::Connection,
     sessions: Arc<S>,
@@ -119,22 +123,42 @@ pub async fn serve_connection<S: Sessions>(
 ) {
     let peer = conn.remote_address().ip().to_canonical();
     let mut limit = StreamLimit::new(conn.clone(), streams_max);
-    let mut streams = JoinSet::new();
-    loop {
-        let (send, recv) = match conn.accept_bi().await {
-            Ok(pair) => pair,
-            Err(error) => {
-                tracing::debug!(%peer, %error, "native connection ended");
-                break;
-            }
-        };
-        let holds = (sessions_open.hold(), limit.accepted());
-        let sessions = sessions.clone();
-        streams.spawn(async move {
-            serve_stream(sessions, peer, Via::Quic, recv, send).await;
-            drop(holds);
-        });
-        while streams.try_join_next().is_some() {}
+    let Some((send, recv)) = accept(&conn, peer).await else { return };
+    let first_holds = (sessions_open.hold(), limit.accepted());
+    let first = async {
+        serve_stream(sessions.clone(), peer, Via::Quic, recv, send).await;
+        drop(first_holds);
+        // The first stream is done; the connection lives until it ends.
+        std::future::pending::<()>().await
+    };
+    let more = async {
+        // Made with the second stream: most connections never have one.
+        let mut streams: Option<JoinSet<()>> = None;
+        while let Some((send, recv)) = accept(&conn, peer).await {
+            let streams = streams.get_or_insert_with(JoinSet::new);
+            let holds = (sessions_open.hold(), limit.accepted());
+            let sessions = sessions.clone();
+            streams.spawn(async move {
+                serve_stream(sessions, peer, Via::Quic, recv, send).await;
+                drop(holds);
+            });
+            while streams.try_join_next().is_some() {}
+        }
+    };
+    tokio::select! {
+        () = first => {}
+        () = more => {}
+    }
+}
+
+/// The connection's next stream, or `None` once it ended.
+async fn accept(conn: &quinn::Connection, peer: IpAddr) -> Option<(quinn::SendStream, quinn::RecvStream)> {
+    match conn.accept_bi().await {
+        Ok(pair) => Some(pair),
+        Err(error) => {
+            tracing::debug!(%peer, %error, "native connection ended");
+            None
+        }
     }
 }
 
@@ -248,7 +272,7 @@ async fn read_loop<S: Sessions, R: AsyncRead + Unpin>(session: &OpenSession<S>, 
 
 /// Writes what the logic sends and what the reader refuses, until either source ends or a write
 /// fails (the fan is gone).
-async fn write_loop<W: AsyncWrite + Unpin>(send: &mut W, mut outbox: mpsc::Receiver<Outgoing>, refusals: &Refusals) {
+async fn write_loop<W: AsyncWrite + Unpin>(send: &mut W, mut outbox: OutboxReceiver, refusals: &Refusals) {
     loop {
         let msg = tokio::select! {
             biased;

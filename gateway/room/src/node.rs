@@ -12,13 +12,12 @@ use gateway::admission::AdmissionClaims;
 use gateway::Cluster;
 use model::room::{presale_primary, Place, RoomState, CLASS_ONSALE, CLASS_PRESALE, REPORT_FRESH_MS};
 use model::{Consistency, EventId, GroupId, Millis, NodeId, Query, QueryResult, UserId, PLACEMENT_GROUP};
-use tokio::sync::mpsc;
 
 use crate::clock::{Clock, ISSUE_UNCERTAINTY_MS_MAX};
 use crate::keys::{Keys, Refusal, TicketClaims};
 use crate::limits::{AddressLimiter, FanLimiter};
 use crate::line::{ahead_in_room, Line};
-use crate::session::{self, Outgoing, SessionId, Sessions, Via};
+use crate::session::{self, OutboxReceiver, OutboxSender, Outgoing, SessionId, Sessions, Via};
 use crate::wire::{code, ClientMsg, NodeView, ServerMsg};
 
 /// What a node's room is told at start.
@@ -66,7 +65,7 @@ impl RoomConfig {
 
 /// A fan connection's state.
 pub(crate) struct Session {
-    pub tx: mpsc::Sender<Outgoing>,
+    pub tx: OutboxSender,
     pub peer: IpAddr,
     /// HTTP sessions are not sent to a home node: the fallback has no node addresses to follow.
     pub via: Via,
@@ -148,11 +147,12 @@ impl<C: Cluster> RoomNode<C> {
         self.cluster.now_ms()
     }
 
-    /// Sends to a session if it is open and keeps up; a fan whose queue is full gets the next
-    /// push instead (positions replace each other; an admission is sent again until it is read).
+    /// Sends to a session if it is open and keeps up. A fan whose queue is full gets a position in
+    /// place of the position queued last (keeping that one's note if the new one has none), and
+    /// misses anything else (an admission is sent again until it is read).
     pub fn send(&self, session: SessionId, msg: ServerMsg) -> bool {
         let sessions = self.sessions.lock().expect("sessions lock");
-        sessions.get(&session).is_some_and(|s| s.tx.try_send(Box::new(msg)).is_ok())
+        sessions.get(&session).is_some_and(|s| s.tx.try_send_or_merge(Box::new(msg), newer_position).is_ok())
     }
 
     /// Ends a session from the server's side (a parked fan): its queue closes after what is in it.
@@ -428,6 +428,17 @@ pub fn position(room: &RoomState, ahead: u64, now: Millis, note: Option<String>)
     }
 }
 
+/// `new` in place of `queued` when both are positions, with `queued`'s note if `new` has none: a
+/// note (a pause, a new rate) is said once, and a newer position must not lose it.
+fn newer_position(queued: &Outgoing, mut new: Outgoing) -> Result<Outgoing, Outgoing> {
+    let ServerMsg::Position { note: queued_note, .. } = &**queued else { return Err(new) };
+    let ServerMsg::Position { note, .. } = &mut *new else { return Err(new) };
+    if note.is_none() {
+        note.clone_from(queued_note);
+    }
+    Ok(new)
+}
+
 fn error(code: &str, detail: impl Into<String>) -> ServerMsg {
     ServerMsg::Error { code: code.into(), detail: detail.into() }
 }
@@ -445,7 +456,7 @@ fn refused(refusal: Refusal) -> ServerMsg {
 }
 
 impl<C: Cluster> Sessions for RoomNode<C> {
-    fn open(&self, peer: IpAddr, via: Via) -> (SessionId, mpsc::Receiver<Outgoing>) {
+    fn open(&self, peer: IpAddr, via: Via) -> (SessionId, OutboxReceiver) {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = session::outbox();
         let mut sessions = self.sessions.lock().expect("sessions lock");
@@ -479,11 +490,36 @@ impl<C: Cluster> Sessions for RoomNode<C> {
     fn close(&self, session: SessionId) {
         let Some(s) = self.sessions.lock().expect("sessions lock").remove(&session) else { return };
         let (Some((event, _)), Some(place)) = (s.fan, s.place) else { return };
+        let abandon_ms = self.rooms.read().expect("rooms lock").get(&event).map_or(0, |k| k.state.settings.abandon_ms);
+        let now = self.now();
         let mut lines = self.lines.lock().expect("lines lock");
         if let Some(waiter) = lines.get_mut(&event).and_then(|l| l.waiters.get_mut(&place)) {
             if waiter.session == Some(session) {
+                // The fan was live until now: it has `abandon_ms` to come back.
                 waiter.session = None;
+                waiter.live_until = waiter.live_until.max(now + abandon_ms);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ahead: u64, note: Option<&str>) -> Outgoing {
+        let note = note.map(String::from);
+        Box::new(ServerMsg::Position { ahead, wait_seconds: None, note, on_sale_at: 0, paused: false })
+    }
+
+    #[test]
+    fn a_newer_position_takes_the_queued_ones_place_and_keeps_its_note() {
+        let merged = newer_position(&at(10, Some("paused")), at(8, None)).unwrap();
+        assert_eq!(merged, at(8, Some("paused")));
+        let merged = newer_position(&at(10, Some("paused")), at(8, Some("moves again"))).unwrap();
+        assert_eq!(merged, at(8, Some("moves again")), "the newer note wins");
+        let admitted = Box::new(ServerMsg::Admitted { admission_token: "a".into(), expires_at: 1 });
+        assert!(newer_position(&admitted, at(8, None)).is_err(), "an admission is never replaced");
+        assert!(newer_position(&at(10, None), admitted).is_err(), "only positions replace positions");
     }
 }

@@ -7,8 +7,7 @@
 use std::future::Future;
 use std::net::IpAddr;
 
-use tokio::sync::mpsc;
-
+use crate::mailbox;
 use crate::wire::{ClientMsg, ServerMsg};
 
 /// A session's number on its node.
@@ -26,19 +25,23 @@ pub enum Via {
 /// unbounded queue (a position is replaced by the next one anyway).
 pub const SESSION_QUEUE_MAX: usize = 4;
 
-/// What a session queues for its fan. Boxed because a queue allocates its first block of 32 slots
-/// up front whatever its bound: 32 boxes are 256 bytes, 32 messages would be 2 KiB for each
-/// waiting fan.
+/// What a session queues for its fan. Boxed because the queue keeps the largest buffer it ever
+/// had: four boxes are 32 bytes for each waiting fan, four messages would be several hundred.
 pub type Outgoing = Box<ServerMsg>;
 
+/// The logic's end of a session's queue.
+pub type OutboxSender = mailbox::Sender<Outgoing>;
+/// The transport's end of a session's queue.
+pub type OutboxReceiver = mailbox::Receiver<Outgoing>;
+
 /// A session's queue towards its fan, bounded by [`SESSION_QUEUE_MAX`].
-pub fn outbox() -> (mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>) {
-    mpsc::channel(SESSION_QUEUE_MAX)
+pub fn outbox() -> (OutboxSender, OutboxReceiver) {
+    mailbox::channel(SESSION_QUEUE_MAX)
 }
 
 pub trait Sessions: Send + Sync + 'static {
     /// A new fan connection from `peer`: its id, and what to send it.
-    fn open(&self, peer: IpAddr, via: Via) -> (SessionId, mpsc::Receiver<Outgoing>);
+    fn open(&self, peer: IpAddr, via: Via) -> (SessionId, OutboxReceiver);
     /// A message the fan sent.
     fn message(&self, session: SessionId, msg: ClientMsg) -> impl Future<Output = ()> + Send;
     /// The connection ended (the fan's place stays until it is abandoned).

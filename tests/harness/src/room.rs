@@ -48,7 +48,8 @@ pub const FRAME_BYTES_MAX: usize = 8 * 1024;
 pub const SERVER_NAME: &str = "localhost";
 /// The header a hold carries its admission token in.
 pub const ADMISSION_TOKEN_HEADER: &str = "Admission-Token";
-/// How often a waiting fan says it is still there (the room asks for at least every 10 s).
+/// How often the harness's waiting fans say they are still there. The room needs no heartbeat
+/// from a connected fan (its connection keeps its place) and takes one as a sign of life.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 10_000;
 /// How long [`join`] and [`resume`] wait for each answer of the node.
 pub const ANSWER_TIMEOUT_MS: u64 = 15_000;
