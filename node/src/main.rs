@@ -2,7 +2,8 @@
 //!
 //! - `boxoffice dev`: three nodes on loopback with demo data, the web page and the API;
 //! - `boxoffice node --config FILE`: one node of a cluster spread over machines;
-//! - `boxoffice certs ca|node`: the CA and node certificates of the nodes' mutual TLS.
+//! - `boxoffice certs ca|node`: the CA and node certificates of the nodes' mutual TLS;
+//! - `boxoffice ctl`: the operator's command line over the admin API ([`ctl`]).
 //!
 //! Layout: [`config`] reads and checks the node's TOML file; [`server`] starts a node (storage,
 //! raft host, gateway) and stops it in order; [`cluster`] adapts the raft host to the gateway;
@@ -15,6 +16,7 @@
 mod certs;
 mod cluster;
 mod config;
+mod ctl;
 mod dev;
 mod malloc;
 mod search_feed;
@@ -67,6 +69,8 @@ enum Command {
     /// Make the cluster's CA and its nodes' certificates (raft links are mutual TLS).
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// The operator's command line over the admin API: status, events.
+    Ctl(ctl::CtlArgs),
     /// Run the sandbox payment provider: a Stripe-like API, checkout pages and signed webhooks.
     Sandbox(sandbox::SandboxArgs),
 }
@@ -107,6 +111,8 @@ async fn run(arenas: malloc::Arenas) -> anyhow::Result<()> {
     // (late vote answers, peers not yet connected) say nothing to the person watching it.
     let default_filter = match cli.command {
         Command::Dev { .. } => "info,openraft=error,tantivy=warn",
+        // A command line's output is its answer: only problems go to the log.
+        Command::Ctl(_) => "warn",
         _ => "info,openraft=warn,tantivy=warn",
     };
     init_logs(cli.log_format, default_filter);
@@ -118,6 +124,7 @@ async fn run(arenas: malloc::Arenas) -> anyhow::Result<()> {
         }
         Command::Sandbox(args) => Ok(sandbox::run(args, shutdown_signal()).await?),
         Command::Certs(command) => certs::run(command),
+        Command::Ctl(args) => ctl::run(args).await,
         Command::Node { config } => {
             let config = config::NodeConfig::load(&config)?;
             let shutdown = shutdown_signal();
