@@ -117,6 +117,9 @@ async fn run(arenas: malloc::Arenas) -> anyhow::Result<()> {
     };
     init_logs(cli.log_format, default_filter);
     tracing::debug!(?arenas, arenas_max = malloc::ARENAS_MAX, "allocator arenas");
+    if matches!(cli.command, Command::Dev { .. } | Command::Node { .. }) {
+        malloc::trim_periodically();
+    }
     match cli.command {
         Command::Dev { http, data, hold_ttl, no_demo } => {
             let options = dev::DevOptions { http, data, hold_ttl_ms: hold_ttl, demo: !no_demo };

@@ -1,4 +1,5 @@
-//! The C allocator's arenas, limited before the first thread starts.
+//! The C allocator's arenas, limited before the first thread starts, and its free pages given
+//! back to the kernel now and then ([`trim_periodically`]).
 //!
 //! glibc's malloc gives a thread that finds the arena locks taken an arena of its own, up to
 //! eight per core, and memory freed into one arena is not reused by another. A node's threads
@@ -44,3 +45,34 @@ fn set_arenas_max(arenas: i32) -> Arenas {
 fn set_arenas_max(_arenas: i32) -> Arenas {
     Arenas::Unchanged
 }
+
+/// How often freed memory is given back to the kernel.
+pub const TRIM_INTERVAL_MS: u64 = 10_000;
+
+/// Gives the pages the allocator holds free back to the kernel every [`TRIM_INTERVAL_MS`], until
+/// the runtime stops. A surge of fans' handshakes allocates and frees tens of kilobytes each; glibc
+/// returns only the top of a heap by itself, so the holes they leave among long-lived state stay
+/// resident. `malloc_trim` releases every whole free page (a few milliseconds over a heap of
+/// gigabytes, with the arena locks held).
+pub fn trim_periodically() {
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+        return;
+    }
+    tokio::spawn(async {
+        let mut every = tokio::time::interval(std::time::Duration::from_millis(TRIM_INTERVAL_MS));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            trim();
+        }
+    });
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() {
+    // SAFETY: malloc_trim only returns free pages of the allocator's own heaps to the kernel.
+    unsafe { libc::malloc_trim(0) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}

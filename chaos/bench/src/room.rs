@@ -48,18 +48,21 @@ use crate::http::Conn;
 
 /// Handshakes under way at once.
 const CONNECTS_IN_FLIGHT_MAX: usize = 100;
-/// Hellos, or joins, under way at once.
+/// Hellos, or joins, under way at once. More do not join faster here: with 1,000, the answers'
+/// bursts and the benchmark's backlog took joins from 7,900 a second to 3,900.
 const JOINS_IN_FLIGHT_MAX: usize = 200;
 /// HTTP connections that make the fallback's joins (each fan's hello and join in turn).
 const SSE_JOIN_CONNECTIONS: usize = 64;
 /// Event streams being opened at once.
 const SSE_OPENS_IN_FLIGHT_MAX: usize = 256;
-/// Receive and send buffers of each client UDP socket. One socket stands for a thousand fans'
-/// devices, each with a buffer of its own: a push to every fan lands a datagram for each at
-/// once, and what a full buffer drops comes again a loss timeout later, with more work for both
-/// sides. So the receive buffer is forced past `net.core.rmem_max` when the benchmark may
-/// (`SO_RCVBUFFORCE`, as root), else it is what the kernel allows.
-const SOCKET_BUFFER_BYTES: usize = 32 << 20;
+/// Receive and send buffers of each client UDP socket: 8 KiB for each of its 500 fans (a few
+/// datagrams each, as the kernel counts a datagram's buffer). One socket stands for many fans' devices, each
+/// with a buffer of its own: too small, and a push to every fan overflows it (what is dropped
+/// comes again a loss timeout later); too large, and the benchmark's backlog sits in it for
+/// seconds, while the nodes' loss timers fire and send each push again (a burst then cost 9
+/// datagrams a push instead of 2). Forced past `net.core.rmem_max` when the benchmark may
+/// (`SO_RCVBUFFORCE`, as root), else what the kernel allows.
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 /// Longest wait for one answer of a node.
 const ANSWER_TIMEOUT_MS: u64 = 15_000;
 /// Keep-alive of a client connection: it keeps a fan connected between its join and the first
