@@ -46,6 +46,12 @@ pub trait Cluster: Send + Sync + 'static {
     /// up to it (an operator action; raft also does it on its own by policy).
     fn snapshot(&self, group: GroupId) -> impl Future<Output = Result<(), ClusterError>> + Send;
 
+    /// Copies this node's database into `dir` (a folder that does not exist yet) once each of
+    /// its replicas has applied everything committed before the call: a backup that holds every
+    /// write acknowledged before it was asked for.
+    fn backup(&self, dir: std::path::PathBuf)
+        -> impl Future<Output = Result<model::Backup, model::BackupError>> + Send;
+
     /// Searches the events of every inventory group, each answered by a replica whose search
     /// index has caught up (this node's first).
     fn search(&self, query: SearchQuery) -> impl Future<Output = Result<SearchResult, ClusterError>> + Send;

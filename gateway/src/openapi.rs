@@ -46,7 +46,7 @@ pub const ADMISSION_SCHEME: &str = "admission";
         me::my_bookings,
         webhooks::payment_event,
         admin::create_venue, admin::create_performer, admin::create_event, admin::create_events,
-        admin::cluster_status, admin::snapshot, admin::digest, admin::event_state,
+        admin::cluster_status, admin::snapshot, admin::backup, admin::digest, admin::event_state,
         room::get_room, room::configure,
         admin::inject_faults,
     ),

@@ -82,3 +82,41 @@ pub struct Faults {
     /// Makes the node's log writes fail as on a full disk: its groups stop and so does it.
     pub log_write_fail: Option<bool>,
 }
+
+/// A backup of one node's database, as the node wrote it into its folder (`db/`, the database,
+/// and `backup.json`, this).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Backup {
+    pub node: NodeId,
+    pub dir: String,
+    /// Each group's entries this node had applied before the copy began: every write acknowledged
+    /// before the backup was asked for is at or below them.
+    pub groups: Vec<BackupGroup>,
+    /// The node's clock when the backup was asked for (ms since the epoch).
+    pub started_at: u64,
+    pub took_ms: u64,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupGroup {
+    pub group: GroupId,
+    pub applied_index: u64,
+}
+
+/// Why a backup was not made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackupError {
+    /// The folder asked for cannot take a backup (it exists, or its parent does not).
+    #[error("{0}")]
+    Refused(String),
+    /// A group could not be caught up with its leader.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The copy or its description could not be written.
+    #[error("the backup could not be written: {0}")]
+    Failed(String),
+}

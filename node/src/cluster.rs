@@ -4,8 +4,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use model::{
-    ClusterError, ClusterStatus, Command, Consistency, Faults, GroupId, Millis, NodeId, Outcome, Query, QueryResult,
-    SearchQuery, SearchResult, SeatChanges,
+    Backup, BackupError, BackupGroup, ClusterError, ClusterStatus, Command, Consistency, Faults, GroupId, Millis,
+    NodeId, Outcome, Query, QueryResult, SearchQuery, SearchResult, SeatChanges,
 };
 use raft::Host;
 use search::SearchShard;
@@ -19,7 +19,14 @@ pub struct HostCluster {
     pub shard: Arc<SearchShard>,
     /// Where this node's replicas publish their ticket changes, for the gateway's seat feeds.
     pub changes: Arc<storage::Changes>,
+    /// Copies this node's database, for backups.
+    pub checkpoints: storage::Checkpointer,
 }
+
+/// The description a backup folder holds beside its database.
+pub const BACKUP_MANIFEST: &str = "backup.json";
+/// The database's folder inside a backup folder (as inside a node's data folder).
+pub const BACKUP_DB: &str = "db";
 
 impl gateway::Cluster for HostCluster {
     fn node_id(&self) -> NodeId {
@@ -52,6 +59,34 @@ impl gateway::Cluster for HostCluster {
 
     async fn snapshot(&self, group: GroupId) -> Result<(), ClusterError> {
         self.host.snapshot(group).await
+    }
+
+    async fn backup(&self, dir: std::path::PathBuf) -> Result<Backup, BackupError> {
+        let (started_at, start) = (self.host.now_ms(), std::time::Instant::now());
+        // Every replica first catches up with its leader, so that the copy holds every write
+        // acknowledged before the backup was asked for. Every node hosts every group for now.
+        let mut groups = Vec::new();
+        for group in 0..=self.host.inventory_groups() {
+            let applied_index = self.host.catch_up(group).await?;
+            groups.push(BackupGroup { group, applied_index });
+        }
+        std::fs::create_dir(&dir).map_err(|e| BackupError::Refused(format!("cannot make {}: {e}", dir.display())))?;
+        let checkpoints = self.checkpoints.clone();
+        let db = dir.join(BACKUP_DB);
+        tokio::task::spawn_blocking(move || checkpoints.create(&db))
+            .await
+            .map_err(|e| BackupError::Failed(e.to_string()))?
+            .map_err(|e| BackupError::Failed(e.to_string()))?;
+        let backup = Backup {
+            node: self.host.node_id(),
+            dir: dir.display().to_string(),
+            groups,
+            started_at,
+            took_ms: start.elapsed().as_millis() as u64,
+        };
+        let manifest = serde_json::to_vec_pretty(&backup).map_err(|e| BackupError::Failed(e.to_string()))?;
+        std::fs::write(dir.join(BACKUP_MANIFEST), manifest).map_err(|e| BackupError::Failed(e.to_string()))?;
+        Ok(backup)
     }
 
     async fn search(&self, query: SearchQuery) -> Result<SearchResult, ClusterError> {

@@ -6,11 +6,14 @@
 //! of the API is shown with its problem's title and detail, and what to fix.
 //!
 //! - `status`: nodes, groups, roles, leaders and how far each replica lags its group's leader;
-//! - `events create --file F`: events from a JSON file (`{"events": [...]}`, or one event).
+//! - `events create --file F`: events from a JSON file (`{"events": [...]}`, or one event);
+//! - `backup --to DIR`: a backup of the node at `--url` into a new folder on that node's disk;
+//! - `restore --from DIR --data DATA`: a backup into a stopped node's data folder (offline: no
+//!   API, no token).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -45,6 +48,23 @@ enum CtlCommand {
     /// Events of the catalog.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Back up the node at --url: its database, once every replica caught up with its leader,
+    /// into a new folder on that node's disk.
+    Backup {
+        /// An absolute path on the node's machine that does not exist yet.
+        #[arg(long)]
+        to: String,
+    },
+    /// Put a backup into a node's data folder, for a node that is not running (no API: run it
+    /// on the node's machine, for each node of the cluster to bring back).
+    Restore {
+        /// The backup's folder (with `db/` and `backup.json`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The node's data folder (`data_dir`); it must hold no database yet.
+        #[arg(long)]
+        data: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -58,8 +78,32 @@ enum EventsCommand {
 }
 
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+    if let CtlCommand::Restore { from, data } = &args.command {
+        return restore(from, data, args.json);
+    }
     let api = Api::new(&args.url, args.token.as_deref())?;
     match args.command {
+        CtlCommand::Restore { .. } => unreachable!("restored above, without the API"),
+        CtlCommand::Backup { to } => {
+            // Progress on stderr: stdout is the answer (JSON with --json).
+            eprintln!("backing up the node at {}: each group catches up with its leader, then the copy", args.url);
+            let answer = api.post("/admin/backup", &serde_json::json!({ "dir": to })).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                let backup: model::Backup = serde_json::from_value(answer).context("a backup this ctl cannot read")?;
+                let groups: Vec<String> =
+                    backup.groups.iter().map(|g| format!("{}@{}", g.group, g.applied_index)).collect();
+                println!(
+                    "node {} backed up into {} in {} ms; groups at their applied index: {}",
+                    backup.node,
+                    backup.dir,
+                    backup.took_ms,
+                    groups.join(" ")
+                );
+            }
+            Ok(())
+        }
         CtlCommand::Status => {
             let answer = api.get("/admin/cluster").await?;
             if args.json {
@@ -82,6 +126,49 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Copies the backup in `from` into the data folder `data` of a node that is not running.
+fn restore(from: &Path, data: &Path, json: bool) -> anyhow::Result<()> {
+    let manifest = from.join(crate::cluster::BACKUP_MANIFEST);
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("{} is not a backup: it has no {}", from.display(), manifest.display()))?;
+    let backup: model::Backup =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a backup's description", manifest.display()))?;
+    let target = data.join(crate::cluster::BACKUP_DB);
+    if target.exists() {
+        bail!("{} exists: restore into a data folder without a database (move it aside first)", target.display());
+    }
+    std::fs::create_dir_all(data).with_context(|| format!("cannot make {}", data.display()))?;
+    let files = copy_dir(&from.join(crate::cluster::BACKUP_DB), &target)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&backup)?);
+    } else {
+        println!(
+            "restored node {}'s backup of {} ({files} files) into {}; start the node on it, and every other node \
+             of the cluster on a copy of the same backup",
+            backup.node,
+            backup.dir,
+            target.display()
+        );
+    }
+    Ok(())
+}
+
+/// Copies the files of `from` into a new folder `to` (a database folder is flat); returns how many.
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<usize> {
+    std::fs::create_dir(to).with_context(|| format!("cannot make {}", to.display()))?;
+    let mut files = 0;
+    for entry in std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
+        let entry = entry?;
+        if !entry.file_type()?.is_file() {
+            bail!("{} is not a file: a backup's database holds only files", entry.path().display());
+        }
+        std::fs::copy(entry.path(), to.join(entry.file_name()))
+            .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+        files += 1;
+    }
+    Ok(files)
 }
 
 /// The events of `file` as the bulk import takes them.

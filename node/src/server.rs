@@ -50,7 +50,7 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
         .enable_all()
         .build()
         .context("cannot start raft's runtime")?;
-    let (listener, disk) = (raft.into_std()?, storage.faults());
+    let (listener, disk, checkpoints) = (raft.into_std()?, storage.faults(), storage.checkpointer());
     let (changes, change_stream) =
         (storage.changes(), storage.take_changes().expect("the change stream is taken once"));
     let search_dir = config.data_dir.join("search");
@@ -73,7 +73,7 @@ pub async fn start(config: &NodeConfig, raft: TcpListener, http: TcpListener) ->
         }
     })?;
     let http_addr = http.local_addr()?;
-    let cluster = Arc::new(HostCluster { host: host.clone(), disk, shard, changes: seat_changes });
+    let cluster = Arc::new(HostCluster { host: host.clone(), disk, shard, changes: seat_changes, checkpoints });
     let (stop_room, room_stopped) = watch::channel(false);
     let room = start_room(config, cluster.clone(), room_stopped).await?;
     let fallback = room::http::routes(room.node.clone()).merge(room::page::routes());

@@ -638,6 +638,30 @@ impl Host {
         }
     }
 
+    /// Waits until this node's replica of `group` has applied every entry committed before the
+    /// call: a read point of the group's leader (a quorum confirmed it still leads), then this
+    /// replica's apply catching up to it. Returns the index applied. A copy of the replica taken
+    /// after it holds every write acknowledged before the call.
+    pub async fn catch_up(&self, group: GroupId) -> Result<u64, ClusterError> {
+        use crate::consensus::Core;
+        let g = self.group(group).map_err(|r| self.cluster_error(group, r))?;
+        let request = |target: NodeId| async move {
+            if target == self.node_id() {
+                self.read_index(group).await
+            } else {
+                self.forward(target, Request::ReadIndex { group }).await.and_then(|r| match r {
+                    Response::ReadIndex(point) => point,
+                    other => Err(Refusal::Unavailable(format!("unexpected answer {other:?}"))),
+                })
+            }
+        };
+        let point = self.at_leader(group, request).await?;
+        let Some(index) = point.index else { return Ok(0) };
+        let timeout = Duration::from_millis(self.config.raft.write_timeout_ms);
+        RaftCore(g.raft.clone()).applied(index, timeout).await.map_err(|r| self.cluster_error(group, r))?;
+        Ok(index)
+    }
+
     /// Builds a snapshot of this node's replica of `group` now; raft then purges the log it
     /// covers, keeping `snapshot_logs_kept_max` entries.
     pub async fn snapshot(&self, group: GroupId) -> Result<(), ClusterError> {

@@ -1,6 +1,7 @@
 //! `boxoffice ctl` against a cluster of real node processes, as an operator runs it: the status
-//! table and its JSON, events created from a file, and the clear refusals of a wrong token or a
-//! cluster that is not there.
+//! table and its JSON, events created from a file, and the clear refusals of a bad backup folder,
+//! a folder that is no backup, a wrong token or a cluster that is not there. A backup and its
+//! restore during an on-sale are `backup.rs`'s.
 
 use std::process::Output;
 
@@ -77,6 +78,14 @@ async fn ctl_shows_the_cluster_creates_events_and_says_what_to_fix() {
     let bad = ctl(&url, token, &["events", "create", "--file", file.to_str().unwrap()]).await;
     assert!(!bad.status.success());
     assert!(text(&bad.stderr).contains("is not JSON"), "{}", text(&bad.stderr));
+
+    let relative = ctl(&url, token, &["backup", "--to", "backups/today"]).await;
+    assert!(!relative.status.success(), "a backup goes to an absolute path on the node");
+    assert!(text(&relative.stderr).contains("absolute path"), "{}", text(&relative.stderr));
+    let not_a_backup =
+        ctl(&url, token, &["restore", "--from", dir.path().to_str().unwrap(), "--data", "/nonexistent"]).await;
+    assert!(!not_a_backup.status.success());
+    assert!(text(&not_a_backup.stderr).contains("is not a backup"), "{}", text(&not_a_backup.stderr));
 
     let refused = ctl(&url, "not-the-token-at-all", &["status"]).await;
     assert!(!refused.status.success(), "a wrong token fails");

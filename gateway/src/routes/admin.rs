@@ -290,6 +290,47 @@ pub async fn snapshot<C: Cluster>(
     }
 }
 
+/// Where a backup goes: a folder on the node's own disk.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupRequest {
+    /// An absolute path that does not exist yet, whose parent does.
+    dir: String,
+}
+
+/// `POST /admin/backup {dir}`: a backup of this node's database into `dir`, holding every write
+/// acknowledged before the request.
+#[utoipa::path(post, path = "/admin/backup", tag = "admin", security(("admin" = [])), request_body = BackupRequest,
+    responses((status = 201, description = "The backup was written", body = model::Backup)))]
+pub async fn backup<C: Cluster>(
+    _: Admin,
+    State(state): State<AppState<C>>,
+    JsonBody(body): JsonBody<BackupRequest>,
+) -> Result<(StatusCode, Json<model::Backup>), Problem> {
+    let dir = std::path::PathBuf::from(&body.dir);
+    if !dir.is_absolute() {
+        return Err(Problem::invalid(format!("dir {:?} must be an absolute path on the node", body.dir)));
+    }
+    if dir.exists() {
+        return Err(Problem::invalid(format!("{} exists: a backup goes into a new folder", body.dir)));
+    }
+    if !dir.parent().is_some_and(|parent| parent.is_dir()) {
+        return Err(Problem::invalid(format!("the parent of {} is not a folder on the node", body.dir)));
+    }
+    match state.cluster.backup(dir).await {
+        Ok(backup) => {
+            tracing::info!(dir = %backup.dir, took_ms = backup.took_ms, "backup written");
+            Ok((StatusCode::CREATED, Json(backup)))
+        }
+        Err(model::BackupError::Refused(detail)) => Err(Problem::invalid(detail)),
+        Err(model::BackupError::Cluster(error)) => Err(error.into()),
+        Err(model::BackupError::Failed(detail)) => {
+            tracing::error!(%detail, "backup failed");
+            Err(Problem::unavailable(detail))
+        }
+    }
+}
+
 /// `GET /admin/groups/{group}/digest`: this node's replica of a group, digested at its applied
 /// index, so that replicas can be compared.
 #[utoipa::path(get, path = "/admin/groups/{group}/digest", tag = "admin", security(("admin" = [])),

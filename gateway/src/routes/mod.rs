@@ -62,6 +62,7 @@ pub fn build<C: Cluster>(state: AppState<C>, extra: Router) -> Router {
         .route("/admin/events/bulk", post(admin::create_events::<C>))
         .route("/admin/cluster", get(admin::cluster_status::<C>))
         .route("/admin/groups/{group}/snapshot", post(admin::snapshot::<C>))
+        .route("/admin/backup", post(admin::backup::<C>))
         .route("/admin/groups/{group}/digest", get(admin::digest::<C>))
         .route("/admin/events/{eventId}/state", get(admin::event_state::<C>))
         .route("/admin/events/{eventId}/waiting-room", get(room::get_room::<C>).put(room::configure::<C>))

@@ -178,6 +178,9 @@ impl<L: Links> Cluster<L> {
                 })
                 .collect();
             let data_dir = dir.path.join(format!("node{}", node.id));
+            if let Some(backup) = &settings.restore_from {
+                restore(&settings.bin, backup, &data_dir)?;
+            }
             let config = NodeConfig {
                 id: node.id,
                 data_dir: &data_dir,
@@ -568,4 +571,19 @@ impl<L> Drop for Cluster<L> {
             process::kill(sandbox);
         }
     }
+}
+
+/// Puts `backup` into a node's data folder with `boxoffice ctl restore`, as an operator does.
+fn restore(bin: &Path, backup: &Path, data_dir: &Path) -> anyhow::Result<()> {
+    let done = std::process::Command::new(bin)
+        .args(["ctl", "restore", "--from"])
+        .arg(backup)
+        .arg("--data")
+        .arg(data_dir)
+        .output()
+        .context("running boxoffice ctl restore")?;
+    if !done.status.success() {
+        bail!("ctl restore into {} failed: {}", data_dir.display(), String::from_utf8_lossy(&done.stderr));
+    }
+    Ok(())
 }

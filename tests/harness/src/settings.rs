@@ -93,6 +93,9 @@ pub struct Settings {
     /// HTTPS on every node's gateway with these files (`None`: plain HTTP). The sandbox's
     /// webhooks still go to `http://`, so payments are not confirmed by webhook in such a cluster.
     pub tls: Option<TlsFiles>,
+    /// A backup (`boxoffice ctl backup`) that every node starts from, put into its data folder
+    /// by `boxoffice ctl restore` (`None`: the nodes start empty).
+    pub restore_from: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -117,6 +120,7 @@ impl Default for Settings {
             sandbox_duplicate_per_mille: 200,
             request_timeout_ms: 15_000,
             tls: None,
+            restore_from: None,
         }
     }
 }
