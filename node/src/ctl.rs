@@ -77,82 +77,78 @@ enum EventsCommand {
     },
 }
 
+/// What a command answered: the API's JSON (printed with `--json`) and its text for people.
+type Answer = (Value, String);
+
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
-    if let CtlCommand::Restore { from, data } = &args.command {
-        return restore(from, data, args.json);
+    // A restore works offline: only the other commands need the API (and a token).
+    let api = || Api::new(&args.url, args.token.as_deref());
+    let (answer, text) = match &args.command {
+        CtlCommand::Restore { from, data } => restore(from, data)?,
+        CtlCommand::Status => status(&api()?).await?,
+        CtlCommand::Events(EventsCommand::Create { file }) => create_events(&api()?, file).await?,
+        CtlCommand::Backup { to } => backup(&api()?, to).await?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        println!("{}", text.trim_end());
     }
-    let api = Api::new(&args.url, args.token.as_deref())?;
-    match args.command {
-        CtlCommand::Restore { .. } => unreachable!("restored above, without the API"),
-        CtlCommand::Backup { to } => {
-            // Progress on stderr: stdout is the answer (JSON with --json).
-            eprintln!("backing up the node at {}: each group catches up with its leader, then the copy", args.url);
-            let answer = api.post("/admin/backup", &serde_json::json!({ "dir": to })).await?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&answer)?);
-            } else {
-                let backup: model::Backup = serde_json::from_value(answer).context("a backup this ctl cannot read")?;
-                let groups: Vec<String> =
-                    backup.groups.iter().map(|g| format!("{}@{}", g.group, g.applied_index)).collect();
-                println!(
-                    "node {} backed up into {} in {} ms; groups at their applied index: {}",
-                    backup.node,
-                    backup.dir,
-                    backup.took_ms,
-                    groups.join(" ")
-                );
-            }
-            Ok(())
-        }
-        CtlCommand::Status => {
-            let answer = api.get("/admin/cluster").await?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&answer)?);
-                return Ok(());
-            }
-            let status: ClusterStatus =
-                serde_json::from_value(answer).context("the cluster's status is not what this ctl reads")?;
-            print!("{}", status_table(&status));
-            Ok(())
-        }
-        CtlCommand::Events(EventsCommand::Create { file }) => {
-            let events = read_events(&file)?;
-            let answer = api.post("/admin/events/bulk", &events).await?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&answer)?);
-            } else {
-                println!("created {} events, ids {}", answer["created"], answer["ids"]);
-            }
-            Ok(())
-        }
-    }
+    Ok(())
+}
+
+async fn status(api: &Api) -> anyhow::Result<Answer> {
+    let answer = api.get("/admin/cluster").await?;
+    let status: ClusterStatus =
+        serde_json::from_value(answer.clone()).context("the cluster's status is not what this ctl reads")?;
+    Ok((answer, status_table(&status)))
+}
+
+async fn create_events(api: &Api, file: &Path) -> anyhow::Result<Answer> {
+    let answer = api.post("/admin/events/bulk", &read_events(file)?).await?;
+    let text = format!("created {} events, ids {}", answer["created"], answer["ids"]);
+    Ok((answer, text))
+}
+
+async fn backup(api: &Api, to: &str) -> anyhow::Result<Answer> {
+    // Progress on stderr: stdout is the answer.
+    eprintln!("backing up the node at {}: each group catches up with its leader, then the copy", api.base);
+    let answer = api.post("/admin/backup", &serde_json::json!({ "dir": to })).await?;
+    let backup: model::Backup = serde_json::from_value(answer.clone()).context("a backup this ctl cannot read")?;
+    let groups: Vec<String> = backup.groups.iter().map(|g| format!("{}@{}", g.group, g.applied_index)).collect();
+    let text = format!(
+        "node {} backed up into {} in {} ms; groups at their applied index: {}",
+        backup.node,
+        backup.dir,
+        backup.took_ms,
+        groups.join(" ")
+    );
+    Ok((answer, text))
 }
 
 /// Copies the backup in `from` into the data folder `data` of a node that is not running.
-fn restore(from: &Path, data: &Path, json: bool) -> anyhow::Result<()> {
+fn restore(from: &Path, data: &Path) -> anyhow::Result<Answer> {
     let manifest = from.join(crate::cluster::BACKUP_MANIFEST);
     let text = std::fs::read_to_string(&manifest)
         .with_context(|| format!("{} is not a backup: it has no {}", from.display(), manifest.display()))?;
-    let backup: model::Backup =
+    let answer: Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not a backup's description", manifest.display()))?;
+    let backup: model::Backup =
+        serde_json::from_value(answer.clone()).with_context(|| format!("{} is not a backup", manifest.display()))?;
     let target = data.join(crate::cluster::BACKUP_DB);
     if target.exists() {
         bail!("{} exists: restore into a data folder without a database (move it aside first)", target.display());
     }
     std::fs::create_dir_all(data).with_context(|| format!("cannot make {}", data.display()))?;
     let files = copy_dir(&from.join(crate::cluster::BACKUP_DB), &target)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&backup)?);
-    } else {
-        println!(
-            "restored node {}'s backup of {} ({files} files) into {}; start the node on it, and every other node \
-             of the cluster on a copy of the same backup",
-            backup.node,
-            backup.dir,
-            target.display()
-        );
-    }
-    Ok(())
+    let text = format!(
+        "restored node {}'s backup of {} ({files} files) into {}; start the node on it, and every other node of \
+         the cluster on a copy of the same backup",
+        backup.node,
+        backup.dir,
+        target.display()
+    );
+    Ok((answer, text))
 }
 
 /// Copies the files of `from` into a new folder `to` (a database folder is flat); returns how many.
@@ -172,7 +168,7 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<usize> {
 }
 
 /// The events of `file` as the bulk import takes them.
-fn read_events(file: &PathBuf) -> anyhow::Result<Value> {
+fn read_events(file: &Path) -> anyhow::Result<Value> {
     let size = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
     if size > EVENTS_FILE_BYTES_MAX {
         bail!("{} has {size} bytes: split it into files of at most {EVENTS_FILE_BYTES_MAX}", file.display());

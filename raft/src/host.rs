@@ -167,31 +167,35 @@ impl Host {
         Ok(host)
     }
 
-    /// Starts a new cluster's first elections. The node with the lowest id initializes every
-    /// group once its links are up; the others give it an election timeout to reach them, then
-    /// initialize only the groups it did not (so a new cluster still elects with that node
-    /// down). Every node initializing at once works too, but the losers of that race fill the
-    /// first lines of every log with errors.
+    /// Starts a new cluster's first elections, spreading the groups' first leaders over the
+    /// nodes: once its links are up, each node initializes the groups it is the first choice for
+    /// (group `g` goes to the `g mod n`th node by id), and wins their first elections. After an
+    /// election timeout more, it initializes any group still untouched, so a new cluster still
+    /// elects with a node down. Every node initializing every group at once works too, but the
+    /// losers of that race fill the first lines of every log with errors, and one node would
+    /// lead every group.
     async fn start_first_elections(self: &Arc<Self>) {
         let peers_wait = Duration::from_millis(PEERS_WAIT_BEFORE_INIT_MS);
-        let lowest = self.config.nodes.keys().min().copied();
-        if lowest == Some(self.node_id()) {
-            self.wait_for_peers(peers_wait).await;
-            self.initialize().await;
-            return;
-        }
+        let after = Duration::from_millis(self.config.raft.election_timeout_max_ms);
         // Nothing here needs to wait for this node's own start to finish.
         let host = Arc::downgrade(self);
-        let after = Duration::from_millis(self.config.raft.election_timeout_max_ms);
         tokio::spawn(async move {
             let Some(me) = host.upgrade() else { return };
             me.wait_for_peers(peers_wait).await;
+            me.initialize(|group| me.first_choice(group)).await;
             drop(me);
             tokio::time::sleep(after).await;
             if let Some(host) = host.upgrade() {
-                host.initialize().await;
+                host.initialize(|_| true).await;
             }
         });
+    }
+
+    /// Whether this node is the first choice to lead `group` in a new cluster.
+    fn first_choice(&self, group: GroupId) -> bool {
+        let ids: Vec<NodeId> = self.config.nodes.keys().copied().collect();
+        assert!(!ids.is_empty(), "a cluster has at least this node");
+        ids[group as usize % ids.len()] == self.node_id()
     }
 
     /// Whether a group of this node has never been initialized (a new cluster, or a new node).
@@ -219,16 +223,16 @@ impl Host {
         }
     }
 
-    /// Makes every node a voter of every group this node has not heard of yet: a group with
-    /// state, or whose vote or leader another node's election already set, is left as it is.
+    /// Makes every node a voter of each `chosen` group this node has not heard of yet: a group
+    /// with state, or whose vote or leader another node's election already set, is left as it is.
     ///
     /// The membership names nodes by id only: where a node is reached comes from each node's
     /// own config, and may differ between nodes (a proxy, a NAT), while the membership entry
     /// must be the same everywhere.
-    async fn initialize(&self) {
+    async fn initialize(&self, chosen: impl Fn(GroupId) -> bool) {
         let members: BTreeMap<NodeId, BasicNode> =
             self.config.nodes.values().map(|n| (n.id, BasicNode::default())).collect();
-        for (group, g) in &self.groups {
+        for (group, g) in self.groups.iter().filter(|(group, _)| chosen(**group)) {
             if g.raft.is_initialized().await.unwrap_or(true) {
                 continue;
             }

@@ -37,6 +37,8 @@ async fn ctl_shows_the_cluster_creates_events_and_says_what_to_fix() {
     for node in 1..=3 {
         let row = table.lines().find(|l| l.starts_with(&format!("{node} "))).expect("a row per node");
         assert!(row.contains(" up "), "node {node} is up: {row}");
+        let leads: u32 = row.split_whitespace().last().unwrap().parse().unwrap();
+        assert!(leads >= 1, "a new cluster's first leaders are spread over the nodes: {table}");
     }
     let groups: Vec<&str> = table.lines().skip_while(|l| !l.starts_with("GROUP")).skip(1).collect();
     assert!(groups.len() >= 2, "the placement group and an inventory group at least: {table}");
