@@ -63,14 +63,7 @@ impl<T> Shared<T> {
 impl<T> Sender<T> {
     /// Queues `msg` now, or gives it back if the queue is full or the receiver is gone.
     pub fn try_send(&self, msg: T) -> Result<(), T> {
-        let mut state = self.shared.lock();
-        if !state.receiver_alive || state.queue.len() >= state.capacity {
-            return Err(msg);
-        }
-        state.queue.push_back(msg);
-        drop(state);
-        self.shared.queued.notify_one();
-        Ok(())
+        self.try_send_or_merge(msg, |_, msg| Err(msg))
     }
 
     /// Queues `msg` now; if the queue is full, `merge` may fold it into the newest message queued

@@ -395,16 +395,19 @@ impl<C: Cluster> RoomNode<C> {
 
     fn heartbeat(&self, session: SessionId) {
         let Some((event, place)) = self.session_place(session) else { return };
-        let Some(abandon_ms) = self.rooms.read().expect("rooms lock").get(&event).map(|k| k.state.settings.abandon_ms)
-        else {
-            return;
-        };
+        let Some(abandon_ms) = self.abandon_ms(event) else { return };
         let now = self.now();
         if let Some(waiter) =
             self.lines.lock().expect("lines lock").get_mut(&event).and_then(|l| l.waiters.get_mut(&place))
         {
             waiter.live_until = waiter.live_until.max(now + abandon_ms);
         }
+    }
+
+    /// How long a fan of `event`'s room may be gone before its place is abandoned, if the room is
+    /// known here.
+    fn abandon_ms(&self, event: EventId) -> Option<u64> {
+        self.rooms.read().expect("rooms lock").get(&event).map(|k| k.state.settings.abandon_ms)
     }
 
     fn session_place(&self, session: SessionId) -> Option<(EventId, Place)> {
@@ -490,7 +493,7 @@ impl<C: Cluster> Sessions for RoomNode<C> {
     fn close(&self, session: SessionId) {
         let Some(s) = self.sessions.lock().expect("sessions lock").remove(&session) else { return };
         let (Some((event, _)), Some(place)) = (s.fan, s.place) else { return };
-        let abandon_ms = self.rooms.read().expect("rooms lock").get(&event).map_or(0, |k| k.state.settings.abandon_ms);
+        let abandon_ms = self.abandon_ms(event).unwrap_or(0);
         let now = self.now();
         let mut lines = self.lines.lock().expect("lines lock");
         if let Some(waiter) = lines.get_mut(&event).and_then(|l| l.waiters.get_mut(&place)) {
