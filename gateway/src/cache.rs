@@ -10,7 +10,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use model::room::RoomState;
-use model::{EventId, GroupId, SeatMap};
+use model::{EventId, EventParts, SeatMap};
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
 
@@ -18,7 +18,7 @@ use crate::config::GatewayConfig;
 
 pub struct Caches {
     /// Which group owns an event: fixed when the event is placed.
-    pub placements: Cache<EventId, GroupId>,
+    pub placements: Cache<EventId, Arc<EventParts>>,
     /// An event's seat map: copied from its venue when the event is created, never changed.
     pub seat_maps: Cache<EventId, Arc<SeatMap>>,
     /// The serialized body of `GET /events/{id}`.

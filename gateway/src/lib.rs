@@ -29,7 +29,8 @@
 //! - [`metrics`]: response and hold counters in Prometheus text;
 //! - [`seats`]: live seat maps, one feed per event followed by every fan watching it;
 //! - [`routes`]: the handlers, one module per area, and the router that ties them together;
-//! - [`openapi`]: the OpenAPI 3.1 document of every route, served at `/openapi.json`.
+//! - [`openapi`]: the OpenAPI 3.1 document of every route, served at `/openapi.json`;
+//! - [`parts`]: which of an event's groups a hold goes to, for an event spread over several.
 
 pub mod admission;
 pub mod auth;
@@ -42,6 +43,7 @@ pub mod headers;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod parts;
 pub mod payment;
 pub mod problem;
 pub mod prune;

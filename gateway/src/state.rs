@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use model::room::RoomState;
 use model::{
-    Booking, BookingId, Command, Consistency, Event, EventId, GroupId, Millis, Outcome, Placement, Query, QueryResult,
+    Booking, BookingId, Command, Consistency, Event, EventId, EventParts, GroupId, Millis, Outcome, Query, QueryResult,
     SeatMap, BOOKING_TICKETS_HARD_MAX, PLACEMENT_GROUP,
 };
 
@@ -115,24 +115,49 @@ impl<C: Cluster> Shared<C> {
         pick(self.read(group, query, Consistency::Linearizable).await?)
     }
 
-    /// The inventory group that owns `event`; 404 if there is no such event.
+    /// The inventory group that keeps `event` (its record, listing and room: part 0's); 404 if
+    /// there is no such event.
     pub async fn group_of(&self, event: EventId) -> Result<GroupId, Problem> {
-        if let Some(group) = self.caches.placements.get(&event).await {
-            return Ok(group);
+        Ok(self.parts_of(event).await?.home())
+    }
+
+    /// The parts of `event` and each one's group (one part for an event placed whole); 404 if
+    /// there is no such event. They never change, so they are cached for good.
+    pub async fn parts_of(&self, event: EventId) -> Result<Arc<EventParts>, Problem> {
+        if let Some(parts) = self.caches.placements.get(&event).await {
+            return Ok(parts);
         }
-        let placement = self.read_existing(PLACEMENT_GROUP, Query::Placement(event), pick_placement).await?;
-        let group = placement.ok_or_else(|| no_event(event))?.group;
-        self.caches.placements.insert(event, group).await;
-        Ok(group)
+        let parts = self.read_existing(PLACEMENT_GROUP, Query::Parts(event), pick_parts).await?;
+        let parts = Arc::new(parts.ok_or_else(|| no_event(event))?);
+        self.caches.placements.insert(event, parts.clone()).await;
+        Ok(parts)
+    }
+
+    /// `query` read from the group of every part of `event`, part 0's answer first.
+    pub async fn read_parts(
+        &self,
+        event: EventId,
+        query: Query,
+        consistency: Consistency,
+    ) -> Result<Vec<QueryResult>, Problem> {
+        let parts = self.parts_of(event).await?;
+        let reads = parts.groups.iter().map(|&group| self.read(group, query.clone(), consistency));
+        futures::future::try_join_all(reads).await
+    }
+
+    /// The group that keeps booking `id` (its event's part); 404 if there is no such event.
+    pub async fn group_of_booking(&self, id: BookingId) -> Result<GroupId, Problem> {
+        let parts = self.parts_of(id.event).await.map_err(|p| if_not_found(p, || no_booking(id)))?;
+        Ok(parts.group_of_booking(id))
     }
 
     /// Remembers what the gateway just created for an event, so that the first reads of it
     /// (the admin usually opens the page next) skip group 0 and the event's group.
-    pub async fn remember_new_event(&self, placement: Placement, map: SeatMap, page: Arc<CachedBody>) {
+    pub async fn remember_new_event(&self, parts: EventParts, map: SeatMap, page: Arc<CachedBody>) {
         // The catalog changed: cached searches may now be missing this event.
         self.caches.searches.invalidate_all();
-        let event = placement.event;
-        self.caches.placements.insert(event, placement.group).await;
+        let event = parts.event;
+        self.caches.placements.insert(event, Arc::new(parts)).await;
         self.caches.seat_maps.insert(event, Arc::new(map)).await;
         self.caches.events.insert(event, page).await;
     }
@@ -184,7 +209,7 @@ impl<C: Cluster> Shared<C> {
 
     /// A booking and its group, read from the leader: a fan who just paid must see it paid.
     pub async fn booking(&self, id: BookingId) -> Result<(GroupId, Booking), Problem> {
-        let group = self.group_of(id.event).await.map_err(|p| if_not_found(p, || no_booking(id)))?;
+        let group = self.group_of_booking(id).await?;
         let result = self.read(group, Query::Booking(id), Consistency::Linearizable).await?;
         let QueryResult::Booking(booking) = result else {
             return Err(unexpected("booking", &result));
@@ -221,10 +246,10 @@ pub fn unexpected(asked: &str, got: &impl Debug) -> Problem {
     Problem::internal()
 }
 
-fn pick_placement(result: QueryResult) -> Result<Option<Placement>, Problem> {
+fn pick_parts(result: QueryResult) -> Result<Option<EventParts>, Problem> {
     match result {
-        QueryResult::Placement(placement) => Ok(placement),
-        other => Err(unexpected("placement", &other)),
+        QueryResult::Parts(parts) => Ok(parts),
+        other => Err(unexpected("parts", &other)),
     }
 }
 

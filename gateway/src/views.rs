@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use model::{
-    Booking, BookingState, BookingStatus, Event, EventId, Millis, Performer, SeatMap, SeatRef, TicketId, TicketState,
-    TicketStatus, UserId, VenueSummary,
+    Booking, BookingState, BookingStatus, Event, EventId, EventParts, Millis, Performer, SeatMap, SeatRef, TicketId,
+    TicketState, TicketStatus, UserId, VenueSummary,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -77,10 +77,17 @@ pub struct EventView {
     #[serde(flatten)]
     pub summary: EventSummary,
     pub sections: Vec<SectionSummary>,
+    /// The runs of tickets (`[first, end)`) that each of the event's groups sells: one hold
+    /// takes tickets of one run. One run of every ticket for most events.
+    #[schema(value_type = Vec<[u32; 2]>)]
+    pub ticket_groups: Vec<[TicketId; 2]>,
 }
 
 impl EventView {
-    pub fn new(event: &Event, map: &SeatMap) -> Self {
+    pub fn new(event: &Event, map: &SeatMap, parts: &EventParts) -> Self {
+        let tickets = event.ticket_count;
+        let ticket_groups =
+            (0..parts.count()).map(|part| parts.tickets(part)).map(|run| [run.start, run.end.min(tickets)]).collect();
         let sections = map
             .sections
             .iter()
@@ -90,7 +97,7 @@ impl EventView {
                 seats: s.rows.iter().map(|r| r.seats.len() as u32).sum(),
             })
             .collect();
-        EventView { summary: EventSummary::from(event), sections }
+        EventView { summary: EventSummary::from(event), sections, ticket_groups }
     }
 }
 
@@ -412,9 +419,10 @@ mod tests {
             ticket_count: 3,
             created_at: 0,
         };
-        let json = serde_json::to_value(EventView::new(&event, &map())).unwrap();
+        let json = serde_json::to_value(EventView::new(&event, &map(), &EventParts::single(1, 1))).unwrap();
         assert_eq!(json["startsAt"], "2023-11-14T22:13:20.123Z");
         assert_eq!(json["ticketCount"], 3);
+        assert_eq!(json["ticketGroups"], serde_json::json!([[0, 3]]), "one run of every ticket");
         assert_eq!(json["venue"]["capacity"], 3);
         assert_eq!(
             json["sections"],

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::room::{Admission, Place, RoomReport, RoomSettings, RoomState};
 use crate::{
-    Booking, BookingId, Event, EventId, GroupId, Millis, NodeId, Performer, Placement, SeatMap, TicketId, UserId,
-    VenueId,
+    Booking, BookingId, Event, EventId, EventParts, GroupId, Millis, NodeId, Performer, Placement, SeatMap, TicketId,
+    UserId, VenueId,
 };
 
 /// What one raft entry carries.
@@ -110,6 +110,16 @@ pub enum Command {
     /// leader proposes it while its replica has such records, so that what fans and the
     /// provider make the group remember does not grow without end.
     Prune { window_ms: u64, records_max: u32 },
+
+    // Events over several groups (see [`crate::parts`]). Appended last: older logs still decode.
+    /// Give a new event its id and one part per run of `bounds` (part `i` owns tickets
+    /// `bounds[i]..bounds[i + 1]`), each in its own inventory group of `groups`: part 0 where
+    /// `PlaceEvent` would put the event, the others in the groups after it, wrapping around.
+    PlaceEventParts { groups: u32, bounds: Vec<TicketId> },
+    /// Create part `part` of an event in this group: the seat map, and the tickets
+    /// `first..end` as the only ones this group sells. Part 0 also creates the event's record
+    /// (its listing and search entry); the other parts keep no record of their own.
+    CreateEventPart { event: Event, seat_map: SeatMap, part: u32, first: TicketId, end: TicketId },
 }
 
 /// An `Idempotency-Key` and a fingerprint of the request it came with: a retry with the same key
@@ -142,6 +152,7 @@ impl Command {
                 | Command::CreateUser { .. }
                 | Command::PlaceEvent { .. }
                 | Command::PlaceEvents { .. }
+                | Command::PlaceEventParts { .. }
         )
     }
 
@@ -168,6 +179,8 @@ impl Command {
             Command::RoomLateAdmit { .. } => "room_late_admit",
             Command::Admitted { .. } => "admitted",
             Command::Prune { .. } => "prune",
+            Command::PlaceEventParts { .. } => "place_event_parts",
+            Command::CreateEventPart { .. } => "create_event_part",
         }
     }
 }
@@ -257,6 +270,8 @@ pub enum Outcome {
         records: u32,
         more: bool,
     },
+    /// An event placed in parts: its id, and each part's group and tickets.
+    PartsPlaced(EventParts),
 }
 
 /// Most events one bulk command places or creates.

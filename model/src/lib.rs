@@ -11,6 +11,8 @@
 //! - [`catalog`]: venues with seat maps, performers, events, users;
 //! - [`inventory`]: ticket states and bookings, and how a state reads at a given time;
 //! - [`command`]: the commands a raft group applies and the outcome each returns;
+//! - [`parts`]: events split over several inventory groups, and how a ticket or booking finds
+//!   its part;
 //! - [`query`]: the reads a group answers;
 //! - [`room`]: the waiting room's places, settings, node reports and replicated state;
 //! - [`search`]: event search queries and results;
@@ -23,6 +25,7 @@ pub mod command;
 pub mod duration;
 pub mod ids;
 pub mod inventory;
+pub mod parts;
 pub mod query;
 pub mod room;
 pub mod search;
@@ -32,6 +35,7 @@ pub use cluster::*;
 pub use command::*;
 pub use ids::*;
 pub use inventory::*;
+pub use parts::*;
 pub use query::*;
 pub use search::*;
 

@@ -57,6 +57,9 @@ pub enum Query {
     /// The stamp of the oldest idempotency record or webhook event id the group remembers, if
     /// any: whether a `Prune` has anything to do.
     OldestRemembered,
+    /// An event's parts (placement group): those recorded, or one part in the event's group for
+    /// an event placed whole; `None` if there is no such event.
+    Parts(EventId),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +92,7 @@ pub enum QueryResult {
     Room(Option<crate::room::RoomState>),
     Rooms(Vec<EventId>),
     OldestRemembered(Option<Millis>),
+    Parts(Option<crate::EventParts>),
 }
 
 /// How fresh a read must be.

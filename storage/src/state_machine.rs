@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use model::{EventId, Millis, Outcomes, Query, QueryResult};
+use model::{EventId, EventParts, Millis, Outcomes, Placement, Query, QueryResult};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, StorageIOError};
 use raft::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership};
@@ -650,6 +650,10 @@ impl Reader {
             Query::Venue(id) => QueryResult::Venue(s.read(&keys::venue(*id))?),
             Query::Performer(id) => QueryResult::Performer(s.read(&keys::performer(*id))?),
             Query::Placement(id) => QueryResult::Placement(s.read(&keys::placement(*id))?),
+            Query::Parts(id) => QueryResult::Parts(match s.read(&keys::parts(*id))? {
+                Some(parts) => Some(parts),
+                None => s.read::<Placement>(&keys::placement(*id))?.map(|p| EventParts::single(p.event, p.group)),
+            }),
             Query::UserByEmail(email) => match s.read::<u64>(&keys::email(&model::normalize_email(email)))? {
                 Some(id) => QueryResult::User(s.read(&keys::user(id))?),
                 None => QueryResult::User(None),

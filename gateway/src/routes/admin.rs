@@ -9,8 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use model::{
-    ClusterError, ClusterStatus, Command, Consistency, Event, EventId, GroupId, Millis, Outcome, Performer,
-    PerformerId, Query, QueryResult, SeatMap, Venue, VenueId, VenueSummary, PLACEMENT_GROUP,
+    split_rows, ClusterError, ClusterStatus, Command, Consistency, Event, EventId, EventParts, GroupId, Millis,
+    Outcome, Performer, PerformerId, Query, QueryResult, SeatMap, TicketId, Venue, VenueId, VenueSummary,
+    EVENT_PARTS_MAX, PLACEMENT_GROUP,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -67,6 +68,13 @@ pub struct NewEvent {
     /// Prices by section name, replacing the venue's.
     #[serde(default)]
     price_cents: BTreeMap<String, u64>,
+    /// Inventory groups the event's tickets are spread over, 1 by default: each group sells a
+    /// run of whole rows (`ticketGroups` on the event's page) with a leader of its own, so that
+    /// a hot on-sale uses several. A hold takes tickets of one group; such an event has no
+    /// waiting room. Not for bulk imports.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 16)]
+    groups: Option<u32>,
 }
 
 /// The errors of one text field: required or not, and how long it may be.
@@ -166,22 +174,83 @@ pub async fn create_event<C: Cluster>(
         tracing::error!("the cluster has no inventory groups to place events in");
         return Err(Problem::internal());
     }
-    let placement = match state.write(PLACEMENT_GROUP, Command::PlaceEvent { groups }).await? {
-        Outcome::EventPlaced(placement) => placement,
-        other => return Err(unexpected("place event", &other)),
-    };
-    let (event, seat_map) = new_event(&body, placement.event, starts_at, &venue, performers, state.now());
-    let event = match state.write(placement.group, Command::CreateEvent { event, seat_map: seat_map.clone() }).await? {
-        Outcome::EventCreated(event) | Outcome::EventExists(event) => event,
-        Outcome::Rejected(reason) => return Err(Problem::invalid(reason)),
-        other => return Err(unexpected("create event", &other)),
-    };
-    tracing::info!(event = event.id, group = placement.group, tickets = event.ticket_count, "event created");
-    let page = page_body(&event, &seat_map)?;
-    state.remember_new_event(placement, seat_map, page.clone()).await;
+    let seat_map = venue.seat_map.with_prices(&body.price_cents);
+    let bounds = part_bounds(body.groups, groups, &seat_map)?;
+    let parts = place(&state, groups, bounds).await?;
+    let (event, seat_map) = new_event(&body, parts.event, starts_at, &venue, performers, state.now());
+    let event = create_parts(&state, &parts, event, &seat_map).await?;
+    tracing::info!(event = event.id, groups = ?parts.groups, tickets = event.ticket_count, "event created");
+    let page = page_body(&event, &seat_map, &parts)?;
+    state.remember_new_event(parts, seat_map, page.clone()).await;
     let location = format!("/events/{}", event.id);
     let headers = [(LOCATION, location), (CONTENT_TYPE, "application/json".to_owned())];
     Ok((StatusCode::CREATED, headers, page.body.clone()).into_response())
+}
+
+/// Where each part of a new event of `asked` groups starts, over `map`'s rows; `None` for an
+/// event placed whole. 422 for more groups than the cluster has, or than the venue has rows.
+fn part_bounds(asked: Option<u32>, groups: u32, map: &SeatMap) -> Result<Option<Vec<TicketId>>, Problem> {
+    let asked = asked.unwrap_or(1);
+    let most = groups.min(EVENT_PARTS_MAX);
+    if asked == 0 || asked > most {
+        let detail = format!("an event is spread over 1 to {most} groups (the cluster has {groups}), not {asked}");
+        return Err(Problem::invalid(detail).with("maxGroups", most));
+    }
+    if asked == 1 {
+        return Ok(None);
+    }
+    let rows: usize = map.sections.iter().map(|s| s.rows.len()).sum();
+    let bounds = split_rows(map, asked).ok_or_else(|| {
+        Problem::invalid(format!("each group sells whole rows: the venue has {rows}, fewer than {asked} groups"))
+    })?;
+    Ok(Some(bounds))
+}
+
+/// Gives the new event its id and its parts' groups in the placement group.
+async fn place<C: Cluster>(
+    state: &Shared<C>,
+    groups: u32,
+    bounds: Option<Vec<TicketId>>,
+) -> Result<EventParts, Problem> {
+    let Some(bounds) = bounds else {
+        return match state.write(PLACEMENT_GROUP, Command::PlaceEvent { groups }).await? {
+            Outcome::EventPlaced(placement) => Ok(EventParts::single(placement.event, placement.group)),
+            other => Err(unexpected("place event", &other)),
+        };
+    };
+    match state.write(PLACEMENT_GROUP, Command::PlaceEventParts { groups, bounds }).await? {
+        Outcome::PartsPlaced(parts) => Ok(parts),
+        Outcome::Rejected(reason) => Err(Problem::invalid(reason)),
+        other => Err(unexpected("place event parts", &other)),
+    }
+}
+
+/// Creates the event in the group of each of its parts: the others first, part 0 (its listing)
+/// last, so that an event is never listed while a part of it is missing.
+async fn create_parts<C: Cluster>(
+    state: &Shared<C>,
+    parts: &EventParts,
+    event: Event,
+    seat_map: &SeatMap,
+) -> Result<Event, Problem> {
+    let create = |part: u32| {
+        let command = if parts.count() == 1 {
+            Command::CreateEvent { event: event.clone(), seat_map: seat_map.clone() }
+        } else {
+            let tickets = parts.tickets(part);
+            let (first, end) = (tickets.start, tickets.end);
+            Command::CreateEventPart { event: event.clone(), seat_map: seat_map.clone(), part, first, end }
+        };
+        async move {
+            match state.write(parts.groups[part as usize], command).await? {
+                Outcome::EventCreated(event) | Outcome::EventExists(event) => Ok(event),
+                Outcome::Rejected(reason) => Err(Problem::invalid(reason)),
+                other => Err(unexpected("create event", &other)),
+            }
+        }
+    };
+    futures::future::try_join_all((1..parts.count()).map(create)).await?;
+    create(0).await
 }
 
 /// The sections `body` prices that its venue does not have.
@@ -380,8 +449,8 @@ pub struct EventStateView {
     pub bookings: Vec<BookingRecord>,
 }
 
-/// `GET /admin/events/{eventId}/state`: every ticket row and booking of an event, read from its
-/// leader, times in the group's milliseconds.
+/// `GET /admin/events/{eventId}/state`: every ticket row and booking of an event, read from the
+/// leader of each of its groups, times in the groups' milliseconds.
 #[utoipa::path(get, path = "/admin/events/{eventId}/state", tag = "admin", security(("admin" = [])),
     params(("eventId" = u64, Path, description = "The event")),
     responses((status = 200, description = "Every ticket row and booking", body = EventStateView)))]
@@ -390,11 +459,16 @@ pub async fn event_state<C: Cluster>(
     State(state): State<AppState<C>>,
     PathParams(event): PathParams<model::EventId>,
 ) -> Result<Json<EventStateView>, Problem> {
-    let group = state.group_of(event).await?;
-    let (tickets, bookings) = match state.read(group, Query::EventState(event), Consistency::Linearizable).await? {
-        QueryResult::EventState { tickets, bookings } => (tickets, bookings),
-        other => return Err(unexpected("event state", &other)),
-    };
+    let (mut tickets, mut bookings) = (Vec::new(), Vec::new());
+    for answer in state.read_parts(event, Query::EventState(event), Consistency::Linearizable).await? {
+        match answer {
+            QueryResult::EventState { tickets: part_tickets, bookings: part_bookings } => {
+                tickets.extend(part_tickets);
+                bookings.extend(part_bookings);
+            }
+            other => return Err(unexpected("event state", &other)),
+        }
+    }
     let now = state.now();
     let tickets = tickets
         .iter()
@@ -473,6 +547,10 @@ pub async fn create_events<C: Cluster>(
         return Err(Problem::invalid(detail).with("seats", seats));
     }
     for (n, event) in body.events.iter().enumerate() {
+        if event.groups.is_some_and(|groups| groups != 1) {
+            let detail = format!("event {n}: a bulk import places each event in one group; create it alone");
+            return Err(Problem::invalid(detail).with("eventIndex", n));
+        }
         let unknown = unknown_sections(event, &venues[&event.venue_id]);
         if !unknown.is_empty() {
             let detail = format!("event {n}: the venue has no sections named {unknown:?}");

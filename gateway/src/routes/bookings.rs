@@ -7,7 +7,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use model::room::Admission;
 use model::{
-    Booking, BookingId, BookingState, BookingStatus, Command, EventId, GroupId, Millis, Outcome, TicketId, UserId,
+    Booking, BookingId, BookingState, BookingStatus, Command, EventId, GroupId, Millis, Outcome, SeatMap, TicketId,
+    UserId,
 };
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -17,10 +18,11 @@ use crate::auth::Fan;
 use crate::cluster::Cluster;
 use crate::extract::{Keyed, PathParams};
 use crate::metrics::PaymentOutcome;
+use crate::parts::{best_available_order, part_of_tickets};
 use crate::payment::{Card, ProviderError};
 use crate::problem::Problem;
 use crate::settle::{captured, Settled};
-use crate::state::{if_not_found, no_booking, no_event, unexpected, AppState, Shared};
+use crate::state::{no_booking, no_event, unexpected, AppState, Shared};
 use crate::validate::{self, FieldError};
 use crate::views::BookingView;
 
@@ -63,18 +65,22 @@ pub async fn create<C: Cluster>(
     headers: HeaderMap,
     Keyed { body, idempotency }: Keyed<HoldRequest>,
 ) -> Result<Response, Problem> {
-    let group = state.group_of(event).await?;
-    let map = state.seat_map(event, group).await?;
-    let booking = BookingId { event, nonce: rand::random() };
+    let parts = state.parts_of(event).await?;
+    let home = parts.home();
+    let map = state.seat_map(event, home).await?;
     let (ttl_ms, fan_tickets_max) = (state.config.hold_ttl_ms, state.config.tickets_per_fan_max);
-    let command = match (body.ticket_ids, body.quantity) {
+    let outcome = match (body.ticket_ids, body.quantity) {
         (Some(tickets), None) => {
             validate::ticket_list(&tickets, state.config.tickets_per_booking_max)?;
             let unknown = validate::unknown_tickets(&tickets, map.seat_count());
             if !unknown.is_empty() {
                 return Err(Problem::unknown_tickets(&unknown));
             }
-            Command::Hold { booking, user, tickets, ttl_ms, fan_tickets_max, idempotency }
+            let part = part_of_tickets(&parts, &tickets)?;
+            let booking = parts.booking_id(part, rand::random());
+            let command = Command::Hold { booking, user, tickets, ttl_ms, fan_tickets_max, idempotency };
+            let command = under_admission(&state, event, home, user, &headers, command).await?;
+            state.write(parts.groups[part as usize], command).await?
         }
         (None, Some(quantity)) => {
             let max = state.config.tickets_per_booking_max as u32;
@@ -87,26 +93,42 @@ pub async fn create<C: Cluster>(
                 }
             }
             let (section, max_price_cents) = (body.section, body.max_price);
-            Command::HoldBest {
-                booking,
-                user,
-                quantity,
-                section,
-                max_price_cents,
-                ttl_ms,
-                fan_tickets_max,
-                idempotency,
+            let order = best_available_order(&parts, &map, section.as_deref(), max_price_cents, user);
+            let mut outcome = Outcome::NoSeats;
+            // Each part's group picks among its own seats; the next is asked only if it has none.
+            for part in order {
+                let booking = parts.booking_id(part, rand::random());
+                let command = Command::HoldBest {
+                    booking,
+                    user,
+                    quantity,
+                    section: section.clone(),
+                    max_price_cents,
+                    ttl_ms,
+                    fan_tickets_max,
+                    idempotency: idempotency.clone(),
+                };
+                let command = under_admission(&state, event, home, user, &headers, command).await?;
+                outcome = state.write(parts.groups[part as usize], command).await?;
+                if outcome != Outcome::NoSeats {
+                    break;
+                }
             }
+            outcome
         }
         _ => return Err(Problem::invalid("give either ticketIds (the seats) or quantity (the best seats)")),
     };
-    let command = under_admission(&state, event, group, user, &headers, command).await?;
-    match state.write(group, command).await? {
+    held(&state, event, &map, outcome)
+}
+
+/// The answer to a hold, from what its group applied.
+fn held<C: Cluster>(state: &Shared<C>, event: EventId, map: &SeatMap, outcome: Outcome) -> Result<Response, Problem> {
+    match outcome {
         Outcome::Held(held) => {
             state.metrics.count_hold(true);
-            tracing::debug!(booking = %held.id, user, tickets = held.tickets.len(), "tickets held");
+            tracing::debug!(booking = %held.id, user = held.user, tickets = held.tickets.len(), "tickets held");
             let location = format!("/bookings/{}", held.id);
-            let view = BookingView::new(&held, &map, state.now());
+            let view = BookingView::new(&held, map, state.now());
             Ok((StatusCode::CREATED, [(LOCATION, location)], Json(view)).into_response())
         }
         Outcome::Unavailable { tickets } => {
@@ -215,7 +237,7 @@ pub async fn release<C: Cluster>(
     PathParams(raw): PathParams<String>,
 ) -> Result<Json<BookingView>, Problem> {
     let id = parse_booking_id(&raw)?;
-    let group = state.group_of(id.event).await.map_err(|p| if_not_found(p, || no_booking(id)))?;
+    let group = state.group_of_booking(id).await?;
     match state.write(group, Command::Release { booking: id, user }).await? {
         Outcome::Released(booking) => {
             tracing::info!(booking = %id, user, "booking released");

@@ -7,7 +7,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use model::{Consistency, Event, EventId, Millis, Query, QueryResult, SeatMap, UPCOMING_EVENTS_MAX};
+use model::{Consistency, Event, EventId, EventParts, Millis, Query, QueryResult, SeatMap, UPCOMING_EVENTS_MAX};
 use serde::Deserialize;
 use tokio::task::JoinSet;
 use utoipa::IntoParams;
@@ -106,16 +106,17 @@ pub async fn get_event<C: Cluster>(
 /// The serialized page of an event, from the cache or built from the event's group.
 async fn event_page<C: Cluster>(state: &Shared<C>, id: EventId) -> Result<Arc<CachedBody>, Problem> {
     let build = async {
-        let group = state.group_of(id).await?;
+        let parts = state.parts_of(id).await?;
+        let group = parts.home();
         let (event, map) = tokio::try_join!(state.event(id, group), state.seat_map(id, group))?;
-        page_body(&event, &map)
+        page_body(&event, &map, &parts)
     };
     state.caches.events.try_get_with(id, build).await.map_err(|e| Problem::clone(&e))
 }
 
 /// The body of an event's page.
-pub(crate) fn page_body(event: &Event, map: &SeatMap) -> Result<Arc<CachedBody>, Problem> {
-    Ok(Arc::new(CachedBody::new(json_bytes(&EventView::new(event, map))?)))
+pub(crate) fn page_body(event: &Event, map: &SeatMap, parts: &EventParts) -> Result<Arc<CachedBody>, Problem> {
+    Ok(Arc::new(CachedBody::new(json_bytes(&EventView::new(event, map, parts))?)))
 }
 
 /// `GET /events/{eventId}/tickets`: every ticket, where it is, and whether it can be had now.
@@ -126,11 +127,16 @@ pub async fn tickets<C: Cluster>(
     PathParams(id): PathParams<EventId>,
 ) -> Result<Response, Problem> {
     let group = state.group_of(id).await?;
+    // An event in parts: each part's group has the rows of its own tickets.
     let rows = async {
-        match state.read(group, Query::Tickets(id), Consistency::Stale).await? {
-            QueryResult::Tickets(rows) => Ok(rows),
-            other => Err(unexpected("tickets", &other)),
+        let mut rows = Vec::new();
+        for answer in state.read_parts(id, Query::Tickets(id), Consistency::Stale).await? {
+            match answer {
+                QueryResult::Tickets(part) => rows.extend(part),
+                other => return Err(unexpected("tickets", &other)),
+            }
         }
+        Ok(rows)
     };
     let (map, rows) = tokio::try_join!(state.seat_map(id, group), rows)?;
     let body = json_bytes(&TicketsView::new(id, &map, &rows, state.now()))?;

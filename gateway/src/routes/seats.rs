@@ -124,9 +124,9 @@ pub async fn layout<C: Cluster>(
 
 /// The running feed of an event.
 async fn feed_of<C: Cluster>(state: &Shared<C>, id: EventId) -> Result<Arc<Feed>, Problem> {
-    let group = state.group_of(id).await?;
-    let seats = state.seat_map(id, group).await?.seat_count();
-    state.seat_feeds.feed(&state.cluster, id, group, seats).await
+    let parts = state.parts_of(id).await?;
+    let seats = state.seat_map(id, parts.home()).await?.seat_count();
+    state.seat_feeds.feed(&state.cluster, id, &parts.groups, seats).await
 }
 
 /// `GET /events/{eventId}/seats`: every seat's status now, with the version to follow it from.
@@ -266,14 +266,14 @@ mod tests {
     fn hold(feed: &Feed, applied: u64, ticket: u32) {
         let row = Some(TicketState::Held { booking: BookingId { event: 1, nonce: applied }, until: u64::MAX });
         let mut state = feed.lock();
-        state.apply(1, applied, &[(1, ticket, row)], 0);
+        state.apply(1, 0, applied, &[(1, ticket, row)], 0);
         let delta = state.flush().expect("a new hold changes a seat");
         feed.publish(&mut state, &delta);
     }
 
     #[tokio::test]
     async fn a_subscriber_that_keeps_up_gets_every_delta_once() {
-        let feed = Feed::new(1, 1, FeedState::new(10, 1, &[], 0));
+        let feed = Feed::new(1, vec![1], FeedState::new(10, vec![1], &[], 0, 0));
         let (subscribed, steps) = feed.subscribe(&Arc::new(AtomicUsize::new(0)));
         let mut live = Live { feed: feed.clone(), steps, sent: feed.lock().version, _subscribed: subscribed };
         hold(&feed, 2, 4);
@@ -289,7 +289,7 @@ mod tests {
     #[tokio::test]
     async fn a_subscriber_that_stops_reading_costs_a_bounded_buffer_and_catches_up_by_snapshot() {
         let seats = 4 * SUBSCRIBER_LAG_DELTAS_MAX + 1;
-        let feed = Feed::new(1, 1, FeedState::new(seats, 1, &[], 0));
+        let feed = Feed::new(1, vec![1], FeedState::new(seats, vec![1], &[], 0, 0));
         let total = Arc::new(AtomicUsize::new(0));
         let (subscribed, steps) = feed.subscribe(&total);
         assert_eq!(total.load(std::sync::atomic::Ordering::Relaxed), 1);

@@ -56,7 +56,7 @@ fn booking_of(event: &WebhookEvent) -> Result<(BookingId, String), Problem> {
 
 async fn succeeded<C: Cluster>(state: &AppState<C>, event: &WebhookEvent) -> Result<StatusCode, Problem> {
     let (booking, payment) = booking_of(event)?;
-    let Ok(group) = state.group_of(booking.event).await else {
+    let Ok(group) = state.group_of_booking(booking).await else {
         tracing::error!(%booking, payment, "a payment for an unknown event: refunding");
         state.payments.refund(&payment).await.map_err(|e| Problem::unavailable(e.to_string()))?;
         return Ok(StatusCode::OK);
@@ -77,7 +77,7 @@ async fn failed<C: Cluster>(state: &AppState<C>, event: &WebhookEvent) -> Result
     let (booking, payment) = booking_of(event)?;
     let reason =
         event.intent().and_then(|i| i.last_payment_error).map(|e| e.message).unwrap_or_else(|| "declined".into());
-    let group = state.group_of(booking.event).await?;
+    let group = state.group_of_booking(booking).await?;
     let command = Command::PaymentFailed { booking, payment, reason, event: Some(event.id.clone()) };
     state.write(group, command).await?;
     Ok(StatusCode::OK)
@@ -89,7 +89,7 @@ async fn refunded<C: Cluster>(state: &AppState<C>, event: &WebhookEvent) -> Resu
     let intent = state.payments.intent(&payment).await.map_err(|e| Problem::unavailable(e.to_string()))?;
     let booking: BookingId =
         intent.booking_id.parse().map_err(|_| Problem::bad_request("the payment names no booking"))?;
-    let group = state.group_of(booking.event).await?;
+    let group = state.group_of_booking(booking).await?;
     state.write(group, Command::PaymentRefunded { booking, payment, event: Some(event.id.clone()) }).await?;
     Ok(StatusCode::OK)
 }

@@ -36,6 +36,9 @@ pub enum Step {
 /// Every seat's status, and what the feed has sent.
 pub struct FeedState {
     pub version: Version,
+    /// The applied index of each group the event is sold by, in part order: `version.applied`
+    /// is their sum.
+    applied: Vec<u64>,
     statuses: Vec<Status>,
     available_count: u32,
     /// Held seats' ends, soonest first; an entry whose seat was since sold, released or held
@@ -56,11 +59,16 @@ pub struct FeedState {
 }
 
 impl FeedState {
-    /// The state of `seats` seats whose rows are `rows` at `applied`, read at `now`.
-    pub fn new(seats: usize, applied: u64, rows: &[(TicketId, TicketState)], now: Millis) -> FeedState {
-        let base = Version { applied, ended_ms: now };
+    /// The state of `seats` seats whose rows are `rows`, read at `now` from the event's groups
+    /// at their `applied` indexes (one per part). A feed of several groups names itself with
+    /// `feed` in its versions.
+    pub fn new(seats: usize, applied: Vec<u64>, rows: &[(TicketId, TicketState)], now: Millis, feed: u32) -> FeedState {
+        assert!(!applied.is_empty(), "an event is sold by at least one group");
+        let feed = if applied.len() == 1 { 0 } else { feed.max(1) };
+        let base = Version { applied: applied.iter().sum(), ended_ms: now, feed };
         let mut state = FeedState {
             version: base,
+            applied,
             base,
             dropped_through: None,
             pending: BTreeMap::new(),
@@ -85,7 +93,7 @@ impl FeedState {
     /// than where the feed started and than the newest delta it dropped, and not ahead of it.
     pub fn since(&self, after: Version) -> Option<Vec<(Version, Bytes)>> {
         let kept = self.dropped_through.is_none_or(|dropped| after >= dropped);
-        if after < self.base || after > self.version || !kept {
+        if after.feed != self.version.feed || after < self.base || after > self.version || !kept {
             return None;
         }
         Some(self.recent.iter().filter(|(version, _)| *version > after).cloned().collect())
@@ -128,18 +136,22 @@ impl FeedState {
         self.pending.insert(ticket, to);
     }
 
-    /// Applies one apply's changes of `event` (those of an index already applied are skipped).
+    /// Applies one apply's changes of `event` in the group of part `part` (those of an index
+    /// already applied are skipped).
     pub fn apply(
         &mut self,
         event: EventId,
+        part: usize,
         applied: u64,
         tickets: &[(EventId, TicketId, Option<TicketState>)],
         now: Millis,
     ) {
-        if applied <= self.version.applied {
+        let seen = &mut self.applied[part];
+        if applied <= *seen {
             return;
         }
-        self.version.applied = applied;
+        self.version.applied += applied - *seen;
+        *seen = applied;
         for (_, ticket, row) in tickets.iter().filter(|(e, _, _)| *e == event) {
             self.set(*ticket, row.as_ref(), now);
         }
@@ -203,7 +215,8 @@ impl FeedState {
 /// One event's feed: its state, and the channel its subscribers listen on.
 pub struct Feed {
     pub event: EventId,
-    pub group: GroupId,
+    /// The group of each of the event's parts, part 0 first.
+    pub groups: Vec<GroupId>,
     state: Mutex<FeedState>,
     steps: broadcast::Sender<Arc<Step>>,
     /// Subscribers now: the feed stops a while after the last one left.
@@ -225,9 +238,9 @@ impl Drop for Subscribed {
 }
 
 impl Feed {
-    pub fn new(event: EventId, group: GroupId, state: FeedState) -> Arc<Feed> {
+    pub fn new(event: EventId, groups: Vec<GroupId>, state: FeedState) -> Arc<Feed> {
         let (steps, _) = broadcast::channel(SUBSCRIBER_LAG_DELTAS_MAX);
-        Arc::new(Feed { event, group, state: Mutex::new(state), steps, subscribers: Arc::default() })
+        Arc::new(Feed { event, groups, state: Mutex::new(state), steps, subscribers: Arc::default() })
     }
 
     pub fn lock(&self) -> MutexGuard<'_, FeedState> {
@@ -279,13 +292,18 @@ mod tests {
 
     #[test]
     fn changes_become_deltas_and_ended_holds_free_their_seats() {
-        let mut state =
-            FeedState::new(4, 10, &[(1, TicketState::Sold { booking: BookingId { event: 1, nonce: 2 } })], 1_000);
+        let mut state = FeedState::new(
+            4,
+            vec![10],
+            &[(1, TicketState::Sold { booking: BookingId { event: 1, nonce: 2 } })],
+            1_000,
+            0,
+        );
         assert_eq!((state.available_count, state.flush()), (3, None), "the rows read are no delta");
-        state.apply(1, 11, &[(1, 0, held(5_000)), (2, 3, held(5_000))], 1_100);
+        state.apply(1, 0, 11, &[(1, 0, held(5_000)), (2, 3, held(5_000))], 1_100);
         let delta = state.flush().unwrap();
         assert_eq!((delta.held, delta.available_count), (vec![0], 2), "another event's change is not this feed's");
-        state.apply(1, 11, &[(1, 2, held(5_000))], 1_200);
+        state.apply(1, 0, 11, &[(1, 2, held(5_000))], 1_200);
         assert_eq!(state.flush(), None, "an index already applied is skipped");
         assert_eq!(state.next_end(), Some(5_000));
         state.end_holds(4_999);
@@ -293,15 +311,16 @@ mod tests {
         state.end_holds(5_000);
         let ended = state.flush().unwrap();
         assert_eq!((ended.available, ended.available_count), (vec![0], 3));
-        assert_eq!(state.version, Version { applied: 11, ended_ms: 5_000 });
+        assert_eq!(state.version, Version { applied: 11, ended_ms: 5_000, feed: 0 });
     }
 
     #[test]
     fn changes_between_two_deltas_are_sent_once_by_their_last_status() {
-        let mut state = FeedState::new(3, 1, &[], 0);
-        state.apply(1, 2, &[(1, 0, held(100)), (1, 1, held(100))], 10);
+        let mut state = FeedState::new(3, vec![1], &[], 0, 0);
+        state.apply(1, 0, 2, &[(1, 0, held(100)), (1, 1, held(100))], 10);
         state.apply(
             1,
+            0,
             3,
             &[(1, 1, None), (1, 0, Some(TicketState::Sold { booking: BookingId { event: 1, nonce: 1 } }))],
             20,
@@ -314,10 +333,10 @@ mod tests {
 
     #[test]
     fn a_hold_taken_again_ends_at_its_new_time_only() {
-        let mut state = FeedState::new(2, 1, &[], 0);
-        state.apply(1, 2, &[(1, 0, held(100))], 10);
-        state.apply(1, 3, &[(1, 0, None)], 20);
-        state.apply(1, 4, &[(1, 0, held(300))], 30);
+        let mut state = FeedState::new(2, vec![1], &[], 0, 0);
+        state.apply(1, 0, 2, &[(1, 0, held(100))], 10);
+        state.apply(1, 0, 3, &[(1, 0, None)], 20);
+        state.apply(1, 0, 4, &[(1, 0, held(300))], 30);
         state.flush();
         state.end_holds(150);
         assert_eq!(state.flush(), None, "the first hold's end is stale");
@@ -327,10 +346,10 @@ mod tests {
 
     #[test]
     fn resumes_get_exactly_the_deltas_after_their_version() {
-        let mut state = FeedState::new(8, 1, &[], 0);
+        let mut state = FeedState::new(8, vec![1], &[], 0, 0);
         let mut versions = Vec::new();
         for i in 0..3u32 {
-            state.apply(1, 2 + u64::from(i), &[(1, i, held(1_000))], 10);
+            state.apply(1, 0, 2 + u64::from(i), &[(1, i, held(1_000))], 10);
             let delta = state.flush().unwrap();
             state.remember(state.version, Bytes::from(delta.version.clone()));
             versions.push(state.version);
@@ -338,22 +357,39 @@ mod tests {
         let after_first: Vec<Version> = state.since(versions[0]).unwrap().into_iter().map(|(v, _)| v).collect();
         assert_eq!(after_first, versions[1..].to_vec());
         assert_eq!(state.since(versions[2]).unwrap(), Vec::new(), "up to date: nothing to send");
-        assert_eq!(state.since(Version { applied: 0, ended_ms: 0 }), None, "before the feed started");
-        assert_eq!(state.since(Version { applied: 99, ended_ms: 0 }), None, "ahead of the feed");
+        assert_eq!(state.since(Version { applied: 0, ended_ms: 0, feed: 0 }), None, "before the feed started");
+        assert_eq!(state.since(Version { applied: 99, ended_ms: 0, feed: 0 }), None, "ahead of the feed");
     }
 
     #[test]
     fn a_resume_from_before_a_dropped_delta_needs_a_snapshot() {
-        let mut state = FeedState::new(RECENT_DELTAS_MAX + 8, 1, &[], 0);
+        let mut state = FeedState::new(RECENT_DELTAS_MAX + 8, vec![1], &[], 0, 0);
         let start = state.version;
         for i in 0..(RECENT_DELTAS_MAX as u32 + 2) {
-            state.apply(1, 2 + u64::from(i), &[(1, i, held(1_000))], 10);
+            state.apply(1, 0, 2 + u64::from(i), &[(1, i, held(1_000))], 10);
             state.flush().unwrap();
             state.remember(state.version, Bytes::new());
         }
         assert_eq!(state.since(start), None);
         assert_eq!(state.recent.len(), RECENT_DELTAS_MAX);
-        let last_dropped = Version { applied: 3, ended_ms: 0 };
+        let last_dropped = Version { applied: 3, ended_ms: 0, feed: 0 };
         assert_eq!(state.since(last_dropped).map(|d| d.len()), Some(RECENT_DELTAS_MAX));
+    }
+
+    #[test]
+    fn an_event_of_several_groups_follows_each_groups_index() {
+        let mut state = FeedState::new(20, vec![5, 100], &[], 0, 7);
+        assert_eq!(state.version, Version { applied: 105, ended_ms: 0, feed: 7 });
+        state.apply(1, 1, 101, &[(1, 12, held(1_000))], 10);
+        state.apply(1, 0, 6, &[(1, 2, held(1_000))], 10);
+        state.apply(1, 1, 101, &[(1, 13, held(1_000))], 10);
+        state.apply(1, 0, 5, &[(1, 3, held(1_000))], 10);
+        let delta = state.flush().unwrap();
+        assert_eq!(delta.held, vec![2, 12], "each group's index is its own: old ones are skipped");
+        assert_eq!(delta.version, "107.0.7");
+        state.remember(state.version, Bytes::new());
+        let other_feed = Version { feed: 8, ..state.base };
+        assert_eq!(state.since(other_feed), None, "another gateway's count of the same sum");
+        assert_eq!(state.since(state.base).map(|d| d.len()), Some(1));
     }
 }

@@ -8,8 +8,8 @@
 //!   after the last one left) and the task that keeps each one current.
 //!
 //! One feed per event and gateway follows the node's replica of the event's group (the node's
-//! seat changes, see [`Cluster::seat_changes`]): a thousand fans watching an event cost the group
-//! nothing more than one.
+//! seat changes, see [`Cluster::seat_changes`]), or of each of its groups for an event sold by
+//! several: a thousand fans watching an event cost the group nothing more than one.
 
 pub mod feed;
 pub mod wire;
@@ -61,12 +61,13 @@ impl SeatFeeds {
         Ok(())
     }
 
-    /// The feed of `event` (of `seats` seats, in `group`), started if it is not running.
+    /// The feed of `event` (of `seats` seats, sold by `groups`, one per part), started if it
+    /// is not running.
     pub async fn feed<C: Cluster>(
         self: &Arc<Self>,
         cluster: &Arc<C>,
         event: EventId,
-        group: GroupId,
+        groups: &[GroupId],
         seats: usize,
     ) -> Result<Arc<Feed>, Problem> {
         // Held across the first read of a new feed, so that two first subscribers start one.
@@ -81,11 +82,11 @@ impl SeatFeeds {
             )));
         }
         let upstream = cluster.seat_changes();
-        let state = read(cluster, event, group, seats).await?;
-        let feed = Feed::new(event, group, state);
+        let state = read(cluster, event, groups, seats).await?;
+        let feed = Feed::new(event, groups.to_vec(), state);
         feeds.insert(event, feed.clone());
         tokio::spawn(follow(Arc::downgrade(self), cluster.clone(), feed.clone(), upstream, seats));
-        tracing::debug!(event, group, seats, "seat feed started");
+        tracing::debug!(event, ?groups, seats, "seat feed started");
         Ok(feed)
     }
 
@@ -95,21 +96,30 @@ impl SeatFeeds {
     }
 }
 
-/// The event's rows as this node's replica has them, with their applied index.
+/// The event's rows as this node's replicas of its groups have them, with their applied indexes.
 async fn read<C: Cluster>(
     cluster: &Arc<C>,
     event: EventId,
-    group: GroupId,
+    groups: &[GroupId],
     seats: usize,
 ) -> Result<FeedState, Problem> {
-    // Stale: this node's own replica, the one whose changes the feed follows.
-    match cluster.read(group, Query::SeatStates(event), Consistency::Stale).await? {
-        QueryResult::SeatStates { applied, tickets } => Ok(FeedState::new(seats, applied, &tickets, cluster.now_ms())),
-        other => {
-            tracing::error!(event, answer = ?std::mem::discriminant(&other), "the seat states read answered another query");
-            Err(Problem::internal())
+    // Stale: this node's own replicas, those whose changes the feed follows.
+    let reads = groups.iter().map(|&group| cluster.read(group, Query::SeatStates(event), Consistency::Stale));
+    let (mut indexes, mut rows) = (Vec::with_capacity(groups.len()), Vec::new());
+    for answer in futures::future::try_join_all(reads).await? {
+        match answer {
+            QueryResult::SeatStates { applied, tickets } => {
+                indexes.push(applied);
+                rows.extend(tickets);
+            }
+            other => {
+                let answer = std::mem::discriminant(&other);
+                tracing::error!(event, ?answer, "the seat states read answered another query");
+                return Err(Problem::internal());
+            }
         }
     }
+    Ok(FeedState::new(seats, indexes, &rows, cluster.now_ms(), rand::random()))
 }
 
 /// Keeps `feed` current until it has been idle for [`FEED_IDLE_MS`], the node's changes end, or
@@ -184,20 +194,22 @@ async fn follow<C: Cluster>(
 /// Applies one published change to the feed; false if it had to read its event and could not.
 async fn follow_one<C: Cluster>(cluster: &Arc<C>, feed: &Arc<Feed>, changes: &SeatChanges, seats: usize) -> bool {
     match changes {
-        SeatChanges::Applied { group, applied, tickets } if *group == feed.group => {
-            let now = cluster.now_ms();
-            feed.lock().apply(feed.event, *applied, tickets, now);
+        SeatChanges::Applied { group, applied, tickets } => {
+            if let Some(part) = feed.groups.iter().position(|g| g == group) {
+                let now = cluster.now_ms();
+                feed.lock().apply(feed.event, part, *applied, tickets, now);
+            }
             true
         }
-        SeatChanges::Reset { group } if *group == feed.group => reread(cluster, feed, seats).await,
-        _ => true,
+        SeatChanges::Reset { group } if feed.groups.contains(group) => reread(cluster, feed, seats).await,
+        SeatChanges::Reset { .. } => true,
     }
 }
 
 /// Reads the event again and has every subscriber take a snapshot; false if the read failed
 /// (the feed stays as it was).
 async fn reread<C: Cluster>(cluster: &Arc<C>, feed: &Arc<Feed>, seats: usize) -> bool {
-    match read(cluster, feed.event, feed.group, seats).await {
+    match read(cluster, feed.event, &feed.groups, seats).await {
         Ok(state) => {
             feed.reset(state);
             true

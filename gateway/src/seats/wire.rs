@@ -15,15 +15,25 @@ use serde::Serialize;
 /// Where a feed is: the group's applied log index it has followed to, and the time up to which
 /// it has told that holds ended (a hold ends by time alone, with no log entry). Both only grow,
 /// so versions order the feed's messages; on the wire, `"{applied}.{ended_ms}"`.
+///
+/// An event sold by several groups is followed in each: `applied` is then the sum of their
+/// applied indexes (it grows with each), and `feed` names the feed that counted it, since two
+/// gateways see the groups' entries interleaved differently and the same sum means a different
+/// state on each. On the wire, `"{applied}.{ended_ms}.{feed}"`; `feed` is 0 for one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Version {
     pub applied: u64,
     pub ended_ms: Millis,
+    pub feed: u32,
 }
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.applied, self.ended_ms)
+        write!(f, "{}.{}", self.applied, self.ended_ms)?;
+        if self.feed != 0 {
+            write!(f, ".{}", self.feed)?;
+        }
+        Ok(())
     }
 }
 
@@ -37,8 +47,17 @@ impl FromStr for Version {
 
     fn from_str(text: &str) -> Result<Version, BadVersion> {
         let bad = || BadVersion(text.chars().take(64).collect());
-        let (applied, ended_ms) = text.trim().split_once('.').ok_or_else(bad)?;
-        Ok(Version { applied: applied.parse().map_err(|_| bad())?, ended_ms: ended_ms.parse().map_err(|_| bad())? })
+        let mut fields = text.trim().split('.');
+        let (applied, ended_ms) = (fields.next().ok_or_else(bad)?, fields.next().ok_or_else(bad)?);
+        let feed = fields.next().map(|feed| feed.parse().map_err(|_| bad())).transpose()?.unwrap_or(0);
+        if fields.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Version {
+            applied: applied.parse().map_err(|_| bad())?,
+            ended_ms: ended_ms.parse().map_err(|_| bad())?,
+            feed,
+        })
     }
 }
 
@@ -104,12 +123,16 @@ mod tests {
 
     #[test]
     fn versions_order_and_read_back() {
-        let a = Version { applied: 9, ended_ms: 500 };
-        let b = Version { applied: 10, ended_ms: 100 };
+        let a = Version { applied: 9, ended_ms: 500, feed: 0 };
+        let b = Version { applied: 10, ended_ms: 100, feed: 0 };
         assert!(a < b, "the applied index orders first");
-        assert!(a < Version { applied: 9, ended_ms: 501 });
+        assert!(a < Version { applied: 9, ended_ms: 501, feed: 0 });
         assert_eq!("9.500".parse::<Version>(), Ok(a));
+        assert_eq!(a.to_string(), "9.500");
+        let several = Version { applied: 31, ended_ms: 7, feed: 42 };
+        assert_eq!((several.to_string(), "31.7.42".parse()), ("31.7.42".to_string(), Ok(several)));
         assert!("9".parse::<Version>().is_err());
+        assert!("9.1.2.3".parse::<Version>().is_err());
         assert!("x.1".parse::<Version>().is_err());
         assert!("-1.1".parse::<Version>().is_err());
     }

@@ -51,6 +51,9 @@ pub struct EventBody {
     /// event keeps its venue's prices.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub price_cents: Option<BTreeMap<String, u64>>,
+    /// Inventory groups the event's tickets are spread over; left out when `None` (one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<u32>,
 }
 
 /// A seat map as the admin API takes it (the `seatMap` of a venue), with short coordinates.
@@ -198,6 +201,7 @@ mod tests {
             venue_id: 7,
             performer_ids: vec![1, 2],
             price_cents: None,
+            groups: None,
         };
         assert_eq!(
             serde_json::to_value(&body).unwrap(),

@@ -93,6 +93,7 @@ impl DemoEvent {
             venue_id,
             performer_ids: performer_ids.to_vec(),
             price_cents: (!self.prices.is_empty()).then(|| self.prices.clone()),
+            groups: None,
         }
     }
 }

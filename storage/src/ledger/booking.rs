@@ -95,6 +95,13 @@ fn hold_tickets(
     if !unknown.is_empty() {
         return Ok(Outcome::UnknownTickets { tickets: unknown });
     }
+    if let Some(part) = super::part_tickets(rows, id.event)? {
+        let elsewhere: Vec<TicketId> = tickets.iter().copied().filter(|t| !part.contains(t)).collect();
+        if !elsewhere.is_empty() {
+            let detail = format!("tickets {elsewhere:?} of event {} are sold by another of its groups", id.event);
+            return Ok(Outcome::Rejected(detail));
+        }
+    }
     if let Some(existing) = read::<Booking, _>(rows, &keys::booking(id))? {
         let same = existing.user == request.user && existing.tickets == tickets;
         return Ok(if same { Outcome::Held(existing) } else { Outcome::BookingIdTaken });
@@ -181,6 +188,8 @@ fn best_seats(
         return Ok(Err(Outcome::Rejected(format!("a booking holds 1 to {BOOKING_TICKETS_HARD_MAX} tickets"))));
     }
     let Some(map) = rows.seat_map(id.event)? else { return Ok(Err(Outcome::NoSuchEvent)) };
+    // An event in parts: this group offers its own part's seats only.
+    let part = super::part_tickets(rows, id.event)?.unwrap_or(0..u32::MAX);
     let taken: HashSet<TicketId> = rows
         .scan(&keys::tickets_of(id.event), model::VENUE_SEATS_MAX)?
         .into_iter()
@@ -198,7 +207,7 @@ fn best_seats(
         for row in &s.rows {
             let ids = (first..first + row.seats.len() as u32).collect::<Vec<_>>();
             first += row.seats.len() as u32;
-            free_rows.push(ids.into_iter().map(|t| (t, !taken.contains(&t))).collect::<Vec<_>>());
+            free_rows.push(ids.into_iter().map(|t| (t, part.contains(&t) && !taken.contains(&t))).collect::<Vec<_>>());
         }
         let allowed =
             section.is_none_or(|name| name == s.name) && max_price_cents.is_none_or(|max| s.price_cents <= max);

@@ -6,7 +6,8 @@
 //! admitted place, `i` start index, `j` node's room report, `k` idempotency key, `l` placement,
 //! `m` email, `n` sold count, `o` admitted place's booking, `p` performer, `q` pending payment,
 //! `r` created request, `s` seat map, `t` ticket, `u` user, `v` venue, `w` webhook, `x`
-//! remembered record by stamp.
+//! remembered record by stamp, `y` the tickets of an event's part this group sells, `z` an
+//! event's parts (placement).
 
 use model::room::Place;
 use model::{BookingId, EventId, Millis, NodeId, TicketId};
@@ -39,6 +40,14 @@ pub fn created(request: u64) -> Vec<u8> {
 }
 pub fn placement(event: EventId) -> Vec<u8> {
     tagged(b'l', &[&event.to_be_bytes()])
+}
+/// An event's parts and their groups, in the placement group (events of one part have none).
+pub fn parts(event: EventId) -> Vec<u8> {
+    tagged(b'z', &[&event.to_be_bytes()])
+}
+/// Which of an event's tickets this inventory group sells, for an event of several parts.
+pub fn part(event: EventId) -> Vec<u8> {
+    tagged(b'y', &[&event.to_be_bytes()])
 }
 pub fn event(event: EventId) -> Vec<u8> {
     tagged(b'e', &[&event.to_be_bytes()])

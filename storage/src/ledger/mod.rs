@@ -6,7 +6,7 @@
 //! answers alike, so the router may retry a write whose answer it lost.
 //!
 //! Layout: this module applies a command and keeps the catalog (venues, performers, fans,
-//! placements, events); [`booking`] holds, releases and pays; [`room`] keeps an event's waiting
+//! placements, events, and an event's parts: a group sells only its part's tickets); [`booking`] holds, releases and pays; [`room`] keeps an event's waiting
 //! room (settings, node reports, the ticks that admit fans, and the holds made under an
 //! admission: a hold on an event whose room is enabled needs one, and a booking made under one
 //! ends its fan's shopping when it is released or confirmed); [`idempotency`] remembers the
@@ -18,8 +18,11 @@
 //! shopping limit holds), checked in every build: a ledger that breaks them stops the process
 //! rather than sell a seat twice.
 
+use std::ops::Range;
+
 use model::{
-    group_for_new_event, normalize_email, Command, Event, Millis, Outcome, Performer, Placement, SeatMap, User, Venue,
+    group_for_new_event, normalize_email, Command, Event, EventId, EventParts, Millis, Outcome, Performer, Placement,
+    SeatMap, TicketId, User, Venue,
 };
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +99,10 @@ fn dispatch(command: &Command, at: Millis, rows: &mut impl Rows) -> Result<Outco
             room::admitted(rows, at, admission, inner, |rows| hold(inner, at, rows))
         }
         Command::Prune { window_ms, records_max } => idempotency::prune(rows, at, *window_ms, *records_max),
+        Command::PlaceEventParts { groups, bounds } => place_event_parts(rows, *groups, bounds),
+        Command::CreateEventPart { event, seat_map, part, first, end } => {
+            create_event_part(rows, event, seat_map, *part, *first..*end)
+        }
     }
 }
 
@@ -218,6 +225,27 @@ fn place_event(rows: &mut impl Rows, groups: u32) -> Result<Outcome, Fault> {
     Ok(Outcome::EventPlaced(placement))
 }
 
+/// Places an event in parts: part 0 where `place_event` would put it, each next part in the
+/// group after, so that the parts' first leaders fall on different nodes.
+fn place_event_parts(rows: &mut impl Rows, groups: u32, bounds: &[TicketId]) -> Result<Outcome, Fault> {
+    let parts = bounds.len().saturating_sub(1) as u32;
+    if parts == 0 || parts > groups {
+        return Ok(Outcome::Rejected(format!("an event has 1 to {groups} groups (the cluster's), not {parts}")));
+    }
+    // Checked before the id is taken: a refusal changes nothing.
+    let check = EventParts { event: 0, groups: vec![1; parts as usize], bounds: bounds.to_vec() };
+    if let Some(problem) = check.problem() {
+        return Ok(Outcome::Rejected(problem));
+    }
+    let event = next_id(rows, |c| &mut c.event)?;
+    let home = group_for_new_event(event, groups);
+    let part_groups = (0..parts).map(|i| 1 + (home - 1 + i) % groups).collect();
+    let record = EventParts { event, groups: part_groups, bounds: bounds.to_vec() };
+    write(rows, keys::placement(event), &Placement { event, group: home });
+    write(rows, keys::parts(event), &record);
+    Ok(Outcome::PartsPlaced(record))
+}
+
 fn place_events(rows: &mut impl Rows, groups: u32, count: u32) -> Result<Outcome, Fault> {
     if groups == 0 || count == 0 || count > model::BULK_EVENTS_MAX {
         return Ok(Outcome::Rejected(format!("a bulk import places 1 to {} events", model::BULK_EVENTS_MAX)));
@@ -269,6 +297,43 @@ fn create_event(rows: &mut impl Rows, event: &Event, map: &SeatMap) -> Result<Ou
     Ok(Outcome::EventCreated(event.clone()))
 }
 
+/// Creates part `part` of an event in this group: the tickets `tickets` are the only ones it
+/// sells. Part 0 is the event as listings and search see it; the others keep its seat map alone.
+fn create_event_part(
+    rows: &mut impl Rows,
+    event: &Event,
+    map: &SeatMap,
+    part: u32,
+    tickets: Range<TicketId>,
+) -> Result<Outcome, Fault> {
+    if rows.get(&keys::part(event.id))?.is_some() {
+        return Ok(Outcome::EventExists(event.clone()));
+    }
+    if let Some(problem) = map.problem() {
+        return Ok(Outcome::Rejected(problem));
+    }
+    if map.seat_count() != event.ticket_count as usize {
+        return Ok(Outcome::Rejected("the event's ticket count is not its seat map's".into()));
+    }
+    if tickets.is_empty() || tickets.end > event.ticket_count {
+        return Ok(Outcome::Rejected(format!("a part sells some of the event's {} tickets", event.ticket_count)));
+    }
+    if part == 0 {
+        if let outcome @ (Outcome::Rejected(_) | Outcome::EventExists(_)) = create_event(rows, event, map)? {
+            return Ok(outcome);
+        }
+    } else {
+        write(rows, keys::seat_map(event.id), map);
+    }
+    write(rows, keys::part(event.id), &tickets);
+    Ok(Outcome::EventCreated(event.clone()))
+}
+
+/// The tickets of `event` this group sells: all of them, unless the event is in parts.
+pub(crate) fn part_tickets(rows: &impl Rows, event: EventId) -> Result<Option<Range<TicketId>>, Fault> {
+    read(rows, &keys::part(event))
+}
+
 /// The state machine's own record, kept beside the rows and written in the same batch.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Meta {
@@ -286,3 +351,6 @@ mod room_tests;
 
 #[cfg(test)]
 mod idempotency_tests;
+
+#[cfg(test)]
+mod parts_tests;

@@ -52,6 +52,12 @@ impl<L> Cluster<L> {
     /// the event's JSON as the admin API answered (its `id` among the fields; its group is
     /// `model::group_for_new_event`).
     pub async fn seed_event(&self, seats: usize) -> anyhow::Result<Value> {
+        self.seed_event_in(seats, None).await
+    }
+
+    /// As [`Self::seed_event`], the event's tickets spread over `groups` inventory groups
+    /// (whole rows of 20 each) when given.
+    pub async fn seed_event_in(&self, seats: usize, groups: Option<u32>) -> anyhow::Result<Value> {
         let base = self.url(self.running()[0]);
         let venue = VenueBody {
             name: "Test Hall".into(),
@@ -72,6 +78,7 @@ impl<L> Cluster<L> {
             venue_id: id_of(&venue)?,
             performer_ids: vec![id_of(&performer)?],
             price_cents: None,
+            groups,
         };
         self.admin_post(&base, "/admin/events", &event).await
     }
