@@ -1,6 +1,6 @@
 //! The benchmark's peers against real processes: PostgreSQL (alone and with two synchronous
-//! standbys), Redis (both persistence modes) and nginx start from nothing, answer the hold and
-//! read operations as the benchmark expects, and go away when dropped.
+//! standbys), Redis (both persistence modes), nginx and a three-member etcd start from nothing,
+//! answer the hold and read operations as the benchmark expects, and go away when dropped.
 //!
 //! A missing binary fails the test with its install hint: a benchmark without its peers would
 //! compare nothing, so nothing here is skipped.
@@ -9,9 +9,12 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use bench::load::{Answer, Worker};
+use bench::peers::etcd::{etcd_workers, Etcd, EtcdHold};
 use bench::peers::nginx::Nginx;
 use bench::peers::postgres::{PgHold, Postgres};
 use bench::peers::redis::{Redis, RedisHold};
+use bench::peers::Holder;
 
 /// A fresh folder under /tmp (reachable by the postgres user), removed by the guard.
 struct TempDir(PathBuf);
@@ -184,6 +187,99 @@ async fn postgres_in_an_unreachable_folder_says_what_to_fix() {
                 assert!(root, "as ourselves it should start: {e:#}");
                 assert!(e.to_string().contains("not reachable by the postgres user"), "{e:#}");
             }
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_holds_each_ticket_once_with_a_lease_and_one_transaction() {
+    let dir = TempDir::new("etcd");
+    bounded(120, async {
+        let started = Instant::now();
+        let etcd = Etcd::start(&dir.0, 3).await?;
+        eprintln!("etcd with 3 members started in {:?}", started.elapsed());
+        assert_eq!(etcd.urls.len(), 3);
+
+        // 4 clients spread over the members, 75 holds each of one random ticket out of 100, with
+        // a lease each (the holds outlast the test).
+        let (clients, holds_each) = (4, 75);
+        let workers = etcd_workers(&etcd, Holder::clients(clients, 100, Some(60_000)), 1);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for mut worker in workers {
+            tasks.push(tokio::spawn(async move {
+                let (mut granted, mut refused) = (0u64, 0u64);
+                for _ in 0..holds_each {
+                    match worker.next().await? {
+                        Answer::Granted => granted += 1,
+                        Answer::Refused => refused += 1,
+                        other => anyhow::bail!("a hold answered {other:?}"),
+                    }
+                }
+                Ok((granted, refused))
+            }));
+        }
+        let (mut granted, mut refused) = (0, 0);
+        for task in tasks {
+            let (g, r) = task.await??;
+            (granted, refused) = (granted + g, refused + r);
+        }
+        let elapsed = started.elapsed();
+        let holds = (clients * holds_each) as u64;
+        eprintln!(
+            "etcd: {holds} holds in {elapsed:?} ({:.0} holds/s, {} ms each on average), {granted} granted",
+            holds as f64 / elapsed.as_secs_f64(),
+            (elapsed.as_millis() as u64 * clients as u64) / holds
+        );
+        assert_eq!(granted + refused, holds, "every hold is granted or refused");
+        assert!(granted > 0 && granted <= 100 && refused > 0, "{granted} granted, {refused} refused");
+        assert_eq!(etcd.held(1).await?, granted, "one key per granted hold: no ticket held twice");
+
+        // All or none, and no re-entry, in event 2 (holds forever: no lease).
+        let mut holders = Holder::clients(2, 10, None);
+        let a = EtcdHold::new(&etcd, 0, holders.next().unwrap(), 2);
+        let b = EtcdHold::new(&etcd, 1, holders.next().unwrap(), 2);
+        assert!(a.hold(&[7]).await?, "the first hold of a free ticket is granted");
+        assert!(!b.hold(&[7]).await?, "a held ticket is refused, through another member too");
+        assert!(!a.hold(&[7]).await?, "even to its holder: the hold is not re-entrant");
+        assert!(a.hold(&[3, 4]).await?);
+        assert!(!b.hold(&[4, 5]).await?, "one held ticket refuses the whole hold");
+        assert!(b.hold(&[5, 6]).await?, "and the refused hold took none of its tickets");
+        assert_eq!(etcd.held(2).await?, 5);
+        assert_eq!(etcd.held(1).await?, granted, "events are apart");
+
+        // A hold of 1 s in event 3 expires and the ticket is free again. etcd raises a lease's TTL
+        // to its minimum (2 s by default) and the leader revokes expired leases, so this takes a
+        // few seconds.
+        let mut holders = Holder::clients(2, 10, Some(1_000));
+        let (a, b) =
+            (EtcdHold::new(&etcd, 2, holders.next().unwrap(), 3), EtcdHold::new(&etcd, 0, holders.next().unwrap(), 3));
+        let held_at = Instant::now();
+        assert!(a.hold(&[9]).await?);
+        assert!(!b.hold(&[9]).await?, "a live hold with a lease is refused");
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if b.hold(&[9]).await? {
+                break;
+            }
+            assert!(held_at.elapsed() < Duration::from_secs(15), "the 1 s hold never expired");
+        }
+        eprintln!("etcd: a 1 s hold was taken over after {:?}", held_at.elapsed());
+        assert!(held_at.elapsed() >= Duration::from_secs(1), "not before its ttl");
+        assert_eq!(etcd.held(3).await?, 1);
+
+        assert_eq!(etcd.clear(2).await?, 5);
+        assert_eq!(etcd.held(2).await?, 0);
+        let urls = etcd.urls.clone();
+        drop(etcd);
+        let http = reqwest::Client::new();
+        for url in urls {
+            assert!(
+                http.post(format!("{url}/v3/maintenance/status")).body("{}").send().await.is_err(),
+                "{url} is gone"
+            );
         }
         Ok(())
     })

@@ -5,8 +5,11 @@
 //! - [`postgres`]: PostgreSQL 15 alone or with synchronous standbys, holds as one `UPDATE`
 //!   (purchases as a second one);
 //! - [`redis`]: Redis with default persistence or `appendfsync always`, holds as `SET NX PX`;
-//! - [`nginx`]: nginx serving the event page as a static file (the ceiling for reads).
+//! - [`nginx`]: nginx serving the event page as a static file (the ceiling for reads);
+//! - [`etcd`]: an etcd 3.4 cluster (three members in use), holds as a lease and one transaction
+//!   creating every held ticket's key if none exists.
 
+pub mod etcd;
 pub mod nginx;
 pub mod postgres;
 pub mod redis;
