@@ -63,6 +63,11 @@ impl Boxoffice {
 
     /// Puts a new event on sale at the venue; every one of its tickets is available.
     pub async fn new_event(&self, name: &str) -> anyhow::Result<u64> {
+        self.new_event_in(name, None).await
+    }
+
+    /// As [`Boxoffice::new_event`], its rows spread over `groups` inventory groups if given.
+    pub async fn new_event_in(&self, name: &str, groups: Option<u32>) -> anyhow::Result<u64> {
         let body = EventBody {
             name: name.into(),
             description: "the benchmark's hot on-sale".into(),
@@ -71,6 +76,7 @@ impl Boxoffice {
             venue_id: self.venue,
             performer_ids: vec![self.performer],
             price_cents: None,
+            groups,
         };
         admin_post(&self.http, &self.cluster.url(1), "/admin/events", &body).await
     }

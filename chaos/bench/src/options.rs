@@ -46,6 +46,10 @@ pub enum Scenario {
     /// run (Boxoffice only).
     #[value(name = "m")]
     M,
+    /// One event over several groups: its holds on a five-node cluster with the event in 1, 2
+    /// and 4 groups, against etcd running the same holds (Boxoffice and etcd only).
+    #[value(name = "g")]
+    G,
 }
 
 /// A system the benchmark runs.
@@ -67,6 +71,9 @@ pub enum System {
     RedisAof,
     #[value(name = "nginx")]
     Nginx,
+    /// etcd 3.4, three members.
+    #[value(name = "etcd")]
+    Etcd,
 }
 
 impl System {
@@ -79,6 +86,7 @@ impl System {
             System::Redis => "redis",
             System::RedisAof => "redis-aof",
             System::Nginx => "nginx",
+            System::Etcd => "etcd",
         }
     }
 }
@@ -117,7 +125,7 @@ pub struct Options {
     /// Longest a sell-out may take before it is cut short (and reported as not sold out).
     #[arg(long, default_value = "15m", value_parser = model::duration::parse_ms)]
     pub sell_out_max: u64,
-    /// Scenarios to run (`s`, `w` and `m` run only when named).
+    /// Scenarios to run (`s`, `w`, `m` and `g` run only when named).
     #[arg(long, value_delimiter = ',', value_enum, default_value = "a1,a2,b,c,p")]
     pub scenarios: Vec<Scenario>,
     /// Systems to run.
@@ -176,6 +184,10 @@ pub struct Options {
     /// How long the seat map scenario's holds run.
     #[arg(long, default_value = "30s", value_parser = model::duration::parse_ms)]
     pub map_duration: u64,
+    /// Longest each run of the groups scenario takes (it ends sooner once
+    /// `PURCHASE_FILL_PERCENT` of the tickets are held).
+    #[arg(long, default_value = "30s", value_parser = model::duration::parse_ms)]
+    pub groups_max: u64,
     /// The name of the result files (`<name>.md`, `<name>.json`, `<name>.svg`).
     #[arg(long, default_value = "results")]
     pub name: String,
@@ -225,15 +237,15 @@ mod tests {
         let options = Options::try_parse_from([
             "boxoffice-bench",
             "--scenarios",
-            "a1,a2,b,c,p,s,w",
+            "a1,a2,b,c,p,s,w,m,g",
             "--systems",
-            "boxoffice,postgres,postgres-3,redis,redis-aof,nginx",
+            "boxoffice,postgres,postgres-3,redis,redis-aof,nginx,etcd",
         ])
         .unwrap();
         use Scenario::*;
-        assert_eq!(options.scenarios, [A1, A2, B, C, P, S, W]);
+        assert_eq!(options.scenarios, [A1, A2, B, C, P, S, W, M, G]);
         use System::*;
-        assert_eq!(options.systems, [Boxoffice, Postgres, Postgres3, Redis, RedisAof, Nginx]);
+        assert_eq!(options.systems, [Boxoffice, Postgres, Postgres3, Redis, RedisAof, Nginx, Etcd]);
         assert!(Options::try_parse_from(["boxoffice-bench", "--systems", "mysql"]).is_err());
     }
 

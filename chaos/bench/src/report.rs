@@ -25,7 +25,7 @@ impl Row {
     /// a fixed rate, answered requests per second otherwise.
     pub fn headline(&self) -> f64 {
         match self.scenario.as_str() {
-            "a2" => self.result.granted_per_s,
+            "a2" | "g" => self.result.granted_per_s,
             "p" => self.result.paid_per_s,
             "sl" => self.result.p99_ms,
             _ => self.result.per_s,
@@ -48,7 +48,7 @@ fn lower_is_better(scenario: &str) -> bool {
     scenario == "sl"
 }
 
-pub const SCENARIOS: [(&str, &str); 7] = [
+pub const SCENARIOS: [(&str, &str); 8] = [
     ("a1", "a1: sell-out of a hot event (one random ticket per hold, holds never expire)"),
     ("a2", "a2: churn (holds end after 2 s, the event never sells out)"),
     ("b", "b: the event page (Boxoffice's gateway, warm cache, against nginx serving the same JSON)"),
@@ -56,12 +56,13 @@ pub const SCENARIOS: [(&str, &str); 7] = [
     ("p", "p: purchases, each a hold of one random ticket then its payment (Boxoffice pays at the sandbox provider over HTTP; PostgreSQL marks the row sold)"),
     ("s", "search: the same mix of 24 fan searches (names, typos, prefixes, cities, categories, dates), as fast as they go"),
     ("sl", "search latency: the same mix at a fixed rate (open loop, latency from when each search was due)"),
+    ("g", "g: one event's holds over 1, 2 and 4 groups of a 5-node cluster, against etcd (3 members, a lease and a compare-and-swap per hold); one random ticket a hold, 10-minute holds, until 40% are held"),
 ];
 
 fn unit(scenario: &str) -> &'static str {
     match scenario {
         "a1" => "decisions/s",
-        "a2" => "granted holds/s",
+        "a2" | "g" => "granted holds/s",
         "p" => "purchases/s",
         "s" => "searches/s",
         "sl" => "p99 ms",
@@ -78,7 +79,14 @@ pub fn markdown(rows: &[Row], header: &str) -> String {
         if rows.is_empty() {
             continue;
         }
-        let ours = rows.iter().find(|r| r.system.starts_with("boxoffice")).map(|r| r.headline());
+        // Boxoffice's best row, where it has several (the groups of one event).
+        let ours = rows.iter().filter(|r| r.system.starts_with("boxoffice")).map(|r| r.headline()).reduce(|a, b| {
+            if lower_is_better(scenario) {
+                a.min(b)
+            } else {
+                a.max(b)
+            }
+        });
         let _ = writeln!(out, "\n### {title}\n");
         let better = if lower_is_better(scenario) { "system ÷ Boxoffice" } else { "Boxoffice ÷ system" };
         let _ = writeln!(

@@ -12,7 +12,8 @@ use anyhow::{bail, Context};
 
 use crate::boxoffice::{Boxoffice, Buy, Get};
 use crate::load::{self, LoadResult, LoadSpec, Mixed};
-use crate::options::{Options, Scenario, System};
+use crate::options::{Options, Scenario, System, PURCHASE_FILL_PERCENT};
+use crate::peers::etcd::{etcd_workers, Etcd};
 use crate::peers::nginx::Nginx;
 use crate::peers::postgres::{pg_workers, PgBuy, PgHold, PgRead, Postgres};
 use crate::peers::redis::{redis_workers, Redis, RedisHold};
@@ -30,6 +31,15 @@ const NEVER_MS: u64 = 24 * 60 * 60 * 1000;
 const EVENT_JSON_BYTES: usize = 2_000;
 /// Reads of the event page for every hold in the mixed scenario.
 const MIXED_READS: u32 = 100;
+/// The groups scenario's cluster: five nodes, each the first leader of a group of the event
+/// over four groups (the benchmark cluster has four).
+const GROUPS_NODES: u64 = 5;
+/// The groups an event of the groups scenario is spread over, one run each.
+const GROUPS_RUNS: [u32; 3] = [1, 2, 4];
+/// A hold of the groups scenario lasts as Boxoffice's default hold does: ten minutes.
+const GROUPS_HOLD_TTL_MS: u64 = 600_000;
+/// Members of the etcd cluster, as a user would run it to survive the loss of one.
+const ETCD_MEMBERS: usize = 3;
 
 /// Runs the benchmark as `options` say and writes its result files.
 pub async fn run(options: Options) -> anyhow::Result<()> {
@@ -45,6 +55,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         run.redis(System::Redis, false).await?;
         run.redis(System::RedisAof, true).await?;
         run.search().await?;
+        run.groups().await?;
         run.room().await?;
         run.map().await
     }
@@ -253,6 +264,46 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// g: one event's holds on a five-node cluster, the event in 1, 2 and 4 groups, each until
+    /// `PURCHASE_FILL_PERCENT` of its tickets are held; then etcd running the same holds.
+    async fn groups(&mut self) -> anyhow::Result<()> {
+        let (options, work) = (self.options, self.work.clone());
+        let n = options.tickets;
+        let target = Some((u64::from(n) * PURCHASE_FILL_PERCENT / 100).max(1));
+        if options.runs(Scenario::G, System::Boxoffice) {
+            println!("starting boxoffice ({GROUPS_NODES} nodes), holds of {GROUPS_HOLD_TTL_MS} ms");
+            let bin = boxoffice_binary(options);
+            let dir = work.join("boxoffice-g");
+            let bo = Boxoffice::start(bin, dir, GROUPS_NODES, n, GROUPS_HOLD_TTL_MS, "").await?;
+            let tokens = bo.fans(options.clients).await?;
+            for groups in GROUPS_RUNS {
+                let event = bo.new_event_in(&format!("one event, {groups} groups"), Some(groups)).await?;
+                let label = format!("g boxoffice {groups} groups");
+                let result =
+                    load::run(options.spec(&label, Some(options.groups_max), target), bo.holds(&tokens, event, n))
+                        .await;
+                let held = bo.verify(event, result.granted, false).await?;
+                let system = format!("boxoffice ({GROUPS_NODES} nodes, event in {groups} {})", plural(groups, "group"));
+                self.row("g", &system, result, format!("{held} tickets held, each by one booking"));
+            }
+        }
+        if options.runs(Scenario::G, System::Etcd) {
+            println!("starting etcd ({ETCD_MEMBERS} members)");
+            let etcd = Etcd::start(&work.join("etcd"), ETCD_MEMBERS).await?;
+            let event = 1;
+            let holders = Holder::clients(options.clients, n, Some(GROUPS_HOLD_TTL_MS));
+            let spec = options.spec("g etcd", Some(options.groups_max), target);
+            let result = load::run(spec, etcd_workers(&etcd, holders, event)).await;
+            let held = etcd.held(event).await?;
+            if held != result.granted {
+                bail!("{} holds were granted but etcd holds {held} ticket keys", result.granted);
+            }
+            let label = format!("etcd 3.4 ({ETCD_MEMBERS} members, lease + txn per hold)");
+            self.row("g", &label, result, format!("{held} ticket keys, one per granted hold"));
+        }
+        Ok(())
+    }
+
     /// The search benchmark: one catalog in Boxoffice and PostgreSQL, the same mix against each.
     async fn search(&mut self) -> anyhow::Result<()> {
         let (options, work) = (self.options, self.work.clone());
@@ -421,6 +472,9 @@ fn write_results(options: &Options, rows: &[Row], stamp: &str) -> anyhow::Result
     if options.scenarios.iter().any(|s| *s != Scenario::S) {
         setup.push(format!("{} tickets, {} clients", options.tickets, options.clients));
     }
+    if options.scenarios.contains(&Scenario::G) {
+        setup.push(format!("the groups scenario on {GROUPS_NODES} nodes"));
+    }
     if options.scenarios.contains(&Scenario::S) {
         setup.push(format!(
             "{} events, {} search clients, {} searches/s in the latency run",
@@ -442,4 +496,13 @@ fn write_results(options: &Options, rows: &[Row], stamp: &str) -> anyhow::Result
     println!("\n{}", report::markdown(rows, &header));
     println!("results written to {}", options.out.display());
     Ok(())
+}
+
+/// `1 group`, `2 groups`: the noun of a count.
+fn plural(count: u32, noun: &str) -> String {
+    if count == 1 {
+        noun.to_string()
+    } else {
+        format!("{noun}s")
+    }
 }
