@@ -279,12 +279,13 @@ impl Run<'_> {
             for groups in GROUPS_RUNS {
                 let event = bo.new_event_in(&format!("one event, {groups} groups"), Some(groups)).await?;
                 let label = format!("g boxoffice {groups} groups");
-                let result =
-                    load::run(options.spec(&label, Some(options.groups_max), target), bo.holds(&tokens, event, n))
-                        .await;
+                let spec = options.spec(&label, Some(options.groups_max), target);
+                let before = node_cpu_ms(&bo.cluster);
+                let result = load::run(spec, bo.holds(&tokens, event, n)).await;
+                let cpu = cpu_note(&before, &node_cpu_ms(&bo.cluster), result.granted);
                 let held = bo.verify(event, result.granted, false).await?;
                 let system = format!("boxoffice ({GROUPS_NODES} nodes, event in {groups} {})", plural(groups, "group"));
-                self.row("g", &system, result, format!("{held} tickets held, each by one booking"));
+                self.row("g", &system, result, format!("{held} tickets held, each by one booking; {cpu}"));
             }
         }
         if options.runs(Scenario::G, System::Etcd) {
@@ -481,11 +482,13 @@ fn write_results(options: &Options, rows: &[Row], stamp: &str) -> anyhow::Result
             options.events, options.search_clients, options.search_rate
         ));
     }
+    let only_groups = options.scenarios.iter().all(|s| *s == Scenario::G);
+    let nodes = if only_groups { GROUPS_NODES } else { options.nodes };
     let header = format!(
         "# Benchmark results\n\nOne run of `scripts/bench{command}` on this machine ({stamp} UTC): {}; every \
-         system alone on the machine in turn. Boxoffice is a {}-node cluster on loopback, every node syncing its log.",
+         system alone on the machine in turn. Boxoffice is a {nodes}-node cluster on loopback, every node syncing its \
+         log.",
         setup.join("; "),
-        options.nodes
     );
     std::fs::write(options.out.join(format!("{}.json", options.name)), serde_json::to_vec_pretty(rows)?)?;
     std::fs::write(options.out.join(format!("{}.md", options.name)), report::markdown(rows, &header))?;
@@ -505,4 +508,18 @@ fn plural(count: u32, noun: &str) -> String {
     } else {
         format!("{noun}s")
     }
+}
+
+/// The CPU time each node of `cluster` has used so far, in milliseconds, by node.
+fn node_cpu_ms(cluster: &harness::Cluster) -> Vec<u64> {
+    cluster.nodes.iter().map(|node| cluster.cpu_ms(node.id).unwrap_or(0)).collect()
+}
+
+/// What the nodes spent between two samples: CPU seconds by node, and CPU milliseconds of the
+/// whole cluster per granted hold.
+fn cpu_note(before: &[u64], after: &[u64], granted: u64) -> String {
+    let spent: Vec<u64> = after.iter().zip(before).map(|(a, b)| a.saturating_sub(*b)).collect();
+    let by_node: Vec<String> = spent.iter().map(|ms| format!("{:.1}", *ms as f64 / 1_000.0)).collect();
+    let per_hold = spent.iter().sum::<u64>() as f64 / granted.max(1) as f64;
+    format!("node CPU s {}, {per_hold:.2} CPU ms per hold", by_node.join("/"))
 }

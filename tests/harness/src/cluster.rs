@@ -281,6 +281,20 @@ impl<L> Cluster<L> {
         self.proc_status_bytes(id, "VmSize:")
     }
 
+    /// The CPU time a node's process has used so far, user and system, in milliseconds (`None`
+    /// if it is not running): sampled before and after a load, what the node spent on it.
+    pub fn cpu_ms(&self, id: u64) -> Option<u64> {
+        let pid = self.node(id).child.as_ref()?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) may hold spaces: count fields after its closing paren.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let per_s = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok().filter(|&t| t > 0)?;
+        Some(ticks * 1_000 / per_s)
+    }
+
     /// A size from the process's `/proc/<pid>/status`, given in KiB there.
     fn proc_status_bytes(&self, id: u64, field: &str) -> Option<u64> {
         let pid = self.node(id).child.as_ref()?.id();
