@@ -43,10 +43,12 @@ type RowChange = (Vec<u8>, Option<Vec<u8>>);
 /// Ticket rows a group keeps in memory (about 100 bytes each); dropped whole when full.
 const TICKET_CACHE_ROWS_MAX: usize = 262_144;
 
-/// An event's seat map and the price of each ticket, decoded.
+/// An event's seat map, the price of each ticket, and the tickets this group sells of it,
+/// decoded (all three are written together and never change).
 struct EventInfo {
     map: Arc<model::SeatMap>,
     prices: Arc<Vec<u64>>,
+    part: Option<std::ops::Range<model::TicketId>>,
 }
 
 /// Events whose searchable facts changed in a group: created, or tickets sold or refunded. The
@@ -406,6 +408,10 @@ impl Rows for Overlay<'_> {
     fn seat_map(&mut self, event: EventId) -> Result<Option<Arc<model::SeatMap>>, Fault> {
         Ok(self.event_info(event)?.map(|info| info.map.clone()))
     }
+
+    fn part_tickets(&mut self, event: EventId) -> Result<Option<std::ops::Range<model::TicketId>>, Fault> {
+        Ok(self.event_info(event)?.and_then(|info| info.part.clone()))
+    }
 }
 
 impl Overlay<'_> {
@@ -419,7 +425,8 @@ impl Overlay<'_> {
             None => None,
         };
         let Some(map) = map else { return Ok(None) };
-        let info = Arc::new(EventInfo { prices: Arc::new(map.prices()), map: Arc::new(map) });
+        let part = ledger::rows::read(self, &keys::part(event))?;
+        let info = Arc::new(EventInfo { prices: Arc::new(map.prices()), map: Arc::new(map), part });
         let mut cache = self.shared.events.lock().expect("events lock");
         if cache.len() >= EVENT_CACHE_EVENTS_MAX {
             cache.clear();

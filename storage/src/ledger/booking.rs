@@ -95,7 +95,7 @@ fn hold_tickets(
     if !unknown.is_empty() {
         return Ok(Outcome::UnknownTickets { tickets: unknown });
     }
-    if let Some(part) = super::part_tickets(rows, id.event)? {
+    if let Some(part) = rows.part_tickets(id.event)? {
         let elsewhere: Vec<TicketId> = tickets.iter().copied().filter(|t| !part.contains(t)).collect();
         if !elsewhere.is_empty() {
             let detail = format!("tickets {elsewhere:?} of event {} are sold by another of its groups", id.event);
@@ -189,7 +189,7 @@ fn best_seats(
     }
     let Some(map) = rows.seat_map(id.event)? else { return Ok(Err(Outcome::NoSuchEvent)) };
     // An event in parts: this group offers its own part's seats only.
-    let part = super::part_tickets(rows, id.event)?.unwrap_or(0..u32::MAX);
+    let part = rows.part_tickets(id.event)?.unwrap_or(0..u32::MAX);
     let taken: HashSet<TicketId> = rows
         .scan(&keys::tickets_of(id.event), model::VENUE_SEATS_MAX)?
         .into_iter()

@@ -21,8 +21,8 @@
 use std::ops::Range;
 
 use model::{
-    group_for_new_event, normalize_email, Command, Event, EventId, EventParts, Millis, Outcome, Performer, Placement,
-    SeatMap, TicketId, User, Venue,
+    group_for_new_event, normalize_email, Command, Event, EventParts, Millis, Outcome, Performer, Placement, SeatMap,
+    TicketId, User, Venue,
 };
 use serde::{Deserialize, Serialize};
 
@@ -327,11 +327,6 @@ fn create_event_part(
     }
     write(rows, keys::part(event.id), &tickets);
     Ok(Outcome::EventCreated(event.clone()))
-}
-
-/// The tickets of `event` this group sells: all of them, unless the event is in parts.
-pub(crate) fn part_tickets(rows: &impl Rows, event: EventId) -> Result<Option<Range<TicketId>>, Fault> {
-    read(rows, &keys::part(event))
 }
 
 /// The state machine's own record, kept beside the rows and written in the same batch.

@@ -251,7 +251,7 @@ pub fn configure(
     }
     // A room's admissions are checked by the one group that keeps it; the other parts of an
     // event in several groups would sell without them.
-    if super::part_tickets(rows, event)?.is_some() {
+    if rows.part_tickets(event)?.is_some() {
         return Ok(Outcome::Rejected(format!("event {event} is sold by several groups: it has no waiting room")));
     }
     if let Some(problem) = settings.problem() {

@@ -1,9 +1,10 @@
 //! Rows as the ledger sees them: the [`Rows`] it reads and writes through, how a row is encoded,
 //! and the [`Fault`] that stops apply when a row cannot be read.
 
+use std::ops::Range;
 use std::sync::Arc;
 
-use model::{EventId, SeatMap};
+use model::{EventId, SeatMap, TicketId};
 use raft::ErrorKind;
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -54,6 +55,13 @@ pub trait Rows {
     /// An event's seat map (cacheable like its prices).
     fn seat_map(&mut self, event: EventId) -> Result<Option<Arc<SeatMap>>, Fault> {
         Ok(read::<SeatMap, _>(self, &keys::seat_map(event))?.map(Arc::new))
+    }
+
+    /// The tickets of `event` this group sells, for an event in parts (`None`: all of them).
+    /// Written with the event's seat map and never changed, so cacheable like it: every hold
+    /// asks.
+    fn part_tickets(&mut self, event: EventId) -> Result<Option<Range<TicketId>>, Fault> {
+        read(self, &keys::part(event))
     }
 }
 
