@@ -101,9 +101,17 @@ pub struct FinalPayment {
 #[serde(rename_all = "camelCase")]
 pub struct FinalEvent {
     pub event: u64,
+    /// Groups the event is sold by: each keeps its own group time.
+    #[serde(default = "one_part")]
+    pub parts: u32,
     /// Tickets that have a row (held, possibly with an ended hold, or sold); the rest are free.
     pub tickets: Vec<FinalTicket>,
     pub bookings: Vec<Booking>,
+}
+
+/// Histories written before events had parts: one each.
+fn one_part() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

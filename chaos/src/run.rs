@@ -46,6 +46,9 @@ pub struct RunOptions {
 const INVENTORY_GROUPS: u32 = 4;
 /// Seats of a hot event and of each quiet one.
 const HOT_SEATS: u32 = 400;
+/// Groups a hot event is sold by: its holds go to the group of their seats' rows, so faults
+/// meet holds routed by part, and a fan's seats across the parts' boundary are refused whole.
+const HOT_GROUPS: u32 = 2;
 const QUIET_SEATS: u32 = 60;
 const QUIET_EVENTS: usize = 3;
 /// When this share of a hot event is sold, a new hot event goes on sale.
@@ -207,13 +210,18 @@ impl Catalog {
     }
 
     async fn event(&self, venue: u64, name: String) -> anyhow::Result<u64> {
+        self.event_in(venue, name, 1).await
+    }
+
+    /// A new event at `venue`, sold by `groups` inventory groups.
+    async fn event_in(&self, venue: u64, name: String, groups: u32) -> anyhow::Result<u64> {
         let body = json!({"name": name, "description": "chaos", "category": "concert", "startsAt": "2035-01-01T20:00:00Z",
-                          "venueId": venue, "performerIds": [self.performer]});
+                          "venueId": venue, "performerIds": [self.performer], "groups": groups});
         admin_post(&self.http, &self.base, "/admin/events", body).await
     }
 
     async fn hot_event(&self) -> anyhow::Result<u64> {
-        self.event(self.hot_venue, "Hot Show".into()).await
+        self.event_in(self.hot_venue, "Hot Show".into(), HOT_GROUPS).await
     }
 
     async fn quiet(&self, _cluster: &Cluster) -> anyhow::Result<Vec<(u64, u32)>> {
@@ -563,7 +571,8 @@ fn final_event(event: u64, state: &Value) -> anyhow::Result<FinalEvent> {
         })
         .collect::<Option<Vec<_>>>()
         .ok_or_else(bad)?;
-    Ok(FinalEvent { event, tickets, bookings })
+    let parts = state["groups"].as_array().map_or(1, |groups| groups.len().max(1) as u32);
+    Ok(FinalEvent { event, parts, tickets, bookings })
 }
 
 fn result_kind(entry: &Entry) -> &'static str {

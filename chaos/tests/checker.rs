@@ -209,7 +209,7 @@ impl Sim {
             .collect();
         let bookings =
             (0..self.bookings.len()).filter(|&i| self.bookings[i].event == event).map(|i| self.view(i, now)).collect();
-        FinalEvent { event, tickets, bookings }
+        FinalEvent { event, parts: 1, tickets, bookings }
     }
 
     fn run(&self) -> Report {

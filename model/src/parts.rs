@@ -65,11 +65,7 @@ impl EventParts {
 
     /// The part a booking belongs to, from its id.
     pub fn part_of_booking(&self, id: BookingId) -> u32 {
-        if self.count() == 1 {
-            return 0;
-        }
-        // An id no gateway made may name a part past the last: it then names no booking there.
-        ((id.nonce >> PART_SHIFT_BITS) as u32).min(self.count() - 1)
+        part_of_booking(id, self.count())
     }
 
     /// The group that keeps booking `id`.
@@ -101,6 +97,15 @@ impl EventParts {
         }
         None
     }
+}
+
+/// The part of an event of `parts` parts that booking `id` belongs to.
+pub fn part_of_booking(id: BookingId, parts: u32) -> u32 {
+    if parts <= 1 {
+        return 0;
+    }
+    // An id no gateway made may name a part past the last: it then names no booking there.
+    ((id.nonce >> PART_SHIFT_BITS) as u32).min(parts - 1)
 }
 
 /// Splits `map`'s tickets into `parts` runs of whole rows, each about as large: the bounds of

@@ -445,6 +445,8 @@ pub struct TicketRecord {
 #[derive(Serialize, ToSchema)]
 pub struct EventStateView {
     pub event: EventId,
+    /// The group of each of the event's parts, part 0 first (one for most events).
+    pub groups: Vec<GroupId>,
     pub tickets: Vec<TicketRecord>,
     pub bookings: Vec<BookingRecord>,
 }
@@ -459,6 +461,7 @@ pub async fn event_state<C: Cluster>(
     State(state): State<AppState<C>>,
     PathParams(event): PathParams<model::EventId>,
 ) -> Result<Json<EventStateView>, Problem> {
+    let groups = state.parts_of(event).await?.groups.clone();
     let (mut tickets, mut bookings) = (Vec::new(), Vec::new());
     for answer in state.read_parts(event, Query::EventState(event), Consistency::Linearizable).await? {
         match answer {
@@ -482,7 +485,7 @@ pub async fn event_state<C: Cluster>(
         })
         .collect();
     let bookings = bookings.iter().map(|b| BookingRecord::new(b, now)).collect();
-    Ok(Json(EventStateView { event, tickets, bookings }))
+    Ok(Json(EventStateView { event, groups, tickets, bookings }))
 }
 
 /// `PUT /admin/faults`: inject faults into this node. Only when `fault_injection_enabled`.
