@@ -5,7 +5,8 @@
 //! seat map (tickets `bounds[i]..bounds[i + 1]`, about as many in each) and lives in its own
 //! inventory group, which holds the event's seat map and the rows of those tickets only. Part 0
 //! is the event as everything else sees it: its record, its listing and search entry, its
-//! waiting room. The placement group records the parts beside the event's placement.
+//! waiting room's line (the other parts keep the room's settings, so that each refuses a hold
+//! without an admission). The placement group records the parts beside the event's placement.
 //!
 //! A hold names tickets of one part (apply refuses any other: the part's group holds nothing
 //! else), so it stays one group's atomic write. A booking id carries its part in the top four

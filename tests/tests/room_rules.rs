@@ -183,6 +183,33 @@ async fn holds_need_the_admission_token() {
     assert_eq!(free.status, StatusCode::CREATED, "an event without a room needs no token: {free:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_room_admits_to_every_group_of_an_event() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(Settings::default()).await.unwrap();
+    // Two groups of one row of 20 seats each: tickets 0..20 and 20..40.
+    let event = cluster.seed_event_in(40, Some(2)).await.unwrap()["id"].as_u64().unwrap();
+    put_room(&cluster, event, json!({"ratePerMinute": 60_000, "shoppingMax": 100, "powBits": 4})).await.unwrap();
+    let info = room_info_when(&cluster, event, cluster.nodes.len(), ROOM_LISTED_WITHIN).await.unwrap();
+    let ann = cluster.fan(1, "ann").await.unwrap();
+    let base = cluster.url(3);
+    for tickets in [[5], [25]] {
+        let refused = hold_admitted(&ann, &base, event, &tickets, None).await.unwrap();
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "every group wants an admission: {refused:?}");
+    }
+
+    wait_clocks_in_step(&cluster, event, Duration::from_secs(20)).await.unwrap();
+    let pool = RoomPool::connect(&info).await.unwrap();
+    let Placed { fan: mut stream, .. } = pool.join_at(2, event, &ann.token).await.unwrap();
+    let admission = wait_admitted(&mut stream, Duration::from_secs(30)).await.unwrap();
+    let held = hold_admitted(&ann, &base, event, &[25], Some(&admission.token)).await.unwrap();
+    assert_eq!(held.status, StatusCode::CREATED, "the second group takes the admission: {held:?}");
+    let again = hold_admitted(&ann, &base, event, &[26], Some(&admission.token)).await.unwrap();
+    assert_eq!(again.status, StatusCode::FORBIDDEN, "one booking a place in a group: {again:?}");
+    let first = hold_admitted(&ann, &base, event, &[5], Some(&admission.token)).await.unwrap();
+    assert_eq!(first.status, StatusCode::CREATED, "the first group keeps its own: {first:?}");
+}
+
 /// Fans joining before the on-sale.
 const PRESALE_FANS: u64 = 2_000;
 /// Connections to each node that carry them (a pool of one connection per node each).

@@ -70,8 +70,7 @@ pub struct NewEvent {
     price_cents: BTreeMap<String, u64>,
     /// Inventory groups the event's tickets are spread over, 1 by default: each group sells a
     /// run of whole rows (`ticketGroups` on the event's page) with a leader of its own, so that
-    /// a hot on-sale uses several. A hold takes tickets of one group; such an event has no
-    /// waiting room. Not for bulk imports.
+    /// a hot on-sale uses several. A hold takes tickets of one group. Not for bulk imports.
     #[serde(default)]
     #[schema(minimum = 1, maximum = 16)]
     groups: Option<u32>,

@@ -286,11 +286,22 @@ pub async fn configure<C: Cluster>(
     PathParams(event): PathParams<EventId>,
     JsonBody(update): JsonBody<RoomUpdate>,
 ) -> Result<Json<RoomView>, Problem> {
-    let group = state.group_of(event).await?;
+    let parts = state.parts_of(event).await?;
+    let group = parts.home();
     let current = state.room_now(event, group).await?;
     let base = current.map_or_else(|| default_settings(state.now()), |room| room.settings);
     let settings = update.over(base)?;
     let draw_key: [u8; 16] = rand::random();
+    // The other groups of an event in parts first: each refuses holds without an admission once
+    // it has the settings, so when the event's own group opens the line, every group is closed.
+    for &other in &parts.groups[1..] {
+        let command = Command::RoomConfigure { event, settings: settings.clone(), draw_key };
+        match state.write(other, command).await? {
+            Outcome::RoomConfigured(_) => {}
+            Outcome::Rejected(reason) => return Err(Problem::invalid(reason)),
+            other => return Err(unexpected("room configure", &other)),
+        }
+    }
     match state.write(group, Command::RoomConfigure { event, settings, draw_key }).await? {
         Outcome::RoomConfigured(room) => {
             tracing::info!(event, enabled = room.settings.enabled, paused = room.settings.paused, "room configured");

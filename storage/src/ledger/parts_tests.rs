@@ -118,10 +118,9 @@ fn a_part_out_of_the_events_tickets_is_refused() {
     assert!(rows.0.is_empty());
 }
 
-#[test]
-fn an_event_in_parts_refuses_a_waiting_room() {
-    let mut rows = part(0);
-    let settings = model::room::RoomSettings {
+/// A waiting room opened at time 0, admitting fans for a minute.
+fn room_settings() -> model::room::RoomSettings {
+    model::room::RoomSettings {
         enabled: true,
         on_sale_at: 0,
         rate_per_min: 600,
@@ -130,8 +129,29 @@ fn an_event_in_parts_refuses_a_waiting_room() {
         pow_bits: 0,
         paused: false,
         abandon_ms: 60_000,
-    };
-    let command = Command::RoomConfigure { event: 1, settings, draw_key: [0; 16] };
-    let outcome = apply(&command, 0, &mut rows).unwrap();
-    assert!(matches!(&outcome, Outcome::Rejected(why) if why.contains("several groups")), "{outcome:?}");
+    }
+}
+
+fn admitted(booking: u64, seq: u64, tickets: &[u32]) -> Command {
+    let place = model::room::Place { class: 1, primary: 1, node: 1, seq };
+    let admission = model::room::Admission { place, user: 1, expires_at: 60_000 };
+    Command::Admitted { admission, hold: Box::new(hold(booking, tickets)) }
+}
+
+#[test]
+fn every_part_of_an_event_keeps_its_room_and_checks_admissions() {
+    let mut second = part(1);
+    let configure = Command::RoomConfigure { event: 1, settings: room_settings(), draw_key: [7; 16] };
+    assert!(matches!(apply(&configure, 0, &mut second).unwrap(), Outcome::RoomConfigured(_)));
+    assert_eq!(apply(&hold(1, &[10]), 1, &mut second).unwrap(), Outcome::AdmissionRequired);
+    // No watermark moves here: the event's own group keeps the line; the admission's word holds.
+    assert_eq!(held(apply(&admitted(2, 1, &[10]), 1, &mut second).unwrap()), vec![10]);
+    assert_eq!(apply(&admitted(3, 1, &[11]), 2, &mut second).unwrap(), Outcome::AdmissionSpent, "one booking a place");
+    let late = apply(&admitted(4, 2, &[12]), 60_000, &mut second).unwrap();
+    assert!(matches!(late, Outcome::AdmissionInvalid(_)), "an ended admission: {late:?}");
+    // The event's own group still wants the watermark past the place.
+    let mut first = part(0);
+    assert!(matches!(apply(&configure, 0, &mut first).unwrap(), Outcome::RoomConfigured(_)));
+    let early = apply(&admitted(5, 1, &[0]), 1, &mut first).unwrap();
+    assert!(matches!(early, Outcome::AdmissionInvalid(ref why) if why.contains("not been admitted")), "{early:?}");
 }

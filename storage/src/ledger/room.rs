@@ -246,13 +246,11 @@ pub fn configure(
     settings: &RoomSettings,
     draw_key: [u8; 16],
 ) -> Result<Outcome, Fault> {
-    if rows.get(&keys::event(event))?.is_none() {
+    // The event's record, or (in the other groups of an event in parts) the part it sells: each
+    // of an event's groups keeps the room's settings, so that each refuses holds without an
+    // admission; the event's own group keeps its line.
+    if rows.get(&keys::event(event))?.is_none() && rows.part_tickets(event)?.is_none() {
         return Ok(Outcome::NoSuchEvent);
-    }
-    // A room's admissions are checked by the one group that keeps it; the other parts of an
-    // event in several groups would sell without them.
-    if rows.part_tickets(event)?.is_some() {
-        return Ok(Outcome::Rejected(format!("event {event} is sold by several groups: it has no waiting room")));
     }
     if let Some(problem) = settings.problem() {
         return Ok(Outcome::Rejected(problem));
@@ -522,13 +520,16 @@ fn hold_of(command: &Command) -> Option<(BookingId, UserId, Option<&Idempotency>
     }
 }
 
-/// Why an admission does not let this fan hold now, if it does not.
-fn refusal(head: &RoomHead, admission: &Admission, user: UserId, at: Millis) -> Option<Outcome> {
+/// Why an admission does not let this fan hold now, if it does not. `watermark_kept`: this
+/// group moves the room's watermark (the event's own group); the other groups of an event in
+/// parts keep only the room's settings, and take the admission's signature, which the gateway
+/// checked, for the watermark's word.
+fn refusal(head: &RoomHead, admission: &Admission, user: UserId, at: Millis, watermark_kept: bool) -> Option<Outcome> {
     let problem = if admission.user != user {
         "the admission is another fan's"
     } else if at >= admission.expires_at {
         "the admission has ended"
-    } else if head.watermark.is_none_or(|w| admission.place > w) {
+    } else if watermark_kept && head.watermark.is_none_or(|w| admission.place > w) {
         "the place has not been admitted"
     } else {
         return None;
@@ -549,7 +550,8 @@ pub fn admitted<R: Rows>(
         return Ok(Outcome::Rejected("an admission goes with a hold".into()));
     };
     let Some(head) = head(rows, id.event)?.filter(|h| h.settings.enabled) else { return apply_hold(rows) };
-    if let Some(refused) = refusal(&head, admission, user, at) {
+    let watermark_kept = rows.get(&keys::event(id.event))?.is_some();
+    if let Some(refused) = refusal(&head, admission, user, at, watermark_kept) {
         return Ok(refused);
     }
     match read::<SlotRow, _>(rows, &keys::slot(id.event, &admission.place))? {
