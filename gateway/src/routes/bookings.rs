@@ -92,23 +92,26 @@ pub async fn create<C: Cluster>(
                     return Err(Problem::invalid(format!("event {event} has no section `{name}`")));
                 }
             }
-            let (section, max_price_cents) = (body.section, body.max_price);
-            let order = best_available_order(&parts, &map, section.as_deref(), max_price_cents, user);
-            let mut outcome = Outcome::NoSeats;
-            // Each part's group picks among its own seats; the next is asked only if it has none.
-            for part in order {
+            let order = best_available_order(&parts, &map, body.section.as_deref(), body.max_price, user);
+            let hold = |part| {
                 let booking = parts.booking_id(part, rand::random());
-                let command = Command::HoldBest {
+                let (section, max_price_cents, idempotency) =
+                    (body.section.clone(), body.max_price, idempotency.clone());
+                Command::HoldBest {
                     booking,
                     user,
                     quantity,
-                    section: section.clone(),
+                    section,
                     max_price_cents,
                     ttl_ms,
                     fan_tickets_max,
-                    idempotency: idempotency.clone(),
-                };
-                let command = under_admission(&state, event, home, user, &headers, command).await?;
+                    idempotency,
+                }
+            };
+            let mut outcome = Outcome::NoSeats;
+            // Each part's group picks among its own seats; the next is asked only if it has none.
+            for part in order {
+                let command = under_admission(&state, event, home, user, &headers, hold(part)).await?;
                 outcome = state.write(parts.groups[part as usize], command).await?;
                 if outcome != Outcome::NoSeats {
                     break;

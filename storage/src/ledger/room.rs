@@ -575,9 +575,13 @@ fn take_place(rows: &mut impl Rows, at: Millis, admission: &Admission, held: &Bo
         return Ok(());
     }
     let Some(mut room) = load(rows, held.event)? else { return Ok(()) };
-    let slot =
-        SlotRow { booking: held.id, bucket: end_bucket(at, admission.expires_at.max(held.held_until)), ended: false };
     let counted = end_bucket(at, admission.expires_at);
+    // A hold made within the admission's last bucket finds the fan counted as done (ticks count
+    // only later buckets, and may have admitted someone in its place): as with a payment, the
+    // hold must not count the fan again without a tick's headroom.
+    let shops_on = counted > bucket(at);
+    let ends_in = if shops_on { end_bucket(at, admission.expires_at.max(held.held_until)) } else { counted };
+    let slot = SlotRow { booking: held.id, bucket: ends_in, ended: false };
     if slot.bucket != counted {
         take_end(&mut room.ends, counted, 1);
         add_end(&mut room.ends, slot.bucket, 1);

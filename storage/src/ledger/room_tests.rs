@@ -573,6 +573,22 @@ fn a_payment_does_not_bring_back_a_fan_whose_shopping_the_room_counts_as_ended()
 }
 
 #[test]
+fn a_hold_does_not_bring_back_a_fan_whose_shopping_the_room_counts_as_ended() {
+    // The admission's last bucket: ticks count the fan as done, yet the admission still holds
+    // for the rest of it. A hold made then must not count the fan again until it ends.
+    let (mut rows, places, expires) = admitted_room(1, 100, 60_000);
+    let at = (expires / ROOM_BUCKET_MS) * ROOM_BUCKET_MS;
+    assert!(at < expires, "within the admission");
+    assert_eq!(room(&rows).shopping(at), 0, "counted as done within its last bucket");
+    let long = fan_one_holds_for(120_000);
+    assert!(matches!(apply(&admitted(places[0], 1, expires, long), at, &mut rows).unwrap(), Outcome::Held(_)));
+    assert_eq!(room(&rows).shopping(at + 30_000), 0, "the hold did not bring the fan back");
+    let release = Command::Release { booking: booking(1), user: 1 };
+    assert!(matches!(apply(&release, at + 40_000, &mut rows).unwrap(), Outcome::Released(_)));
+    assert_eq!(room(&rows).shopping(at + 40_000), 0, "and its release takes nobody else's count");
+}
+
+#[test]
 fn the_shopping_limit_stops_admissions_until_fans_are_done() {
     // 6,000/min: 100 a second, but at most 50 shopping; an admission lasts 10 minutes.
     let mut sim = Sim::new(&settings(6_000, 50, 600_000), vec![Line::new(1, (0..400).map(|s| onsale_place(1, s)))]);
