@@ -2,7 +2,7 @@
 
 use model::{Command, EventParts, Outcome, Placement, Row, Seat, SeatMap, Section};
 
-use super::tests::{event, MapRows};
+use super::tests::{event, held, MapRows};
 use super::*;
 
 /// Four rows of five seats, the first two at 80.00, the last two at 40.00.
@@ -43,13 +43,6 @@ fn hold_best(booking: u64, quantity: u32) -> Command {
         ttl_ms: 60_000,
         fan_tickets_max: 0,
         idempotency: None,
-    }
-}
-
-fn held(outcome: Outcome) -> Vec<u32> {
-    match outcome {
-        Outcome::Held(booking) => booking.tickets,
-        other => panic!("expected a hold, got {other:?}"),
     }
 }
 
@@ -120,16 +113,7 @@ fn a_part_out_of_the_events_tickets_is_refused() {
 
 /// A waiting room opened at time 0, admitting fans for a minute.
 fn room_settings() -> model::room::RoomSettings {
-    model::room::RoomSettings {
-        enabled: true,
-        on_sale_at: 0,
-        rate_per_min: 600,
-        shopping_max: 100,
-        admission_ms: 60_000,
-        pow_bits: 0,
-        paused: false,
-        abandon_ms: 60_000,
-    }
+    model::room::RoomSettings { on_sale_at: 0, ..super::room_tests::settings(600, 100, 60_000) }
 }
 
 fn admitted(booking: u64, seq: u64, tickets: &[u32]) -> Command {

@@ -550,7 +550,8 @@ pub fn admitted<R: Rows>(
         return Ok(Outcome::Rejected("an admission goes with a hold".into()));
     };
     let Some(head) = head(rows, id.event)?.filter(|h| h.settings.enabled) else { return apply_hold(rows) };
-    let watermark_kept = rows.get(&keys::event(id.event))?.is_some();
+    // Only an event in parts needs the look: its other groups keep no record of it.
+    let watermark_kept = rows.part_tickets(id.event)?.is_none() || rows.get(&keys::event(id.event))?.is_some();
     if let Some(refused) = refusal(&head, admission, user, at, watermark_kept) {
         return Ok(refused);
     }

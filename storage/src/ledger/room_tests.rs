@@ -20,7 +20,7 @@ const ONSALE: Millis = 1_000_000;
 const KEY: [u8; 16] = [7; 16];
 const SEATS: usize = 200;
 
-fn settings(rate_per_min: u32, shopping_max: u32, admission_ms: u64) -> RoomSettings {
+pub fn settings(rate_per_min: u32, shopping_max: u32, admission_ms: u64) -> RoomSettings {
     RoomSettings {
         enabled: true,
         on_sale_at: ONSALE,

@@ -267,7 +267,7 @@ fn best(booking: BookingId, quantity: u32, section: Option<&str>, max: Option<u6
     }
 }
 
-fn held(outcome: Outcome) -> Vec<u32> {
+pub fn held(outcome: Outcome) -> Vec<u32> {
     match outcome {
         Outcome::Held(b) => b.tickets,
         other => panic!("expected a hold, got {other:?}"),
